@@ -1,0 +1,99 @@
+//! Ingest settings (`[ingest]` and `[ledger]` in `meterline.toml`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Streams, consumer and batching.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// JetStream stream receiving usage events.
+    pub stream: String,
+    /// Subject prefix: the stream captures `<prefix>.>`, `events publish` sends to `<prefix>.events`.
+    pub subject_prefix: String,
+    /// Dead-letter stream.
+    pub dlq_stream: String,
+    /// Dead-letter subject prefix: dead letters go to `<prefix>.<field>`.
+    pub dlq_subject_prefix: String,
+    /// Durable pull consumer name.
+    pub consumer: String,
+    /// Ledger rows per segment at most; a segment is written when reached.
+    pub segment_max_events: usize,
+    /// Longest wait for a segment to fill before it is written anyway (ms).
+    pub linger_ms: u64,
+    /// JetStream ack wait (s): unacked messages are redelivered after this.
+    pub ack_wait_secs: u64,
+    /// With `--until-idle`: how long without messages counts as idle (ms).
+    pub idle_timeout_ms: u64,
+    /// JetStream duplicate window for `Nats-Msg-Id` (s); exact dedup does not depend on it.
+    pub duplicate_window_secs: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            stream: "USAGE".into(),
+            subject_prefix: "usage".into(),
+            dlq_stream: "USAGE_DLQ".into(),
+            dlq_subject_prefix: "usage_dlq".into(),
+            consumer: "ingest".into(),
+            segment_max_events: 100_000,
+            linger_ms: 500,
+            ack_wait_secs: 30,
+            idle_timeout_ms: 1_000,
+            duplicate_window_secs: 120,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Subject that `events publish` sends to.
+    pub fn publish_subject(&self) -> String {
+        format!("{}.events", self.subject_prefix)
+    }
+
+    /// Linger as a duration.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+
+    /// Checks values that would make ingest misbehave.
+    pub fn validate(&self) -> Result<(), String> {
+        for (field, v) in [("ingest.stream", &self.stream), ("ingest.dlq_stream", &self.dlq_stream), ("ingest.consumer", &self.consumer)] {
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(format!("{field} = {v:?}: use letters, digits, '_' or '-'"));
+            }
+        }
+        for (field, v) in [("ingest.subject_prefix", &self.subject_prefix), ("ingest.dlq_subject_prefix", &self.dlq_subject_prefix)] {
+            if v.is_empty() || v.contains([' ', '*', '>']) || v.ends_with('.') {
+                return Err(format!("{field} = {v:?}: must be a plain subject like \"usage\""));
+            }
+        }
+        if self.subject_prefix == self.dlq_subject_prefix || self.dlq_subject_prefix.starts_with(&format!("{}.", self.subject_prefix)) {
+            return Err(format!("ingest.dlq_subject_prefix = {:?} must not overlap ingest.subject_prefix", self.dlq_subject_prefix));
+        }
+        if self.segment_max_events == 0 {
+            return Err("ingest.segment_max_events = 0: must be at least 1".into());
+        }
+        if self.ack_wait_secs == 0 {
+            return Err("ingest.ack_wait_secs = 0: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where ledger segments are written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// A local directory (created when missing). Object-store URLs (`s3://…`) are planned.
+    pub path: PathBuf,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig { path: PathBuf::from(".local/ledger") }
+    }
+}

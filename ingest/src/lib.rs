@@ -1,0 +1,28 @@
+//! Ingest: JetStream → validation → exact dedup → durable Parquet ledger segments → ack.
+//!
+//! # Layout
+//! - [`config`]: stream, consumer and batching settings; the ledger location.
+//! - [`streams`]: creating the usage and dead-letter streams and the durable consumer.
+//! - [`validate`]: decoding a message into events and checking them against the meters.
+//! - [`dedup`]: the exact (source, id) index, rebuilt from the ledger at start.
+//! - [`segment`]: Arrow batch building and atomic, fsynced Parquet segment writes.
+//! - [`dlq`]: dead letters with their reason.
+//! - [`pipeline`]: the consume loop; acks only after segments and dead letters are durable.
+//! - [`publish`]: publishing CloudEvents files to the usage stream.
+//! - [`failpoint`]: crash injection for tests.
+//! - [`error`]: the crate's error type and the transient/permanent split.
+
+pub mod config;
+pub mod dedup;
+pub mod dlq;
+pub mod error;
+pub mod failpoint;
+pub mod pipeline;
+pub mod publish;
+pub mod segment;
+pub mod streams;
+pub mod validate;
+
+pub use config::{IngestConfig, LedgerConfig};
+pub use error::{Error, Result};
+pub use pipeline::{IngestCounters, IngestReport, run};

@@ -1,0 +1,246 @@
+//! Ledger segments: Arrow batches written as Parquet through `object_store`, atomically and
+//! durably, and read back to rebuild the dedup index.
+//!
+//! A segment is named `month=YYYY-MM/seg-<first stream seq>-<last stream seq>-<content hash>.parquet`.
+//! The content hash (xxh3-64 over its event keys) makes a name identify its content, so writing
+//! is create-only: if the name exists, the same rows are already durable and the write succeeds
+//! without touching it. Object stores write atomically (local: staging file + link); on local
+//! disks the file and its directory are fsynced before the write returns, and acks wait for it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Decimal128Builder, FixedSizeBinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use meterline_schemas::ledger::{self, VALUE_PRECISION, VALUE_SCALE};
+use meterline_schemas::money::to_scaled_i128;
+use meterline_schemas::period::PeriodLabel;
+
+use crate::config::LedgerConfig;
+use crate::dedup::DedupIndex;
+use crate::error::{Error, Result};
+use crate::validate::Accepted;
+
+/// The ledger store.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    store: Arc<LocalFileSystem>,
+    root: PathBuf,
+}
+
+/// One segment ready to write.
+#[derive(Debug)]
+pub struct Segment {
+    /// Path relative to the ledger root.
+    pub name: String,
+    /// Its rows.
+    pub batch: RecordBatch,
+}
+
+/// What rebuilding the dedup index found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Segments read.
+    pub segments: usize,
+    /// Keys loaded (distinct).
+    pub keys: usize,
+    /// Unreadable segments moved to `quarantine/` (their events were never acked, so JetStream
+    /// redelivers them).
+    pub quarantined: Vec<String>,
+}
+
+impl Ledger {
+    /// Opens (creating when missing) the ledger directory.
+    pub fn open(cfg: &LedgerConfig) -> Result<Ledger> {
+        std::fs::create_dir_all(&cfg.path).map_err(|e| Error::Ledger(format!("create {}: {e}", cfg.path.display())))?;
+        let root = cfg.path.canonicalize().map_err(|e| Error::Ledger(format!("{}: {e}", cfg.path.display())))?;
+        let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| Error::Ledger(format!("{}: {e}", root.display())))?;
+        Ok(Ledger { store: Arc::new(store), root })
+    }
+
+    /// The ledger's local root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes a segment durably; returns its size in bytes.
+    pub async fn write(&self, seg: &Segment) -> Result<usize> {
+        let bytes = encode(&seg.batch)?;
+        let size = bytes.len();
+        let path = StorePath::from(seg.name.as_str());
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&path, bytes.into(), opts).await {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                tracing::info!(segment = %seg.name, "segment already durable (same content); not rewritten");
+            }
+            Err(e) => return Err(Error::Ledger(format!("write {}: {e}", seg.name))),
+        }
+        let file = self.root.join(&seg.name);
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            std::fs::File::open(root)?.sync_all()
+        })
+        .await
+        .map_err(|e| Error::Ledger(format!("fsync task: {e}")))?
+        .map_err(|e| Error::Ledger(format!("fsync {}: {e}", seg.name)))?;
+        Ok(size)
+    }
+
+    /// Names of all segments, sorted.
+    pub async fn list(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_filter(|n| futures::future::ready(n.ends_with(".parquet") && !n.starts_with("quarantine/")))
+            .try_collect()
+            .await
+            .map_err(|e| Error::Ledger(format!("list: {e}")))?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Loads the event keys of every segment into `index`. A segment that cannot be read (torn by
+    /// a power loss before its fsync completed, hence never acked) is moved to `quarantine/`.
+    pub async fn rebuild(&self, index: &mut DedupIndex) -> Result<RebuildReport> {
+        let mut report = RebuildReport::default();
+        for name in self.list().await? {
+            let bytes = self.store.get(&StorePath::from(name.as_str())).await.map_err(|e| Error::Ledger(format!("read {name}: {e}")))?.bytes().await;
+            let keys = bytes.map_err(|e| Error::Ledger(format!("read {name}: {e}"))).and_then(|b| read_keys(&name, b));
+            match keys {
+                Ok(keys) => {
+                    index.extend(keys);
+                    report.segments += 1;
+                }
+                Err(e) => {
+                    tracing::error!(segment = %name, error = %e, "unreadable ledger segment moved to quarantine; its events will be redelivered");
+                    let to = StorePath::from(format!("quarantine/{}", name.replace('/', "_")));
+                    self.store.rename(&StorePath::from(name.as_str()), &to).await.map_err(|e| Error::Ledger(format!("quarantine {name}: {e}")))?;
+                    report.quarantined.push(name);
+                }
+            }
+        }
+        report.keys = index.len();
+        Ok(report)
+    }
+}
+
+fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4);
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(|e| Error::Encoding(e.to_string()))?;
+    w.write(batch).map_err(|e| Error::Encoding(e.to_string()))?;
+    w.close().map_err(|e| Error::Encoding(e.to_string()))?;
+    Ok(buf)
+}
+
+fn read_keys(name: &str, bytes: Bytes) -> Result<Vec<u128>> {
+    let err = |e: &dyn std::fmt::Display| Error::Segment { path: name.to_owned(), message: e.to_string() };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
+    let idx = builder
+        .schema()
+        .index_of(ledger::col::EVENT_KEY)
+        .map_err(|e| err(&e))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
+    let reader = builder.with_projection(mask).build().map_err(|e| err(&e))?;
+    let mut keys = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| err(&e))?;
+        let col = batch.column(0).as_any().downcast_ref::<arrow::array::FixedSizeBinaryArray>().ok_or_else(|| err(&"event_key is not FixedSizeBinary(16)"))?;
+        for v in col.iter().flatten() {
+            let arr: [u8; 16] = v.try_into().map_err(|_| err(&"event_key is not 16 bytes"))?;
+            keys.push(u128::from_be_bytes(arr));
+        }
+    }
+    Ok(keys)
+}
+
+/// Builds the segments (one per event month) for accepted events of one batch of messages.
+pub fn build_segments(accepted: &[&Accepted], first_seq: u64, last_seq: u64, ingested_at: DateTime<Utc>) -> Result<Vec<Segment>> {
+    let mut by_month: BTreeMap<PeriodLabel, Vec<&Accepted>> = BTreeMap::new();
+    for a in accepted {
+        by_month.entry(PeriodLabel::containing(a.event.time)).or_default().push(a);
+    }
+    let mut out = Vec::with_capacity(by_month.len());
+    for (month, events) in by_month {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for a in &events {
+            h.update(&a.key.to_be_bytes());
+        }
+        let name = format!("month={month}/seg-{first_seq:012}-{last_seq:012}-{:016x}.parquet", h.digest());
+        let batch = build_batch(&events, &name, ingested_at)?;
+        out.push(Segment { name, batch });
+    }
+    Ok(out)
+}
+
+fn build_batch(events: &[&Accepted], segment: &str, ingested_at: DateTime<Utc>) -> Result<RecordBatch> {
+    let rows: usize = events.iter().map(|a| a.values.len()).sum();
+    let mut key = FixedSizeBinaryBuilder::with_capacity(rows, 16);
+    let mut id = StringBuilder::with_capacity(rows, rows * 16);
+    let mut source = StringBuilder::with_capacity(rows, rows * 16);
+    let mut customer = StringBuilder::with_capacity(rows, rows * 16);
+    let mut meter = StringBuilder::with_capacity(rows, rows * 12);
+    let mut time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+    let mut value = Decimal128Builder::with_capacity(rows)
+        .with_precision_and_scale(VALUE_PRECISION, VALUE_SCALE)
+        .map_err(|e| Error::Encoding(e.to_string()))?;
+    let mut unique = StringBuilder::new();
+    let mut group = StringBuilder::new();
+    let mut seg = StringBuilder::with_capacity(rows, rows * segment.len());
+    let mut ingested = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+    let mut data = StringBuilder::with_capacity(rows, rows * 64);
+    let at = ingested_at.timestamp_micros();
+    for a in events {
+        let e = &a.event;
+        for (m, v) in &a.values {
+            key.append_value(a.key.to_be_bytes()).map_err(|e| Error::Encoding(e.to_string()))?;
+            id.append_value(&e.id);
+            source.append_value(&e.source);
+            customer.append_value(&e.subject);
+            meter.append_value(m);
+            time.append_value(e.time.timestamp_micros());
+            match v.value {
+                Some(d) => value.append_value(to_scaled_i128(d, "ledger value Decimal(38, 9)")?),
+                None => value.append_null(),
+            }
+            unique.append_option(v.unique.as_deref());
+            group.append_value(&v.group_key);
+            seg.append_value(segment);
+            ingested.append_value(at);
+            data.append_value(e.data.get());
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(key.finish()),
+        Arc::new(id.finish()),
+        Arc::new(source.finish()),
+        Arc::new(customer.finish()),
+        Arc::new(meter.finish()),
+        Arc::new(time.finish()),
+        Arc::new(value.finish()),
+        Arc::new(unique.finish()),
+        Arc::new(group.finish()),
+        Arc::new(seg.finish()),
+        Arc::new(ingested.finish()),
+        Arc::new(data.finish()),
+    ];
+    RecordBatch::try_new(ledger::schema(), columns).map_err(|e| Error::Encoding(e.to_string()))
+}

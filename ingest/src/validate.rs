@@ -1,0 +1,76 @@
+//! Decoding a message into events and checking each against the meters.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use meterline_schemas::event::{EventError, UsageEvent, decode_message};
+use meterline_schemas::ledger::event_key;
+use meterline_schemas::meter::{Meter, MeterValue};
+
+/// An accepted event with what it contributes to each of its meters.
+#[derive(Debug)]
+pub struct Accepted {
+    /// Dedup key of (source, id).
+    pub key: u128,
+    /// The event.
+    pub event: UsageEvent,
+    /// (meter key, value) per matching meter.
+    pub values: Vec<(String, MeterValue)>,
+}
+
+/// A refused event: its JSON text and why.
+#[derive(Debug)]
+pub struct Refused {
+    /// The event's own JSON text (or the whole body when it is not JSON).
+    pub raw: String,
+    /// Position of the event in its message (0 for single events).
+    pub index: usize,
+    /// The reason.
+    pub error: EventError,
+}
+
+/// Meters indexed by event type.
+#[derive(Debug, Default)]
+pub struct Validator {
+    by_type: HashMap<String, Vec<Meter>>,
+}
+
+impl Validator {
+    /// Builds the index from the catalog's meters.
+    pub fn new(by_type: HashMap<String, Vec<Meter>>) -> Self {
+        Validator { by_type }
+    }
+
+    /// Decodes one message body and checks every event in it.
+    pub fn check(&self, body: &[u8], accepted: &mut Vec<Accepted>, refused: &mut Vec<Refused>) {
+        for (index, d) in decode_message(body).into_iter().enumerate() {
+            match d.result.and_then(|e| self.check_event(e)) {
+                Ok(a) => accepted.push(a),
+                Err(error) => refused.push(Refused { raw: d.raw.to_owned(), index, error }),
+            }
+        }
+    }
+
+    fn check_event(&self, event: UsageEvent) -> Result<Accepted, EventError> {
+        let meters = self
+            .by_type
+            .get(&event.event_type)
+            .ok_or_else(|| EventError::new("type", format!("{:?}", event.event_type), "matches no meter in the catalog"))?;
+        let mut values = Vec::with_capacity(meters.len());
+        for m in meters {
+            values.push((m.key.clone(), m.extract(&event.data)?));
+        }
+        check_time(event.time)?;
+        Ok(Accepted { key: event_key(&event.source, &event.id), event, values })
+    }
+}
+
+/// Event times must be representable in the ledger and in ClickHouse `DateTime` (1970–2105).
+fn check_time(t: DateTime<Utc>) -> Result<(), EventError> {
+    let s = t.timestamp();
+    if !(0..=i64::from(u32::MAX)).contains(&s) {
+        return Err(EventError::new("time", format!("{:?}", t.to_rfc3339()), "is outside 1970-01-01..2106-02-07"));
+    }
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! The period close: catalog + ledger + period → invoices in ClickHouse.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use meterline_schemas::catalog::Catalog;
+use meterline_schemas::clickhouse::ClickHouse;
+use meterline_schemas::money::RoundingMode;
+use meterline_schemas::period::PeriodLabel;
+
+use crate::build::{Invoice, build_invoices};
+use crate::error::Result;
+use crate::writer::{WriteSummary, write_invoices};
+
+/// What a close did and how long it took.
+#[derive(Debug, Clone)]
+pub struct CloseReport {
+    /// The invoices computed (whether or not newly written).
+    pub invoices: Vec<Invoice>,
+    /// Ledger rows aggregated into usage lines.
+    pub events_rated: u64,
+    /// Time spent aggregating and pricing.
+    pub rate_time: Duration,
+    /// Time spent writing to ClickHouse.
+    pub write_time: Duration,
+    /// What the write did.
+    pub write: WriteSummary,
+}
+
+/// Closes `label`: rates every active subscription from the ledger at `ledger_root`, builds the
+/// invoices and writes what is not stored yet.
+pub async fn close_period(ch: &ClickHouse, ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<CloseReport> {
+    let t0 = Instant::now();
+    let rated = meterline_rater::rate_period(ledger_root, catalog, label).await?;
+    let events_rated = rated.iter().flat_map(|r| r.usage.iter()).map(|u| u.event_count).sum();
+    let invoices = build_invoices(&rated, catalog, label, rounding)?;
+    let rate_time = t0.elapsed();
+    let t1 = Instant::now();
+    let write = write_invoices(ch, &label.to_string(), &invoices).await?;
+    let write_time = t1.elapsed();
+    tracing::info!(period = %label, invoices = invoices.len(), inserted = write.inserted, unchanged = write.unchanged,
+        conflicts = write.conflicts.len(), "period closed");
+    Ok(CloseReport { invoices, events_rated, rate_time, write_time, write })
+}

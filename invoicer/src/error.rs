@@ -1,0 +1,39 @@
+//! The error type of the `invoicer` crate.
+
+/// Errors raised while closing a period.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Rating failed.
+    #[error(transparent)]
+    Rate(#[from] meterline_rater::Error),
+    /// Shared-type failure (catalog, ClickHouse connection, decimal range).
+    #[error(transparent)]
+    Schemas(#[from] meterline_schemas::Error),
+    /// ClickHouse query or insert failed.
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    /// The catalog lacks something an invoice needs.
+    #[error("{0}")]
+    Catalog(String),
+    /// A decimal computation overflowed.
+    #[error("decimal overflow computing {0}")]
+    Overflow(String),
+    /// JSON encoding of a line breakdown failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::ClickHouse(_) => true,
+            Error::Schemas(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,19 @@
+//! Invoicing: closing a billing period into invoices stored in ClickHouse.
+//!
+//! # Layout
+//! - [`build`]: rated usage → invoices and lines (recurring fees with proration, usage lines,
+//!   tax by jurisdiction), each line rounded once; deterministic ids and content hashes.
+//! - [`ids`]: deterministic invoice ids.
+//! - [`writer`]: idempotent writes to `invoices` / `invoice_lines` and reading them back.
+//! - [`close`]: the period close: catalog + ledger + period → rows in ClickHouse.
+//! - [`error`]: the crate's error type.
+
+pub mod build;
+pub mod close;
+pub mod error;
+pub mod ids;
+pub mod writer;
+
+pub use build::{Invoice, build_invoices};
+pub use close::{CloseReport, close_period};
+pub use error::{Error, Result};

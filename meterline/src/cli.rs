@@ -1,0 +1,150 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Usage metering, rating and invoicing.
+#[derive(Debug, Parser)]
+#[command(name = "meterline", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./meterline.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More logging (-v info, -vv debug). METERLINE_LOG overrides (tracing filter syntax).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The default log filter for the verbosity.
+    pub fn log_filter(&self) -> &'static str {
+        match self.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    }
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the ClickHouse database and apply pending migrations (idempotent).
+    Migrate,
+    /// Manage the catalog (meters, plans, customers, subscriptions, tax rates).
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Work with usage events.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Consume usage events into the ledger.
+    Ingest(IngestArgs),
+    /// Close a billing period into invoices.
+    Close(CloseArgs),
+    /// Read invoices.
+    #[command(subcommand)]
+    Invoices(InvoicesCommand),
+    /// Run the whole pipeline on local services with synthetic data.
+    Demo(DemoArgs),
+}
+
+/// `catalog …`.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Validate a catalog file (YAML, TOML or JSON) and store it.
+    Apply {
+        /// The catalog file.
+        file: PathBuf,
+        /// Only validate against the stored catalog; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the stored catalog.
+    Show {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// `events …`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Publish CloudEvents from an NDJSON file (one event or one batch array per line).
+    Publish {
+        /// The file.
+        file: PathBuf,
+        /// Publishes awaiting their JetStream ack at once.
+        #[arg(long, default_value_t = 1024)]
+        in_flight: usize,
+    },
+}
+
+/// `ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Exit once the stream is drained and every message is acked.
+    #[arg(long)]
+    pub until_idle: bool,
+}
+
+/// `close`.
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    /// Period to close, `YYYY-MM`.
+    #[arg(long)]
+    pub period: String,
+}
+
+/// `invoices …`.
+#[derive(Debug, Subcommand)]
+pub enum InvoicesCommand {
+    /// List the invoices of a period.
+    List {
+        /// Period, `YYYY-MM`.
+        #[arg(long)]
+        period: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Include each invoice's lines (json only).
+        #[arg(long)]
+        lines: bool,
+    },
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Customers to generate.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: usize,
+    /// Usage events to generate (before duplicates, invalid and late events are mixed in).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+    /// The period to generate and close.
+    #[arg(long, default_value = "2026-10")]
+    pub period: String,
+    /// Random seed: the same seed gives the same data and the same invoices.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output folder (catalog, events, ledger).
+    #[arg(long, default_value = "out/demo")]
+    pub out: PathBuf,
+    /// Do not start local services (they must already run).
+    #[arg(long)]
+    pub no_services: bool,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Table,
+    /// JSON for programs.
+    Json,
+}

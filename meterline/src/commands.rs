@@ -1,0 +1,28 @@
+//! One module per subcommand; [`run`] dispatches.
+
+mod catalog;
+mod close;
+mod events;
+mod ingest;
+mod invoices;
+mod migrate;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+
+pub use close::close;
+pub use ingest::ingest;
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Migrate => migrate::run(&cfg).await,
+        Command::Catalog(c) => catalog::run(&cfg, c).await,
+        Command::Events(c) => events::run(&cfg, c).await,
+        Command::Ingest(a) => ingest::run(&cfg, a).await,
+        Command::Close(a) => close::run(&cfg, a).await,
+        Command::Invoices(c) => invoices::run(&cfg, c).await,
+        Command::Demo(a) => crate::demo::run(cfg, a).await,
+    }
+}

@@ -1,0 +1,81 @@
+//! `meterline catalog apply|show`.
+
+use comfy_table::Table;
+
+use meterline_schemas::catalog::{Catalog, CatalogFile};
+
+use crate::cli::{CatalogCommand, Format};
+use crate::config::Config;
+use crate::connect;
+
+pub async fn run(cfg: &Config, cmd: CatalogCommand) -> anyhow::Result<()> {
+    let (client, js) = connect::nats(cfg).await?;
+    let store = connect::catalog(cfg, &js).await?;
+    match cmd {
+        CatalogCommand::Apply { file, dry_run } => {
+            let parsed = CatalogFile::read(&file)?;
+            if dry_run {
+                let stored = store.load().await?;
+                let c = parsed.validate(&stored)?;
+                println!("{}: valid ({})", file.display(), counts(&c));
+            } else {
+                let summary = store.apply(&parsed).await?;
+                let fmt = |m: &std::collections::BTreeMap<&str, usize>| m.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ");
+                println!("{}: applied; written: [{}], unchanged: [{}]", file.display(), fmt(&summary.written), fmt(&summary.unchanged));
+            }
+        }
+        CatalogCommand::Show { format } => {
+            let c = store.load().await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&catalog_json(&c))?),
+                Format::Table => print_tables(&c),
+            }
+        }
+    }
+    client.flush().await?;
+    Ok(())
+}
+
+fn counts(c: &Catalog) -> String {
+    format!(
+        "{} meters, {} plan versions, {} customers, {} subscriptions, {} tax rates",
+        c.meters.len(),
+        c.plans.len(),
+        c.customers.len(),
+        c.subscriptions.len(),
+        c.tax_rates.len()
+    )
+}
+
+fn catalog_json(c: &Catalog) -> serde_json::Value {
+    serde_json::json!({
+        "meters": c.meters.values().collect::<Vec<_>>(),
+        "tax_rates": c.tax_rates.values().collect::<Vec<_>>(),
+        "plans": c.plans.values().collect::<Vec<_>>(),
+        "customers": c.customers.values().collect::<Vec<_>>(),
+        "subscriptions": c.subscriptions.values().collect::<Vec<_>>(),
+    })
+}
+
+fn print_tables(c: &Catalog) {
+    let mut t = Table::new();
+    t.set_header(["meter", "event type", "aggregation", "value", "group by"]);
+    for m in c.meters.values() {
+        t.add_row([m.key.clone(), m.event_type.clone(), m.aggregation.to_string(), m.value.clone().unwrap_or_default(), m.group_by.keys().cloned().collect::<Vec<_>>().join(",")]);
+    }
+    println!("{t}");
+    let mut t = Table::new();
+    t.set_header(["plan", "version", "currency", "recurring fee", "prices"]);
+    for p in c.plans.values() {
+        let prices = p.prices.iter().map(|x| format!("{}:{}", x.meter, x.model.name())).collect::<Vec<_>>().join(", ");
+        t.add_row([p.plan.clone(), p.version.to_string(), p.currency.to_string(), p.recurring_fee.map(|f| f.to_string()).unwrap_or_default(), prices]);
+    }
+    println!("{t}");
+    let mut t = Table::new();
+    t.set_header(["jurisdiction", "name", "rate"]);
+    for r in c.tax_rates.values() {
+        t.add_row([r.jurisdiction.clone(), r.name.clone(), r.rate.to_string()]);
+    }
+    println!("{t}");
+    println!("{}", counts(c));
+}

@@ -1,0 +1,21 @@
+//! `meterline events publish`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use crate::cli::EventsCommand;
+use crate::config::Config;
+use crate::connect;
+
+pub async fn run(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<()> {
+    let EventsCommand::Publish { file, in_flight } = cmd;
+    let (client, js) = connect::nats(cfg).await?;
+    meterline_ingest::streams::ensure_streams(&js, &cfg.ingest).await?;
+    let t = Instant::now();
+    let n = meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &file, in_flight.max(1), Arc::new(AtomicU64::new(0))).await?;
+    client.flush().await?;
+    let secs = t.elapsed().as_secs_f64();
+    println!("published {n} messages from {} to {} in {secs:.2}s ({:.0} msg/s)", file.display(), cfg.ingest.publish_subject(), n as f64 / secs.max(1e-9));
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! `meterline ingest`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use meterline_ingest::segment::Ledger;
+use meterline_ingest::{IngestCounters, IngestReport};
+
+use crate::cli::IngestArgs;
+use crate::config::Config;
+use crate::connect;
+
+pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("interrupt: finishing the current batch and stopping");
+            s.cancel();
+        }
+    });
+    let report = ingest(cfg, args.until_idle, Arc::new(IngestCounters::default()), shutdown).await?;
+    println!(
+        "ingested {} messages: {} events to the ledger, {} duplicates dropped, {} dead-lettered, {} segments ({:.2}s)",
+        report.messages,
+        report.valid,
+        report.duplicates,
+        report.invalid,
+        report.segments,
+        report.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs ingest with the stored catalog.
+pub async fn ingest(cfg: &Config, until_idle: bool, counters: Arc<IngestCounters>, shutdown: CancellationToken) -> anyhow::Result<IngestReport> {
+    let (client, js) = connect::nats(cfg).await?;
+    let catalog = connect::catalog(cfg, &js).await?.load().await?;
+    anyhow::ensure!(!catalog.meters.is_empty(), "the catalog has no meters: apply a catalog first (`meterline catalog apply <file>`)");
+    let ledger = Ledger::open(&cfg.ledger)?;
+    let report = meterline_ingest::run(&js, &cfg.ingest, &ledger, &catalog, until_idle, counters, shutdown).await?;
+    client.flush().await?;
+    Ok(report)
+}

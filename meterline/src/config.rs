@@ -1,0 +1,141 @@
+//! Layered configuration.
+//!
+//! Layers, lowest priority first:
+//! 1. embedded defaults ([`Config::default`], the same values as `deploy/examples/meterline.toml`);
+//! 2. the file: `--config <path>`, else `meterline.toml` in the working directory if present;
+//! 3. environment variables `METERLINE__<SECTION>__<KEY>`, e.g. `METERLINE__NATS__URL`;
+//! 4. command-line flags of the subcommand.
+//!
+//! Unknown keys are errors, and [`Config::validate`] checks values before anything starts.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use meterline_ingest::{IngestConfig, LedgerConfig};
+use meterline_schemas::clickhouse::{ClickHouseConfig, Secret};
+use meterline_schemas::money::RoundingMode;
+
+/// All settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// NATS connection.
+    pub nats: NatsConfig,
+    /// ClickHouse connection.
+    pub clickhouse: ClickHouseConfig,
+    /// Ledger location.
+    pub ledger: LedgerConfig,
+    /// Ingest streams and batching.
+    pub ingest: IngestConfig,
+    /// Catalog buckets.
+    pub catalog: CatalogConfig,
+    /// Billing rules.
+    pub billing: BillingConfig,
+}
+
+/// `[nats]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated.
+    pub url: String,
+    /// Optional `.creds` file (JWT + NKey) for authentication.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// `[catalog]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Prefix of the key-value bucket names.
+    pub bucket_prefix: String,
+}
+
+/// `[billing]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Line rounding mode: `half_even`, `half_up`, `up` or `down`.
+    pub rounding: RoundingMode,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats: NatsConfig { url: "nats://127.0.0.1:14222".into(), credentials_file: None },
+            clickhouse: ClickHouseConfig { url: "http://127.0.0.1:18123".into(), database: "meterline".into(), user: "default".into(), password: Secret::default() },
+            ledger: LedgerConfig::default(),
+            ingest: IngestConfig::default(),
+            catalog: CatalogConfig { bucket_prefix: "meterline_catalog_".into() },
+            billing: BillingConfig { rounding: RoundingMode::HalfEven },
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the file, then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => {
+                anyhow::ensure!(f.exists(), "config file {} does not exist", f.display());
+                fig = fig.merge(Toml::file_exact(f));
+            }
+            None if Path::new("meterline.toml").exists() => fig = fig.merge(Toml::file_exact("meterline.toml")),
+            None => {}
+        }
+        let cfg: Config = fig.merge(Env::prefixed("METERLINE__").split("__")).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.nats.url.starts_with("nats://") || self.nats.url.starts_with("tls://"), "nats.url = {:?}: expected nats://host:port", self.nats.url);
+        anyhow::ensure!(
+            self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://"),
+            "clickhouse.url = {:?}: expected http(s)://host:port",
+            self.clickhouse.url
+        );
+        anyhow::ensure!(
+            !self.clickhouse.database.is_empty() && self.clickhouse.database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "clickhouse.database = {:?}: use letters, digits and '_'",
+            self.clickhouse.database
+        );
+        anyhow::ensure!(
+            !self.catalog.bucket_prefix.is_empty() && self.catalog.bucket_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "catalog.bucket_prefix = {:?}: use letters, digits, '_' or '-'",
+            self.catalog.bucket_prefix
+        );
+        self.ingest.validate().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_matches_defaults_and_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/meterline.toml");
+        let from_file: Config = Figment::from(Toml::file_exact(&path)).extract().unwrap();
+        assert_eq!(serde_json::to_value(&from_file).unwrap(), serde_json::to_value(Config::default()).unwrap());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let bad: Result<Config, _> = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string("[nats]\nurll = \"x\"")).extract();
+        assert!(bad.unwrap_err().to_string().contains("urll"));
+        let mut c = Config::default();
+        c.clickhouse.database = "bad-name".into();
+        assert!(c.validate().unwrap_err().to_string().contains("clickhouse.database = \"bad-name\""));
+        let mut c = Config::default();
+        c.ingest.dlq_subject_prefix = "usage.dlq".into();
+        assert!(c.validate().unwrap_err().to_string().contains("must not overlap"));
+    }
+}

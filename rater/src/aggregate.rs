@@ -1,0 +1,181 @@
+//! DataFusion aggregation of ledger segments per subscription window and meter.
+//!
+//! One query computes, per (subscription, meter), every aggregate a meter may ask for: sum,
+//! count, min, max, distinct count of unique values, the latest value by event time, and the
+//! segments involved. Windows (customer, start, end) are joined in as an in-memory table, so
+//! subscriptions that start or end mid-period count only their own usage. Only the ledger's
+//! `month=` directories that overlap a window are read.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema, TimeUnit};
+use chrono::{DateTime, Utc};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use rust_decimal::Decimal;
+
+use meterline_schemas::ledger::col;
+use meterline_schemas::period::PeriodLabel;
+
+use crate::error::{Error, Result};
+
+/// The window of one subscription to aggregate over.
+#[derive(Debug, Clone)]
+pub struct SubWindow {
+    /// Subscription id.
+    pub subscription: String,
+    /// Customer key (ledger `customer`).
+    pub customer: String,
+    /// Start, inclusive.
+    pub start: DateTime<Utc>,
+    /// End, exclusive.
+    pub end: DateTime<Utc>,
+}
+
+/// Aggregates of one meter for one subscription window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeterAggregates {
+    /// Sum of values (0 when none).
+    pub sum: Decimal,
+    /// Number of ledger rows.
+    pub count: u64,
+    /// Smallest value.
+    pub min: Option<Decimal>,
+    /// Largest value.
+    pub max: Option<Decimal>,
+    /// Distinct unique values.
+    pub unique: u64,
+    /// Value of the latest event.
+    pub latest: Option<Decimal>,
+    /// Segments the rows came from, sorted.
+    pub segments: Vec<String>,
+}
+
+/// Months (`YYYY-MM`) overlapped by any window.
+fn months(windows: &[SubWindow]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for w in windows {
+        let last = w.end - chrono::Duration::microseconds(1);
+        let mut m = PeriodLabel::containing(w.start);
+        let end = PeriodLabel::containing(last);
+        while m <= end {
+            out.insert(m.to_string());
+            m = m.next();
+        }
+    }
+    out
+}
+
+fn ledger_has_months(root: &Path, months: &BTreeSet<String>) -> bool {
+    months.iter().any(|m| {
+        std::fs::read_dir(root.join(format!("month={m}")))
+            .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "parquet"))))
+            .unwrap_or(false)
+    })
+}
+
+/// Runs the aggregation over the ledger at `root` (a local directory).
+pub async fn aggregate(root: &Path, windows: &[SubWindow]) -> Result<HashMap<(String, String), MeterAggregates>> {
+    let months = months(windows);
+    if windows.is_empty() || !ledger_has_months(root, &months) {
+        return Ok(HashMap::new());
+    }
+    let root = root.canonicalize().map_err(|e| Error::Ledger { location: root.display().to_string(), message: e.to_string() })?;
+    let config = SessionConfig::new().with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let ctx = SessionContext::new_with_config(config);
+    let opts = ParquetReadOptions::default().table_partition_cols(vec![("month".to_string(), DataType::Utf8)]);
+    ctx.register_parquet("ledger", &format!("{}/", root.display()), opts).await?;
+    ctx.register_table("windows", Arc::new(windows_table(windows)?))?;
+
+    let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT w.subscription, l.{meter} AS meter, \
+                sum(l.{value}) AS v_sum, count(*) AS n, min(l.{value}) AS v_min, max(l.{value}) AS v_max, \
+                count(DISTINCT l.{unique}) AS n_unique, \
+                last_value(l.{value} ORDER BY l.{time}, l.{id}) AS v_latest, \
+                array_agg(DISTINCT l.{segment}) AS segments \
+         FROM ledger l JOIN windows w ON l.{customer} = w.customer \
+         WHERE l.month IN ({month_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end \
+         GROUP BY w.subscription, l.{meter}",
+        meter = col::METER,
+        value = col::VALUE,
+        unique = col::UNIQUE_VALUE,
+        time = col::EVENT_TIME,
+        id = col::EVENT_ID,
+        segment = col::SEGMENT,
+        customer = col::CUSTOMER,
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut out = HashMap::new();
+    for b in &batches {
+        read_batch(b, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn windows_table(windows: &[SubWindow]) -> Result<MemTable> {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("subscription", DataType::Utf8, false),
+        Field::new("customer", DataType::Utf8, false),
+        Field::new("w_start", ts.clone(), false),
+        Field::new("w_end", ts, false),
+    ]));
+    let micros = |f: fn(&SubWindow) -> DateTime<Utc>| {
+        TimestampMicrosecondArray::from(windows.iter().map(|w| f(w).timestamp_micros()).collect::<Vec<_>>()).with_timezone("UTC")
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(windows.iter().map(|w| w.subscription.as_str()))),
+        Arc::new(StringArray::from_iter_values(windows.iter().map(|w| w.customer.as_str()))),
+        Arc::new(micros(|w| w.start)),
+        Arc::new(micros(|w| w.end)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+}
+
+fn strings(a: &ArrayRef) -> Result<Vec<Option<String>>> {
+    let utf8 = arrow::compute::cast(a, &DataType::Utf8)?;
+    Ok(utf8.as_string::<i32>().iter().map(|s| s.map(str::to_owned)).collect())
+}
+
+fn decimal(a: &ArrayRef, i: usize) -> Result<Option<Decimal>> {
+    if a.is_null(i) {
+        return Ok(None);
+    }
+    let (scale, v) = match a.data_type() {
+        DataType::Decimal128(_, s) => (*s, a.as_primitive::<Decimal128Type>().value(i)),
+        other => return Err(Error::Ledger { location: "ledger".into(), message: format!("unexpected value type {other}") }),
+    };
+    let scale = u32::try_from(scale).map_err(|_| Error::Overflow { what: format!("negative decimal scale {scale}") })?;
+    Decimal::try_from_i128_with_scale(v, scale).map(|d| Some(d.normalize())).map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
+}
+
+fn read_batch(b: &RecordBatch, out: &mut HashMap<(String, String), MeterAggregates>) -> Result<()> {
+    let subs = strings(b.column(0))?;
+    let meters = strings(b.column(1))?;
+    let counts = arrow::compute::cast(b.column(3), &DataType::Int64)?;
+    let counts = counts.as_primitive::<Int64Type>();
+    let uniques = arrow::compute::cast(b.column(6), &DataType::Int64)?;
+    let uniques = uniques.as_primitive::<Int64Type>();
+    let segs = b.column(8).as_list::<i32>();
+    for i in 0..b.num_rows() {
+        let mut segments: Vec<String> = strings(&segs.value(i))?.into_iter().flatten().collect();
+        segments.sort();
+        let agg = MeterAggregates {
+            sum: decimal(b.column(2), i)?.unwrap_or_default(),
+            count: u64::try_from(counts.value(i)).unwrap_or_default(),
+            min: decimal(b.column(4), i)?,
+            max: decimal(b.column(5), i)?,
+            unique: u64::try_from(uniques.value(i)).unwrap_or_default(),
+            latest: decimal(b.column(7), i)?,
+            segments,
+        };
+        let key = (subs[i].clone().unwrap_or_default(), meters[i].clone().unwrap_or_default());
+        out.insert(key, agg);
+    }
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! The error type of the `rater` crate.
+
+/// Errors raised while aggregating or pricing usage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// DataFusion failed to plan or run the aggregation.
+    #[error("aggregation query: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    /// Arrow failure while reading results.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A decimal computation overflowed (28 significant digits).
+    #[error("decimal overflow pricing {what}")]
+    Overflow { what: String },
+    /// A quantity the model cannot price.
+    #[error("meter {meter}: quantity {quantity} is negative; {model} prices need a quantity of 0 or more")]
+    NegativeQuantity { meter: String, model: &'static str, quantity: String },
+    /// The ledger location is not usable.
+    #[error("ledger location {location:?}: {message}")]
+    Ledger { location: String, message: String },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,15 @@
+//! Rating: usage aggregated over a period and priced against plans, with exact decimals.
+//!
+//! # Layout
+//! - [`tiers`]: price model evaluation (per-unit, graduated, volume) with tier breakdowns.
+//! - [`aggregate`]: DataFusion aggregation of ledger segments per subscription and meter.
+//! - [`rate`]: rating a period: windows per subscription, quantities per meter, priced usage.
+//! - [`error`]: the crate's error type.
+
+pub mod aggregate;
+pub mod error;
+pub mod rate;
+pub mod tiers;
+
+pub use error::{Error, Result};
+pub use rate::{RatedSubscription, RatedUsage, rate_period};

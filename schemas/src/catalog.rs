@@ -1,0 +1,543 @@
+//! The catalog: meters, plans (immutable versions), customers, subscriptions and tax rates.
+//!
+//! A catalog file (YAML, TOML or JSON, chosen by extension) is parsed into [`CatalogFile`], then
+//! [`CatalogFile::validate`] checks every entry and cross-reference and builds a [`Catalog`].
+//! Errors name the entry and the field, e.g.
+//! `plans[starter].versions[2].prices[tokens].tiers[1].up_to: 1000 must be greater than the previous bound 5000`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use chrono::{DateTime, Datelike, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::meter::Meter;
+use crate::money::{Currency, exact};
+use crate::price::{Price, PriceModel, Tier};
+
+/// A catalog file as written by users.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogFile {
+    /// Meter definitions.
+    #[serde(default)]
+    pub meters: Vec<Meter>,
+    /// Tax rates by jurisdiction.
+    #[serde(default)]
+    pub tax_rates: Vec<TaxRate>,
+    /// Plans with their versions.
+    #[serde(default)]
+    pub plans: Vec<PlanSpec>,
+    /// Customers.
+    #[serde(default)]
+    pub customers: Vec<Customer>,
+    /// Subscriptions.
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A plan and its versions, as written in a catalog file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSpec {
+    /// Plan key.
+    pub key: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Versions; each is immutable once applied.
+    pub versions: Vec<PlanVersionSpec>,
+}
+
+/// One plan version as written in a catalog file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanVersionSpec {
+    /// Version number, 1 or more.
+    pub version: u32,
+    /// Currency of every price in this version.
+    pub currency: String,
+    /// Flat fee per billing period, charged in arrears and prorated for partial periods.
+    #[serde(default, with = "exact::option")]
+    pub recurring_fee: Option<Decimal>,
+    /// Usage prices, one per meter.
+    #[serde(default)]
+    pub prices: Vec<PriceSpec>,
+}
+
+/// A usage price as written in a catalog file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSpec {
+    /// Meter key.
+    pub meter: String,
+    /// `per_unit`, `graduated` or `volume`.
+    pub model: String,
+    /// For `per_unit`.
+    #[serde(default, with = "exact::option")]
+    pub unit_price: Option<Decimal>,
+    /// For `graduated` and `volume`.
+    #[serde(default)]
+    pub tiers: Option<Vec<Tier>>,
+}
+
+/// A validated, immutable plan version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanVersion {
+    /// Plan key.
+    pub plan: String,
+    /// Plan display name.
+    pub name: String,
+    /// Version number.
+    pub version: u32,
+    /// Currency of every amount.
+    pub currency: Currency,
+    /// Flat fee per period.
+    #[serde(with = "exact::option")]
+    pub recurring_fee: Option<Decimal>,
+    /// Usage prices in the order they appear on invoices.
+    pub prices: Vec<Price>,
+}
+
+/// A customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    /// Customer key; usage events carry it as CloudEvents `subject`.
+    pub key: String,
+    /// Legal or display name.
+    pub name: String,
+    /// Invoice currency (ISO 4217).
+    pub currency: String,
+    /// Tax jurisdiction, a key of `tax_rates` (e.g. `US-CA`, `DE`).
+    pub jurisdiction: String,
+    /// BCP 47 locale for documents, e.g. `en-US`.
+    #[serde(default = "default_locale")]
+    pub locale: String,
+}
+
+fn default_locale() -> String {
+    "en-US".to_owned()
+}
+
+/// Billing cycle of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cycle {
+    /// Monthly, from the anchor day.
+    Monthly,
+}
+
+/// A customer's subscription to a plan version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// Subscription id.
+    pub id: String,
+    /// Customer key.
+    pub customer: String,
+    /// Plan key.
+    pub plan: String,
+    /// Plan version.
+    pub plan_version: u32,
+    /// Start (inclusive), RFC 3339.
+    pub start: DateTime<Utc>,
+    /// End (exclusive), RFC 3339; open-ended when absent.
+    #[serde(default)]
+    pub end: Option<DateTime<Utc>>,
+    /// Billing cycle.
+    #[serde(default = "default_cycle")]
+    pub cycle: Cycle,
+    /// Day of month on which cycles start (1–31; clamped to short months). Defaults to the day
+    /// of `start`.
+    #[serde(default)]
+    pub anchor_day: Option<u32>,
+}
+
+fn default_cycle() -> Cycle {
+    Cycle::Monthly
+}
+
+impl Subscription {
+    /// The anchor day in effect.
+    pub fn anchor(&self) -> u32 {
+        self.anchor_day.unwrap_or_else(|| self.start.day())
+    }
+}
+
+/// A tax rate for a jurisdiction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxRate {
+    /// Jurisdiction key.
+    pub jurisdiction: String,
+    /// Name printed on the tax line, e.g. `VAT 19%`.
+    pub name: String,
+    /// Rate as a fraction: `"0.19"` for 19%.
+    #[serde(with = "exact")]
+    pub rate: Decimal,
+}
+
+/// A validated catalog.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    /// Meters by key.
+    pub meters: BTreeMap<String, Meter>,
+    /// Plan versions by (plan, version).
+    pub plans: BTreeMap<(String, u32), PlanVersion>,
+    /// Customers by key.
+    pub customers: BTreeMap<String, Customer>,
+    /// Subscriptions by id.
+    pub subscriptions: BTreeMap<String, Subscription>,
+    /// Tax rates by jurisdiction.
+    pub tax_rates: BTreeMap<String, TaxRate>,
+}
+
+impl Catalog {
+    /// Meters that count events of `event_type`.
+    pub fn meters_by_event_type(&self) -> HashMap<String, Vec<Meter>> {
+        let mut map: HashMap<String, Vec<Meter>> = HashMap::new();
+        for m in self.meters.values() {
+            map.entry(m.event_type.clone()).or_default().push(m.clone());
+        }
+        map
+    }
+
+    /// Checks cross-references of an assembled catalog (as loaded from the store).
+    pub fn check_references(&self) -> Result<()> {
+        for (id, s) in &self.subscriptions {
+            let at = format!("subscriptions[{id}]");
+            let customer = self
+                .customers
+                .get(&s.customer)
+                .ok_or_else(|| Error::catalog(format!("{at}.customer"), format!("{:?} is not a known customer", s.customer)))?;
+            let plan = self.plans.get(&(s.plan.clone(), s.plan_version)).ok_or_else(|| {
+                Error::catalog(format!("{at}.plan_version"), format!("plan {:?} has no version {}", s.plan, s.plan_version))
+            })?;
+            if plan.currency.code() != customer.currency {
+                return Err(Error::catalog(
+                    format!("{at}.plan"),
+                    format!("plan {}@{} is priced in {} but customer {:?} is billed in {}", s.plan, s.plan_version, plan.currency, s.customer, customer.currency),
+                ));
+            }
+        }
+        for (key, c) in &self.customers {
+            if !self.tax_rates.contains_key(&c.jurisdiction) {
+                return Err(Error::catalog(
+                    format!("customers[{key}].jurisdiction"),
+                    format!("{:?} has no tax rate; add it to tax_rates (a rate of \"0\" is allowed)", c.jurisdiction),
+                ));
+            }
+        }
+        for plan in self.plans.values() {
+            for p in &plan.prices {
+                if !self.meters.contains_key(&p.meter) {
+                    return Err(Error::catalog(
+                        format!("plans[{}].versions[{}].prices[{}].meter", plan.plan, plan.version, p.meter),
+                        format!("{:?} is not a known meter", p.meter),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges `other` over `self` (entries of `other` win); used to check a file against the store.
+    pub fn merged_with(&self, other: &Catalog) -> Catalog {
+        let mut c = self.clone();
+        c.meters.extend(other.meters.clone());
+        c.plans.extend(other.plans.clone());
+        c.customers.extend(other.customers.clone());
+        c.subscriptions.extend(other.subscriptions.clone());
+        c.tax_rates.extend(other.tax_rates.clone());
+        c
+    }
+}
+
+/// Keys are used in NATS KV keys and file paths: letters, digits, `_`, `-`; 1–128 characters.
+pub fn check_key(path: &str, key: &str) -> Result<()> {
+    let ok = !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::catalog(path, format!("{key:?} is not a valid key: use 1-128 letters, digits, '_' or '-'")))
+    }
+}
+
+impl CatalogFile {
+    /// Reads a catalog file; the format follows the extension (`.yaml`/`.yml`, `.toml`, `.json`).
+    pub fn read(path: &Path) -> Result<CatalogFile> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::CatalogFile { file: file.clone(), message: e.to_string() })?;
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+        Self::parse(&text, &ext).map_err(|message| Error::CatalogFile { file, message })
+    }
+
+    /// Parses catalog text in the format named by `ext` (`yaml`, `yml`, `toml`, `json`).
+    pub fn parse(text: &str, ext: &str) -> Result<CatalogFile, String> {
+        match ext {
+            "yaml" | "yml" => {
+                let de = serde_norway::Deserializer::from_str(text);
+                serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+            }
+            "toml" => {
+                let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+                serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+            }
+            "json" => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                serde_path_to_error::deserialize(&mut de).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+            }
+            other => Err(format!("unknown extension {other:?}: use .yaml, .yml, .toml or .json")),
+        }
+    }
+
+    /// Validates every entry and builds a [`Catalog`]. Cross-references are checked against
+    /// `base` (what the store already holds) merged with this file.
+    pub fn validate(&self, base: &Catalog) -> Result<Catalog> {
+        let mut c = Catalog::default();
+        for m in &self.meters {
+            let at = format!("meters[{}]", m.key);
+            check_key(&format!("{at}.key"), &m.key)?;
+            if m.event_type.trim().is_empty() {
+                return Err(Error::catalog(format!("{at}.event_type"), "must not be empty"));
+            }
+            match (&m.value, m.aggregation.needs_value()) {
+                (None, true) => return Err(Error::catalog(format!("{at}.value"), format!("is required for aggregation {}", m.aggregation))),
+                (Some(v), false) => {
+                    return Err(Error::catalog(format!("{at}.value"), format!("{v:?} is not used by COUNT; remove it")));
+                }
+                (Some(v), true) if v.split('.').any(str::is_empty) => {
+                    return Err(Error::catalog(format!("{at}.value"), format!("{v:?} is not a dot path like \"usage.tokens\"")));
+                }
+                _ => {}
+            }
+            if c.meters.insert(m.key.clone(), m.clone()).is_some() {
+                return Err(Error::catalog(format!("{at}.key"), "is defined twice"));
+            }
+        }
+        for t in &self.tax_rates {
+            let at = format!("tax_rates[{}]", t.jurisdiction);
+            check_key(&format!("{at}.jurisdiction"), &t.jurisdiction)?;
+            if t.rate < Decimal::ZERO || t.rate >= Decimal::ONE {
+                return Err(Error::catalog(format!("{at}.rate"), format!("{} must be a fraction in [0, 1), e.g. \"0.19\" for 19%", t.rate)));
+            }
+            if c.tax_rates.insert(t.jurisdiction.clone(), t.clone()).is_some() {
+                return Err(Error::catalog(format!("{at}.jurisdiction"), "is defined twice"));
+            }
+        }
+        for p in &self.plans {
+            check_key(&format!("plans[{}].key", p.key), &p.key)?;
+            if p.versions.is_empty() {
+                return Err(Error::catalog(format!("plans[{}].versions", p.key), "must list at least one version"));
+            }
+            for v in &p.versions {
+                let pv = validate_version(p, v)?;
+                if c.plans.insert((p.key.clone(), v.version), pv).is_some() {
+                    return Err(Error::catalog(format!("plans[{}].versions[{}].version", p.key, v.version), "is defined twice"));
+                }
+            }
+        }
+        for cu in &self.customers {
+            let at = format!("customers[{}]", cu.key);
+            check_key(&format!("{at}.key"), &cu.key)?;
+            Currency::from_code(&cu.currency).map_err(|e| Error::catalog(format!("{at}.currency"), e.to_string()))?;
+            if c.customers.insert(cu.key.clone(), cu.clone()).is_some() {
+                return Err(Error::catalog(format!("{at}.key"), "is defined twice"));
+            }
+        }
+        for s in &self.subscriptions {
+            let at = format!("subscriptions[{}]", s.id);
+            check_key(&format!("{at}.id"), &s.id)?;
+            if let Some(end) = s.end
+                && end <= s.start
+            {
+                return Err(Error::catalog(format!("{at}.end"), format!("{end} is not after start {}", s.start)));
+            }
+            if let Some(a) = s.anchor_day
+                && !(1..=31).contains(&a)
+            {
+                return Err(Error::catalog(format!("{at}.anchor_day"), format!("{a} is not a day of month (1-31)")));
+            }
+            if c.subscriptions.insert(s.id.clone(), s.clone()).is_some() {
+                return Err(Error::catalog(format!("{at}.id"), "is defined twice"));
+            }
+        }
+        base.merged_with(&c).check_references()?;
+        Ok(c)
+    }
+}
+
+fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
+    let at = format!("plans[{}].versions[{}]", p.key, v.version);
+    if v.version == 0 {
+        return Err(Error::catalog(format!("{at}.version"), "0 is not allowed; versions start at 1"));
+    }
+    let currency = Currency::from_code(&v.currency).map_err(|e| Error::catalog(format!("{at}.currency"), e.to_string()))?;
+    if let Some(fee) = v.recurring_fee
+        && fee < Decimal::ZERO
+    {
+        return Err(Error::catalog(format!("{at}.recurring_fee"), format!("{fee} must not be negative")));
+    }
+    let mut seen = BTreeSet::new();
+    let mut prices = Vec::with_capacity(v.prices.len());
+    for ps in &v.prices {
+        let pat = format!("{at}.prices[{}]", ps.meter);
+        if !seen.insert(ps.meter.clone()) {
+            return Err(Error::catalog(format!("{pat}.meter"), "is priced twice in this version"));
+        }
+        let model = match ps.model.as_str() {
+            "per_unit" => {
+                if ps.tiers.is_some() {
+                    return Err(Error::catalog(format!("{pat}.tiers"), "is not used by model per_unit"));
+                }
+                let unit_price = ps.unit_price.ok_or_else(|| Error::catalog(format!("{pat}.unit_price"), "is required for model per_unit"))?;
+                if unit_price < Decimal::ZERO {
+                    return Err(Error::catalog(format!("{pat}.unit_price"), format!("{unit_price} must not be negative")));
+                }
+                PriceModel::PerUnit { unit_price }
+            }
+            "graduated" | "volume" => {
+                if ps.unit_price.is_some() {
+                    return Err(Error::catalog(format!("{pat}.unit_price"), format!("is not used by model {}; put prices in tiers", ps.model)));
+                }
+                let tiers = ps.tiers.clone().ok_or_else(|| Error::catalog(format!("{pat}.tiers"), format!("is required for model {}", ps.model)))?;
+                check_tiers(&pat, &tiers)?;
+                if ps.model == "graduated" { PriceModel::Graduated { tiers } } else { PriceModel::Volume { tiers } }
+            }
+            other => {
+                return Err(Error::catalog(format!("{pat}.model"), format!("{other:?} is not a price model: use per_unit, graduated or volume")));
+            }
+        };
+        prices.push(Price { meter: ps.meter.clone(), model });
+    }
+    Ok(PlanVersion { plan: p.key.clone(), name: p.name.clone().unwrap_or_else(|| p.key.clone()), version: v.version, currency, recurring_fee: v.recurring_fee, prices })
+}
+
+fn check_tiers(at: &str, tiers: &[Tier]) -> Result<()> {
+    if tiers.is_empty() {
+        return Err(Error::catalog(format!("{at}.tiers"), "must list at least one tier"));
+    }
+    let mut previous = Decimal::ZERO;
+    for (i, t) in tiers.iter().enumerate() {
+        let tat = format!("{at}.tiers[{i}]");
+        let last = i + 1 == tiers.len();
+        match (t.up_to, last) {
+            (None, false) => return Err(Error::catalog(format!("{tat}.up_to"), "only the last tier may be unbounded")),
+            (Some(u), true) => return Err(Error::catalog(format!("{tat}.up_to"), format!("{u}: the last tier must be unbounded (up_to: null)"))),
+            (Some(u), false) if u <= previous => {
+                return Err(Error::catalog(format!("{tat}.up_to"), format!("{u} must be greater than the previous bound {previous}")));
+            }
+            (Some(u), false) => previous = u,
+            (None, true) => {}
+        }
+        if t.unit_price < Decimal::ZERO {
+            return Err(Error::catalog(format!("{tat}.unit_price"), format!("{} must not be negative", t.unit_price)));
+        }
+        if t.flat_fee < Decimal::ZERO {
+            return Err(Error::catalog(format!("{tat}.flat_fee"), format!("{} must not be negative", t.flat_fee)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = r#"
+meters:
+  - { key: api_calls, event_type: api.request, aggregation: COUNT }
+  - { key: tokens, event_type: llm.completion, aggregation: SUM, value: tokens, group_by: { model: model } }
+tax_rates:
+  - { jurisdiction: US-CA, name: CA sales tax, rate: "0.0725" }
+plans:
+  - key: starter
+    versions:
+      - version: 1
+        currency: USD
+        recurring_fee: "29"
+        prices:
+          - { meter: api_calls, model: per_unit, unit_price: "0.001" }
+          - meter: tokens
+            model: graduated
+            tiers:
+              - { up_to: "1000", unit_price: "0" }
+              - { up_to: null, unit_price: "0.002", flat_fee: "5" }
+customers:
+  - { key: acme, name: Acme, currency: USD, jurisdiction: US-CA }
+subscriptions:
+  - { id: sub-acme, customer: acme, plan: starter, plan_version: 1, start: "2026-01-15T00:00:00Z", anchor_day: 1 }
+"#;
+
+    fn parse(text: &str) -> Result<Catalog> {
+        let file = CatalogFile::parse(text, "yaml").map_err(|m| Error::CatalogFile { file: "t.yaml".into(), message: m })?;
+        file.validate(&Catalog::default())
+    }
+
+    #[test]
+    fn valid_catalog() {
+        let c = parse(YAML).unwrap();
+        assert_eq!(c.meters.len(), 2);
+        let plan = &c.plans[&("starter".to_string(), 1)];
+        assert_eq!(plan.currency.code(), "USD");
+        assert_eq!(plan.prices[1].model.name(), "graduated");
+        assert_eq!(c.subscriptions["sub-acme"].anchor(), 1);
+        assert_eq!(c.customers["acme"].locale, "en-US");
+    }
+
+    fn err(from: &str, to: &str) -> String {
+        let text = YAML.replace(from, to);
+        assert_ne!(text, YAML, "replacement {from:?} did not apply");
+        parse(&text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_entry_and_field() {
+        assert!(err(r#"- { up_to: "1000", unit_price: "0" }"#, "- { up_to: \"1000\", unit_price: \"0\" }\n              - { up_to: \"500\", unit_price: \"1\" }")
+            .contains("plans[starter].versions[1].prices[tokens].tiers[1].up_to: 500 must be greater than the previous bound 1000"));
+        assert!(err("currency: USD\n        recurring", "currency: USX\n        recurring").contains("plans[starter].versions[1].currency: unknown currency \"USX\""));
+        assert!(err("plan_version: 1", "plan_version: 2").contains("subscriptions[sub-acme].plan_version: plan \"starter\" has no version 2"));
+        assert!(err("jurisdiction: US-CA }\nsub", "jurisdiction: DE }\nsub").contains("customers[acme].jurisdiction: \"DE\" has no tax rate"));
+        assert!(err("model: per_unit", "model: perunit").contains("prices[api_calls].model: \"perunit\" is not a price model"));
+        assert!(err("value: tokens,", "").contains("meters[tokens].value: is required for aggregation SUM"));
+        assert!(err("key: acme", "key: \"ac me\"").contains("customers[ac me].key"));
+        assert!(err("rate: \"0.0725\"", "rate: \"7.25\"").contains("tax_rates[US-CA].rate: 7.25 must be a fraction"));
+    }
+
+    #[test]
+    fn parse_errors_carry_the_path() {
+        let e = err(r#"unit_price: "0.001""#, "unit_price: 0.001");
+        assert!(e.contains("plans[0].versions[0].prices[0].unit_price") && e.contains("write decimals as strings"), "{e}");
+        let e = err("aggregation: COUNT", "aggregation: TOTAL");
+        assert!(e.contains("meters[0].aggregation"), "{e}");
+        let e = err("anchor_day: 1", "anchor_day: 1, colour: red");
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn currency_mismatch_is_refused() {
+        let e = err("currency: USD, jurisdiction", "currency: EUR, jurisdiction");
+        assert!(e.contains("subscriptions[sub-acme].plan: plan starter@1 is priced in USD but customer \"acme\" is billed in EUR"), "{e}");
+    }
+
+    #[test]
+    fn toml_works_too() {
+        let toml = r#"
+[[meters]]
+key = "api_calls"
+event_type = "api.request"
+aggregation = "COUNT"
+[[tax_rates]]
+jurisdiction = "DE"
+name = "USt 19%"
+rate = "0.19"
+"#;
+        let c = CatalogFile::parse(toml, "toml").unwrap().validate(&Catalog::default()).unwrap();
+        assert_eq!(c.tax_rates["DE"].rate, Decimal::new(19, 2));
+        let e = CatalogFile::parse(&toml.replace(r#"rate = "0.19""#, "rate = 0.19"), "toml").unwrap_err();
+        assert!(e.contains("tax_rates[0].rate"), "{e}");
+    }
+}

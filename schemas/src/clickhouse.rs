@@ -1,0 +1,220 @@
+//! ClickHouse: client construction, server-version detection and ordered migrations.
+//!
+//! Dev and CI run Debian's ClickHouse 18.16; production runs 23.8 or newer. The schema uses
+//! only their common subset (see docs/CLICKHOUSE.md). The server version is read once at
+//! connect time and decides two things: whether `LowCardinality` needs
+//! `allow_experimental_low_cardinality_type=1` (before 19.0) and whether the client may validate
+//! rows against the table schema (needs `RowBinaryWithNamesAndTypes`, absent on old servers).
+
+use clickhouse::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Connection settings (`[clickhouse]` in `meterline.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP endpoint, e.g. `http://127.0.0.1:18123`.
+    pub url: String,
+    /// Database holding Meterline's tables.
+    pub database: String,
+    /// User name.
+    pub user: String,
+    /// Password; never logged.
+    #[serde(default)]
+    pub password: Secret,
+}
+
+/// A secret string: serialized as itself (config files), but never shown by `Debug`/`Display`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for handing to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// A server version, `major.minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion {
+    /// Major version (18, 23, …).
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+}
+
+impl ServerVersion {
+    /// Parses `SELECT version()` output such as `18.16.1` or `23.8.2.7`.
+    pub fn parse(s: &str) -> Option<ServerVersion> {
+        let mut it = s.trim().split('.');
+        Some(ServerVersion { major: it.next()?.parse().ok()?, minor: it.next()?.parse().ok()? })
+    }
+
+    /// Whether the server understands `RowBinaryWithNamesAndTypes`, needed for row validation.
+    pub fn supports_validation(&self) -> bool {
+        // The format exists from 19.x on; schema validation is only relied on for the production
+        // line (23.8+) that it was written against.
+        *self >= ServerVersion { major: 23, minor: 8 }
+    }
+}
+
+/// A connected ClickHouse with its detected version.
+#[derive(Clone)]
+pub struct ClickHouse {
+    client: Client,
+    version: ServerVersion,
+    database: String,
+}
+
+impl std::fmt::Debug for ClickHouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouse").field("version", &self.version).field("database", &self.database).finish_non_exhaustive()
+    }
+}
+
+fn base_client(cfg: &ClickHouseConfig) -> Client {
+    Client::default().with_url(&cfg.url).with_user(&cfg.user).with_password(cfg.password.expose())
+}
+
+impl ClickHouse {
+    /// Connects, detects the version, and configures the client for it. Does not create the
+    /// database: see [`migrate`].
+    pub async fn connect(cfg: &ClickHouseConfig) -> Result<ClickHouse> {
+        let probe = base_client(cfg).with_validation(false);
+        let text: String = probe.query("SELECT version()").fetch_one().await?;
+        let version = ServerVersion::parse(&text)
+            .ok_or_else(|| Error::ClickHouse(clickhouse::error::Error::Custom(format!("unparsable server version {text:?}"))))?;
+        let mut client = base_client(cfg).with_database(&cfg.database).with_validation(version.supports_validation());
+        if version.major < 19 {
+            client = client.with_setting("allow_experimental_low_cardinality_type", "1");
+        }
+        tracing::debug!(server_version = %text, database = %cfg.database, "connected to clickhouse");
+        Ok(ClickHouse { client, version, database: cfg.database.clone() })
+    }
+
+    /// The client, bound to the configured database.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The detected server version.
+    pub fn version(&self) -> ServerVersion {
+        self.version
+    }
+
+    /// The configured database.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+}
+
+/// One ordered migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Strictly increasing number.
+    pub version: u32,
+    /// Short name.
+    pub name: &'static str,
+    /// SQL statements separated by `;` at line ends.
+    pub sql: &'static str,
+}
+
+/// All migrations, in order. Applied ones are never edited: add a new one instead.
+pub const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "invoices", sql: include_str!("../migrations/0001_invoices.sql") }];
+
+/// Splits a migration into statements (`;` at the end of a line), dropping comment-only parts.
+pub fn statements(sql: &str) -> Vec<String> {
+    sql.split(";\n")
+        .map(|s| s.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n"))
+        .map(|s| s.trim().trim_end_matches(';').trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Creates the database if needed and applies the migrations not yet recorded in
+/// `schema_migrations`. Idempotent: every statement is `IF NOT EXISTS`, and applied versions are
+/// skipped. Returns the versions applied by this call.
+pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
+    let probe = base_client(cfg).with_validation(false);
+    let db = quote_ident(&cfg.database);
+    probe.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await?;
+    let ch = ClickHouse::connect(cfg).await?;
+    let c = ch.client();
+    c.query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime) \
+         ENGINE = ReplacingMergeTree ORDER BY version",
+    )
+    .execute()
+    .await?;
+    let applied: Vec<u32> = c.query("SELECT version FROM schema_migrations FINAL ORDER BY version").fetch_all().await?;
+    let mut done = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        for stmt in statements(m.sql) {
+            c.query(&stmt).execute().await.map_err(|source| Error::Migration { version: m.version, name: m.name.to_owned(), source })?;
+        }
+        c.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, now())")
+            .bind(m.version)
+            .bind(m.name)
+            .execute()
+            .await?;
+        tracing::info!(version = m.version, name = m.name, "applied clickhouse migration");
+        done.push(m.version);
+    }
+    Ok(done)
+}
+
+/// Drops the configured database (tests and `meterline demo` use their own databases).
+pub async fn drop_database(cfg: &ClickHouseConfig) -> Result<()> {
+    let probe = base_client(cfg).with_validation(false);
+    probe.query(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&cfg.database))).execute().await?;
+    Ok(())
+}
+
+/// Quotes an identifier with backticks.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_leak_through_debug() {
+        let cfg = ClickHouseConfig { url: "http://x".into(), database: "d".into(), user: "u".into(), password: Secret::new("hunter2") };
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn versions() {
+        let old = ServerVersion::parse("18.16.1").unwrap();
+        assert_eq!((old.major, old.minor), (18, 16));
+        assert!(!old.supports_validation());
+        assert!(ServerVersion::parse("23.8.2.7").unwrap().supports_validation());
+        assert!(ServerVersion::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn splits_statements_and_drops_comments() {
+        let s = statements(MIGRATIONS[0].sql);
+        assert_eq!(s.len(), 2);
+        assert!(s[0].starts_with("CREATE TABLE IF NOT EXISTS invoices"));
+        assert!(s[1].starts_with("CREATE TABLE IF NOT EXISTS invoice_lines"));
+        assert!(!s[1].contains("--"));
+    }
+}

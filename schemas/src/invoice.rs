@@ -1,0 +1,125 @@
+//! Invoices and invoice lines as stored in ClickHouse (`invoices`, `invoice_lines`).
+//!
+//! Money columns are `Decimal(38, 9)` holding amounts already rounded to the currency's minor
+//! unit; times are `DateTime` (UTC seconds). Ids are deterministic (see `meterline-invoicer`).
+
+use clickhouse::Row;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::money::ch_decimal;
+
+/// Invoice status (`Enum8` in ClickHouse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceStatus {
+    /// Open for late usage within the grace window.
+    Draft = 1,
+    /// Final; never changed again.
+    Finalized = 2,
+}
+
+/// Kind of invoice line (`Enum8` in ClickHouse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    /// Recurring plan fee.
+    Recurring = 1,
+    /// Metered usage.
+    Usage = 2,
+    /// Tax on the subtotal.
+    Tax = 3,
+}
+
+/// One row of `invoices`.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct InvoiceRow {
+    /// Deterministic id.
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub invoice_id: uuid::Uuid,
+    /// Subscription billed.
+    pub subscription_id: String,
+    /// Customer key.
+    pub customer: String,
+    /// Period label `YYYY-MM`.
+    pub period: String,
+    /// Cycle start, UTC seconds.
+    pub period_start: u32,
+    /// Cycle end (exclusive), UTC seconds.
+    pub period_end: u32,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Plan key.
+    pub plan: String,
+    /// Plan version.
+    pub plan_version: u32,
+    /// Sum of non-tax lines.
+    #[serde(with = "ch_decimal")]
+    pub subtotal: Decimal,
+    /// Sum of tax lines.
+    #[serde(with = "ch_decimal")]
+    pub tax: Decimal,
+    /// `subtotal + tax`.
+    #[serde(with = "ch_decimal")]
+    pub total: Decimal,
+    /// Number of lines.
+    pub line_count: u32,
+    /// Status (`Enum8`).
+    pub status: i8,
+    /// Revision of this invoice (0 for the first close).
+    pub revision: u32,
+    /// xxh3-64 of the invoice's canonical content, for idempotent close.
+    pub content_hash: u64,
+    /// Issue date: the end of the cycle, UTC seconds (deterministic, unlike the wall clock).
+    pub issued_at: u32,
+    /// ReplacingMergeTree version.
+    pub version: u64,
+}
+
+/// One row of `invoice_lines`.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct InvoiceLineRow {
+    /// Invoice id.
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub invoice_id: uuid::Uuid,
+    /// 1-based position on the invoice.
+    pub line_no: u32,
+    /// Kind (`Enum8`).
+    pub kind: i8,
+    /// Customer key.
+    pub customer: String,
+    /// Period label.
+    pub period: String,
+    /// Cycle start, UTC seconds.
+    pub period_start: u32,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Human-readable description.
+    pub description: String,
+    /// Meter key (usage lines), empty otherwise.
+    pub meter: String,
+    /// Quantity (usage: aggregated meter value; recurring: active fraction of the period).
+    #[serde(with = "ch_decimal")]
+    pub quantity: Decimal,
+    /// Number of ledger events behind a usage line.
+    pub event_count: u64,
+    /// Price model name, `recurring`, or `tax`.
+    pub price_model: String,
+    /// Plan key.
+    pub plan: String,
+    /// Plan version.
+    pub plan_version: u32,
+    /// Line amount, rounded once to the currency's minor unit.
+    #[serde(with = "ch_decimal")]
+    pub amount: Decimal,
+    /// The exact amount before rounding, as decimal text.
+    pub amount_unrounded: String,
+    /// Rounding mode applied to this line.
+    pub rounding_mode: String,
+    /// JSON explanation: tiers with their quantities and amounts, proration basis, tax rate.
+    pub breakdown: String,
+    /// Ledger segments the usage came from.
+    pub segments: Vec<String>,
+    /// ReplacingMergeTree version.
+    pub version: u64,
+}

@@ -1,0 +1,30 @@
+//! Shared types of Meterline: what every other crate agrees on.
+//!
+//! # Layout
+//! - [`event`]: CloudEvents 1.0 usage events, decoding (single and batch) and validation.
+//! - [`meter`]: meters (what to count and how) and value extraction from event data.
+//! - [`money`]: currencies (ISO 4217 minor units), rounding modes and the one line-rounding
+//!   function, exact decimal (de)serialization.
+//! - [`price`]: price model definitions (per-unit, graduated, volume) and recurring fees.
+//! - [`catalog`]: customers, plans with immutable versions, subscriptions, tax rates; catalog
+//!   files (YAML or TOML) and their validation.
+//! - [`catalog_store`]: the catalog persisted in NATS JetStream key-value buckets.
+//! - [`period`]: billing periods (monthly cycles with an anchor day) and proration windows.
+//! - [`ledger`]: the Arrow schema of ledger segments and the dedup key of an event.
+//! - [`invoice`]: invoice and invoice-line rows as stored in ClickHouse.
+//! - [`clickhouse`]: client construction, server-version detection and ordered migrations.
+//! - [`error`]: the crate's error type.
+
+pub mod catalog;
+pub mod catalog_store;
+pub mod clickhouse;
+pub mod error;
+pub mod event;
+pub mod invoice;
+pub mod ledger;
+pub mod meter;
+pub mod money;
+pub mod period;
+pub mod price;
+
+pub use error::{Error, Result};

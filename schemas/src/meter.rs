@@ -1,0 +1,207 @@
+//! Meters: which events count, what value they carry and how values aggregate over a period.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::event::{EventError, MISSING};
+use crate::money::{COLUMN_SCALE, parse_decimal};
+
+/// How a meter's values combine over a billing period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Aggregation {
+    /// Sum of the numeric value.
+    Sum,
+    /// Number of events (no value path).
+    Count,
+    /// Largest value.
+    Max,
+    /// Smallest value.
+    Min,
+    /// Sum divided by count, unrounded.
+    Avg,
+    /// Number of distinct values (any JSON scalar, compared as text).
+    UniqueCount,
+    /// The value of the event with the latest `time` (ties broken by event id).
+    Latest,
+}
+
+impl Aggregation {
+    /// Whether the meter needs a value path.
+    pub fn needs_value(self) -> bool {
+        !matches!(self, Aggregation::Count)
+    }
+
+    /// Whether the value must be numeric (all but COUNT and UNIQUE_COUNT).
+    pub fn numeric(self) -> bool {
+        !matches!(self, Aggregation::Count | Aggregation::UniqueCount)
+    }
+}
+
+impl fmt::Display for Aggregation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Aggregation::Sum => "SUM",
+            Aggregation::Count => "COUNT",
+            Aggregation::Max => "MAX",
+            Aggregation::Min => "MIN",
+            Aggregation::Avg => "AVG",
+            Aggregation::UniqueCount => "UNIQUE_COUNT",
+            Aggregation::Latest => "LATEST",
+        };
+        f.write_str(s)
+    }
+}
+
+/// A meter definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meter {
+    /// Unique key, e.g. `api_calls`.
+    pub key: String,
+    /// Human-readable name; defaults to the key.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// CloudEvents `type` this meter counts.
+    pub event_type: String,
+    /// How values aggregate.
+    pub aggregation: Aggregation,
+    /// Dot path of the value inside `data` (`tokens`, `usage.input_tokens`); not for COUNT.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Group-by dimensions: name → dot path inside `data`.
+    #[serde(default)]
+    pub group_by: BTreeMap<String, String>,
+}
+
+/// What one event contributes to one meter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterValue {
+    /// Numeric value (SUM, MAX, MIN, AVG, LATEST); `None` for COUNT and UNIQUE_COUNT.
+    pub value: Option<Decimal>,
+    /// Text of the value for UNIQUE_COUNT.
+    pub unique: Option<String>,
+    /// Canonical group key: JSON object of dimension → text value, `""` without dimensions.
+    pub group_key: String,
+}
+
+impl Meter {
+    /// Reads this meter's value and group key out of an event's `data` object.
+    pub fn extract(&self, data: &RawValue) -> Result<MeterValue, EventError> {
+        let mut out = MeterValue { value: None, unique: None, group_key: String::new() };
+        if self.aggregation.needs_value() {
+            let path = self.value.as_deref().unwrap_or_default();
+            let field = format!("data.{path}");
+            let raw = lookup(data, path).ok_or_else(|| EventError::new(&field, MISSING, format!("is required by meter {}", self.key)))?;
+            let text = raw.get();
+            if self.aggregation.numeric() {
+                // Numbers are read from their JSON text (never through f64); numeric strings too.
+                let unquoted = serde_json::from_str::<&str>(text).unwrap_or(text);
+                let v = parse_decimal(unquoted)
+                    .ok_or_else(|| EventError::new(&field, text, format!("is not a number (meter {})", self.key)))?;
+                if v.normalize().scale() > COLUMN_SCALE {
+                    return Err(EventError::new(&field, text, format!("has more than {COLUMN_SCALE} decimal places")));
+                }
+                out.value = Some(v.normalize());
+            } else {
+                out.unique = Some(scalar_text(raw).ok_or_else(|| {
+                    EventError::new(&field, text, format!("must be a string, number or boolean (meter {})", self.key))
+                })?);
+            }
+        }
+        if !self.group_by.is_empty() {
+            let mut dims = serde_json::Map::new();
+            for (name, path) in &self.group_by {
+                let v = lookup(data, path).and_then(scalar_text).unwrap_or_default();
+                dims.insert(name.clone(), serde_json::Value::String(v));
+            }
+            // BTreeMap order + serde_json::Map (ordered by key without preserve_order) = canonical.
+            out.group_key = serde_json::Value::Object(dims).to_string();
+        }
+        Ok(out)
+    }
+}
+
+/// Finds the raw JSON value at a dot path inside a JSON object.
+pub fn lookup<'a>(data: &'a RawValue, path: &str) -> Option<&'a RawValue> {
+    let path = path.strip_prefix("$.").unwrap_or(path);
+    let mut current = data;
+    for part in path.split('.') {
+        let map: BTreeMap<String, &'a RawValue> = serde_json::from_str(current.get()).ok()?;
+        current = *map.get(part)?;
+    }
+    Some(current)
+}
+
+/// The text of a JSON scalar: strings unquoted, numbers and booleans as written; `None` otherwise.
+fn scalar_text(raw: &RawValue) -> Option<String> {
+    let t = raw.get().trim();
+    if t.starts_with('"') {
+        serde_json::from_str::<String>(t).ok()
+    } else if t.starts_with(['{', '[']) || t == "null" {
+        None
+    } else {
+        Some(t.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meter(aggregation: Aggregation, value: Option<&str>) -> Meter {
+        Meter {
+            key: "m".into(),
+            name: None,
+            event_type: "t".into(),
+            aggregation,
+            value: value.map(Into::into),
+            group_by: BTreeMap::from([("model".to_string(), "model".to_string()), ("region".to_string(), "where.region".to_string())]),
+        }
+    }
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn extracts_exact_decimal_and_group_key() {
+        let data = raw(r#"{"usage":{"tokens":0.1},"model":"gpt","where":{"region":"eu"}}"#);
+        let v = meter(Aggregation::Sum, Some("usage.tokens")).extract(&data).unwrap();
+        assert_eq!(v.value, Some(Decimal::new(1, 1)));
+        assert_eq!(v.group_key, r#"{"model":"gpt","region":"eu"}"#);
+    }
+
+    #[test]
+    fn numeric_strings_and_scientific_notation() {
+        let m = meter(Aggregation::Max, Some("v"));
+        assert_eq!(m.extract(&raw(r#"{"v":"12.50"}"#)).unwrap().value, Some(Decimal::new(125, 1)));
+        assert_eq!(m.extract(&raw(r#"{"v":1e3}"#)).unwrap().value, Some(Decimal::from(1000)));
+    }
+
+    #[test]
+    fn missing_or_bad_value_names_the_path() {
+        let m = meter(Aggregation::Sum, Some("usage.tokens"));
+        let e = m.extract(&raw(r#"{"usage":{}}"#)).unwrap_err();
+        assert_eq!((e.field.as_str(), e.value.as_str()), ("data.usage.tokens", MISSING));
+        let e = m.extract(&raw(r#"{"usage":{"tokens":"many"}}"#)).unwrap_err();
+        assert_eq!((e.field.as_str(), e.value.as_str()), ("data.usage.tokens", "\"many\""));
+        let e = m.extract(&raw(r#"{"usage":{"tokens":0.0000000001}}"#)).unwrap_err();
+        assert!(e.reason.contains("decimal places"), "{e}");
+    }
+
+    #[test]
+    fn count_needs_no_value_and_unique_takes_text() {
+        let c = meter(Aggregation::Count, None).extract(&raw(r#"{"model":"x"}"#)).unwrap();
+        assert_eq!((c.value, c.unique), (None, None));
+        assert_eq!(c.group_key, r#"{"model":"x","region":""}"#);
+        let u = meter(Aggregation::UniqueCount, Some("user")).extract(&raw(r#"{"user":"u-1"}"#)).unwrap();
+        assert_eq!(u.unique.as_deref(), Some("u-1"));
+        let e = meter(Aggregation::UniqueCount, Some("user")).extract(&raw(r#"{"user":{"a":1}}"#)).unwrap_err();
+        assert_eq!(e.field, "data.user");
+    }
+}
