@@ -21,12 +21,22 @@ use meterline_schemas::ledger::msg_id;
 
 use crate::error::{Error, Result};
 
-/// Publishes every non-empty line of `path` to `subject`; returns the number of messages.
-pub async fn publish_file(js: &jetstream::Context, subject: &str, path: &Path, in_flight: usize, published: Arc<AtomicU64>) -> Result<u64> {
+/// What a publish run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishReport {
+    /// Messages published and acked by JetStream.
+    pub messages: u64,
+    /// Of those, messages JetStream recognised as duplicates (same `Nats-Msg-Id` within its
+    /// duplicate window) and did not store again.
+    pub duplicates: u64,
+}
+
+/// Publishes every non-empty line of `path` to `subject`.
+pub async fn publish_file(js: &jetstream::Context, subject: &str, path: &Path, in_flight: usize, published: Arc<AtomicU64>) -> Result<PublishReport> {
     let file = tokio::fs::File::open(path).await.map_err(|e| Error::Input { path: path.display().to_string(), message: e.to_string() })?;
     let mut lines = tokio::io::BufReader::with_capacity(1 << 20, file).lines();
     let mut pending = FuturesUnordered::new();
-    let mut count = 0u64;
+    let mut report = PublishReport::default();
     while let Some(line) = lines.next_line().await.map_err(|e| Error::Input { path: path.display().to_string(), message: e.to_string() })? {
         if line.trim().is_empty() {
             continue;
@@ -40,17 +50,19 @@ pub async fn publish_file(js: &jetstream::Context, subject: &str, path: &Path, i
             .await
             .map_err(|e| Error::Nats(format!("publish: {e}")))?;
         pending.push(ack.into_future());
-        count += 1;
+        report.messages += 1;
         while pending.len() >= in_flight {
             if let Some(r) = pending.next().await {
-                r.map_err(|e| Error::Nats(format!("publish ack: {e}")))?;
+                let ack = r.map_err(|e| Error::Nats(format!("publish ack: {e}")))?;
+                report.duplicates += u64::from(ack.duplicate);
                 published.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
     while let Some(r) = pending.next().await {
-        r.map_err(|e| Error::Nats(format!("publish ack: {e}")))?;
+        let ack = r.map_err(|e| Error::Nats(format!("publish ack: {e}")))?;
+        report.duplicates += u64::from(ack.duplicate);
         published.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(count)
+    Ok(report)
 }

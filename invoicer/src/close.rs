@@ -17,8 +17,8 @@ use crate::writer::{WriteSummary, write_invoices};
 pub struct CloseReport {
     /// The invoices computed (whether or not newly written).
     pub invoices: Vec<Invoice>,
-    /// Ledger rows aggregated into usage lines.
-    pub events_rated: u64,
+    /// Ledger rows (one per event and meter) aggregated into usage lines.
+    pub rows_rated: u64,
     /// Time spent aggregating and pricing.
     pub rate_time: Duration,
     /// Time spent writing to ClickHouse.
@@ -32,7 +32,7 @@ pub struct CloseReport {
 pub async fn close_period(ch: &ClickHouse, ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<CloseReport> {
     let t0 = Instant::now();
     let rated = meterline_rater::rate_period(ledger_root, catalog, label).await?;
-    let events_rated = rated.iter().flat_map(|r| r.usage.iter()).map(|u| u.event_count).sum();
+    let rows_rated = rated.iter().flat_map(|r| r.usage.iter()).map(|u| u.event_count).sum();
     let invoices = build_invoices(&rated, catalog, label, rounding)?;
     let rate_time = t0.elapsed();
     let t1 = Instant::now();
@@ -40,5 +40,5 @@ pub async fn close_period(ch: &ClickHouse, ledger_root: &Path, catalog: &Catalog
     let write_time = t1.elapsed();
     tracing::info!(period = %label, invoices = invoices.len(), inserted = write.inserted, unchanged = write.unchanged,
         conflicts = write.conflicts.len(), "period closed");
-    Ok(CloseReport { invoices, events_rated, rate_time, write_time, write })
+    Ok(CloseReport { invoices, rows_rated, rate_time, write_time, write })
 }

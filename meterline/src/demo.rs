@@ -69,10 +69,11 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     let published = Arc::new(AtomicU64::new(0));
     let bar = Progress::start("publish", truth.lines, published.clone());
     let t = Instant::now();
-    let n = meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &events_path, 2048, published.clone()).await?;
+    let published = meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &events_path, 2048, published.clone()).await?;
     client.flush().await?;
-    bar.finish(n);
-    stages.push(Stage { name: "publish", items: n, unit: "events", time: t.elapsed() });
+    bar.finish(published.messages);
+    stages.push(Stage { name: "publish", items: published.messages, unit: "events", time: t.elapsed() });
+    let n = published.messages - published.duplicates;
 
     eprintln!("==> ingesting into the ledger at {}", cfg.ledger.path.display());
     let counters = Arc::new(IngestCounters::default());
@@ -85,7 +86,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
 
     eprintln!("==> closing period {label}");
     let close = commands::close(&cfg, label).await?;
-    stages.push(Stage { name: "rate", items: close.events_rated, unit: "events", time: close.rate_time });
+    stages.push(Stage { name: "rate", items: close.rows_rated, unit: "ledger rows", time: close.rate_time });
     stages.push(Stage { name: "write", items: close.invoices.len() as u64, unit: "invoices", time: close.write_time });
 
     let ch = connect::clickhouse(&cfg).await?;
@@ -97,6 +98,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         seed: args.seed,
         stages: &stages,
         truth: &truth,
+        published: &published,
         ingest: &report,
         invoices: &invoices,
         catalog: &catalog,
@@ -108,10 +110,12 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         ch_database: &cfg.clickhouse.database,
     });
     anyhow::ensure!(
-        report.valid == truth.expected_ledger_events,
-        "ledger holds {} events but the generator produced {} distinct valid events",
+        report.valid == truth.expected_ledger_events && report.invalid == truth.invalid,
+        "ledger holds {} events and {} were dead-lettered, but the generator produced {} distinct valid and {} invalid events",
         report.valid,
-        truth.expected_ledger_events
+        report.invalid,
+        truth.expected_ledger_events,
+        truth.invalid
     );
     Ok(())
 }

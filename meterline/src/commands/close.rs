@@ -11,12 +11,12 @@ pub async fn run(cfg: &Config, args: CloseArgs) -> anyhow::Result<()> {
     let label: PeriodLabel = args.period.parse()?;
     let r = close(cfg, label).await?;
     println!(
-        "period {label}: {} invoices ({} written now, {} already stored, {} conflicting), {} events rated in {:.2}s, written in {:.2}s",
+        "period {label}: {} invoices ({} written now, {} already stored, {} conflicting), {} ledger rows rated in {:.2}s, written in {:.2}s",
         r.invoices.len(),
         r.write.inserted,
         r.write.unchanged,
         r.write.conflicts.len(),
-        r.events_rated,
+        r.rows_rated,
         r.rate_time.as_secs_f64(),
         r.write_time.as_secs_f64()
     );

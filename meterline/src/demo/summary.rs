@@ -20,6 +20,7 @@ pub struct Summary<'a> {
     pub seed: u64,
     pub stages: &'a [Stage],
     pub truth: &'a Truth,
+    pub published: &'a meterline_ingest::publish::PublishReport,
     pub ingest: &'a IngestReport,
     pub invoices: &'a [InvoiceRow],
     pub catalog: &'a Catalog,
@@ -73,9 +74,13 @@ pub fn print(s: &Summary<'_>) {
         group(tr.invalid)
     );
     println!(
-        "ingest: {} to the ledger ({check} the generator), {} duplicates dropped, {} dead-lettered",
+        "dedup:  {} duplicates dropped by JetStream at publish (same Nats-Msg-Id within its window), {} by ingest's exact index (re-sent in batch messages)",
+        group(s.published.duplicates),
+        group(s.ingest.duplicates)
+    );
+    println!(
+        "ingest: {} events to the ledger ({check} the generator), {} dead-lettered with their reason",
         group(s.ingest.valid),
-        group(s.ingest.duplicates),
         group(s.ingest.invalid)
     );
     println!();

@@ -21,7 +21,7 @@ pub struct Truth {
     pub lines: u64,
     /// Distinct valid events, all of which must reach the ledger exactly once.
     pub expected_ledger_events: u64,
-    /// Exact re-sends of earlier events.
+    /// Exact re-sends of earlier events (alone, or wrapped in a one-event batch array).
     pub duplicates: u64,
     /// Invalid events (must reach the dead-letter stream).
     pub invalid: u64,
@@ -66,9 +66,9 @@ pub fn generate(catalog: &Catalog, label: PeriodLabel, n: usize, seed: u64, path
         }
         let next_month = roll >= 9_900;
         let time = if next_month {
-            end + chrono::Duration::milliseconds(rng.i64(..next_span_ms))
+            end + chrono::Duration::milliseconds(rng.i64(0..next_span_ms))
         } else {
-            start + chrono::Duration::milliseconds(rng.i64(..span_ms))
+            start + chrono::Duration::milliseconds(rng.i64(0..span_ms))
         };
         let draw = rng.u64(..total);
         let customer = customers[cumulative.partition_point(|c| *c <= draw)];
@@ -91,8 +91,15 @@ pub fn generate(catalog: &Catalog, label: PeriodLabel, n: usize, seed: u64, path
             recent[slot] = line;
         }
         if rng.u32(..100) < 2 {
+            // Half the re-sends repeat the single message (JetStream's duplicate window drops
+            // them at publish); half wrap the event in a batch array, as a producer retrying a
+            // batch would, which only ingest's exact dedup can catch.
             let dup = &recent[rng.usize(..recent.len())];
-            writeln!(out, "{dup}")?;
+            if rng.bool() {
+                writeln!(out, "{dup}")?;
+            } else {
+                writeln!(out, "[{dup}]")?;
+            }
             truth.duplicates += 1;
             truth.lines += 1;
         }
