@@ -50,7 +50,7 @@ fn add(a: Decimal, b: Decimal, what: &str) -> Result<Decimal> {
 pub fn price(meter: &str, model: &PriceModel, quantity: Decimal) -> Result<Priced> {
     match model {
         PriceModel::PerUnit { unit_price } => {
-            let amount = mul(quantity, *unit_price, meter)?;
+            let amount = mul(quantity, *unit_price, meter)?.normalize();
             Ok(Priced {
                 amount,
                 tiers: vec![TierCharge { tier: 1, from: Decimal::ZERO, up_to: None, quantity, unit_price: *unit_price, flat_fee: Decimal::ZERO, amount }],
@@ -83,8 +83,8 @@ fn graduated(meter: &str, tiers: &[Tier], quantity: Decimal) -> Result<Priced> {
         }
         let upper = t.up_to.map_or(quantity, |u| u.min(quantity));
         let units = upper - lower;
-        let amount = add(mul(units, t.unit_price, meter)?, t.flat_fee, meter)?;
-        out.amount = add(out.amount, amount, meter)?;
+        let amount = add(mul(units, t.unit_price, meter)?, t.flat_fee, meter)?.normalize();
+        out.amount = add(out.amount, amount, meter)?.normalize();
         out.tiers.push(TierCharge { tier: i + 1, from: lower, up_to: t.up_to, quantity: units, unit_price: t.unit_price, flat_fee: t.flat_fee, amount });
         match t.up_to {
             Some(u) => lower = u,
@@ -101,7 +101,7 @@ fn volume(meter: &str, tiers: &[Tier], quantity: Decimal) -> Result<Priced> {
     let mut lower = Decimal::ZERO;
     for (i, t) in tiers.iter().enumerate() {
         if t.up_to.is_none_or(|u| quantity <= u) {
-            let amount = add(mul(quantity, t.unit_price, meter)?, t.flat_fee, meter)?;
+            let amount = add(mul(quantity, t.unit_price, meter)?, t.flat_fee, meter)?.normalize();
             return Ok(Priced {
                 amount,
                 tiers: vec![TierCharge { tier: i + 1, from: lower, up_to: t.up_to, quantity, unit_price: t.unit_price, flat_fee: t.flat_fee, amount }],

@@ -1,0 +1,40 @@
+# Meterline: the two commands that do all the set-up on a fresh machine.
+#   make demo   local services up, then the whole pipeline on synthetic data (1M events)
+#   make test   local services up, then every test (unit, golden, integration)
+
+SHELL := /bin/bash
+CARGO ?= cargo
+SERVICES := deploy/local/services.sh
+export METERLINE__NATS__URL ?= nats://127.0.0.1:14222
+export METERLINE__CLICKHOUSE__URL ?= http://127.0.0.1:18123
+
+.PHONY: demo test services-up services-down services-status build lint fmt clean
+
+demo: services-up
+	$(CARGO) build --bin meterline
+	./target/debug/meterline demo $(DEMO_ARGS)
+
+test: services-up
+	$(CARGO) test --workspace --no-fail-fast
+
+services-up:
+	bash $(SERVICES) up
+
+services-down:
+	bash $(SERVICES) down
+
+services-status:
+	bash $(SERVICES) status
+
+build:
+	$(CARGO) build --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	rm -rf out

@@ -1,0 +1,57 @@
+//! `close` is deterministic and idempotent: closing twice leaves identical rows, and no
+//! duplicate rows even when read without `FINAL`.
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use meterline_ingest::IngestCounters;
+use meterline_ingest::segment::Ledger;
+use meterline_invoicer::close_period;
+use meterline_invoicer::writer::{list_invoices, list_lines};
+use meterline_schemas::money::RoundingMode;
+
+use crate::common::TestEnv;
+use crate::scenario::{CATALOG, messages};
+
+#[derive(Row, Deserialize)]
+struct Counts {
+    invoices: u64,
+    lines: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_twice_writes_identical_rows_once() {
+    let env = TestEnv::new("close").await;
+    let store = env.catalog(CATALOG).await;
+    for m in messages() {
+        env.publish(&m).await;
+    }
+    let catalog = store.load().await.unwrap();
+    let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    meterline_ingest::run(&env.js, &env.ingest, &ledger, &catalog, true, std::sync::Arc::new(IngestCounters::default()), shutdown).await.unwrap();
+
+    let ch = env.clickhouse().await;
+    let period = "2026-10".parse().unwrap();
+    let first = close_period(&ch, &env.ledger_path(), &catalog, period, RoundingMode::HalfEven).await.unwrap();
+    assert_eq!((first.write.inserted, first.write.unchanged), (4, 0));
+    let invoices_1 = list_invoices(&ch, "2026-10").await.unwrap();
+    let lines_1 = list_lines(&ch, "2026-10").await.unwrap();
+
+    let second = close_period(&ch, &env.ledger_path(), &catalog, period, RoundingMode::HalfEven).await.unwrap();
+    assert_eq!((second.write.inserted, second.write.lines_inserted, second.write.unchanged), (0, 0, 4));
+    assert!(second.write.conflicts.is_empty());
+    assert_eq!(first.invoices, second.invoices, "the same ledger, catalog and period give identical invoices");
+    assert_eq!(list_invoices(&ch, "2026-10").await.unwrap(), invoices_1);
+    assert_eq!(list_lines(&ch, "2026-10").await.unwrap(), lines_1);
+
+    // No duplicates even without FINAL: 4 invoices, 4 + 4 + 3 + 4 lines.
+    let counts: Counts = ch
+        .client()
+        .query("SELECT (SELECT count() FROM invoices) AS invoices, (SELECT count() FROM invoice_lines) AS lines")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!((counts.invoices, counts.lines), (4, 15));
+    env.cleanup().await;
+}

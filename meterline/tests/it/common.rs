@@ -1,0 +1,157 @@
+//! Per-test isolated environment.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use meterline_ingest::IngestConfig;
+use meterline_schemas::catalog::CatalogFile;
+use meterline_schemas::catalog_store::CatalogStore;
+use meterline_schemas::clickhouse::{ClickHouse, ClickHouseConfig, Secret};
+use meterline_schemas::ledger::msg_id;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Streams, buckets, database and ledger of one test.
+pub struct TestEnv {
+    pub nats_url: String,
+    pub ch: ClickHouseConfig,
+    pub ingest: IngestConfig,
+    pub bucket_prefix: String,
+    pub ledger: tempfile::TempDir,
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+}
+
+impl TestEnv {
+    pub async fn new(tag: &str) -> TestEnv {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("t_{tag}_{}_{n}", std::process::id());
+        let nats_url = std::env::var("METERLINE__NATS__URL").unwrap_or_else(|_| "nats://127.0.0.1:14222".into());
+        let ch_url = std::env::var("METERLINE__CLICKHOUSE__URL").unwrap_or_else(|_| "http://127.0.0.1:18123".into());
+        let upper = name.to_uppercase();
+        let ingest = IngestConfig {
+            stream: format!("{upper}_USAGE"),
+            subject_prefix: format!("{name}.usage"),
+            dlq_stream: format!("{upper}_DLQ"),
+            dlq_subject_prefix: format!("{name}.dlq"),
+            consumer: format!("{name}_ingest"),
+            segment_max_events: 1000,
+            linger_ms: 50,
+            ack_wait_secs: 2,
+            idle_timeout_ms: 300,
+            duplicate_window_secs: 120,
+        };
+        let ch = ClickHouseConfig { url: ch_url, database: name.clone(), user: "default".into(), password: Secret::default() };
+        let client = async_nats::connect(nats_url.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("NATS must run at {nats_url} (make test starts it): {e}"));
+        let js = jetstream::new(client.clone());
+        meterline_schemas::clickhouse::migrate(&ch).await.unwrap_or_else(|e| panic!("ClickHouse must run at {} (make test starts it): {e}", ch.url));
+        TestEnv { bucket_prefix: format!("{name}_"), nats_url, ch, ingest, ledger: tempfile::tempdir().expect("temp dir"), client, js }
+    }
+
+    pub fn ledger_path(&self) -> PathBuf {
+        self.ledger.path().to_path_buf()
+    }
+
+    pub async fn clickhouse(&self) -> ClickHouse {
+        ClickHouse::connect(&self.ch).await.expect("connect clickhouse")
+    }
+
+    pub async fn catalog(&self, yaml: &str) -> CatalogStore {
+        let store = CatalogStore::open(&self.js, &self.bucket_prefix).await.expect("open catalog");
+        let file = CatalogFile::parse(yaml, "yaml").expect("test catalog parses");
+        store.apply(&file).await.expect("test catalog applies");
+        store
+    }
+
+    /// Publishes one message body; single events get their `Nats-Msg-Id` like `events publish`.
+    pub async fn publish(&self, body: &str) {
+        meterline_ingest::streams::ensure_streams(&self.js, &self.ingest).await.expect("streams");
+        let mut headers = HeaderMap::new();
+        if let Ok(ev) = meterline_schemas::event::decode_event(body) {
+            headers.insert("Nats-Msg-Id", msg_id(&ev.source, &ev.id).as_str());
+        }
+        self.js
+            .publish_with_headers(self.ingest.publish_subject(), headers, body.to_owned().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("publish ack");
+    }
+
+    /// Environment for a `meterline` child process pointing at this test's namespace.
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let i = &self.ingest;
+        [
+            ("NATS__URL", self.nats_url.clone()),
+            ("CLICKHOUSE__URL", self.ch.url.clone()),
+            ("CLICKHOUSE__DATABASE", self.ch.database.clone()),
+            ("LEDGER__PATH", self.ledger_path().display().to_string()),
+            ("INGEST__STREAM", i.stream.clone()),
+            ("INGEST__SUBJECT_PREFIX", i.subject_prefix.clone()),
+            ("INGEST__DLQ_STREAM", i.dlq_stream.clone()),
+            ("INGEST__DLQ_SUBJECT_PREFIX", i.dlq_subject_prefix.clone()),
+            ("INGEST__CONSUMER", i.consumer.clone()),
+            ("INGEST__SEGMENT_MAX_EVENTS", i.segment_max_events.to_string()),
+            ("INGEST__LINGER_MS", i.linger_ms.to_string()),
+            ("INGEST__ACK_WAIT_SECS", i.ack_wait_secs.to_string()),
+            ("INGEST__IDLE_TIMEOUT_MS", i.idle_timeout_ms.to_string()),
+            ("CATALOG__BUCKET_PREFIX", self.bucket_prefix.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("METERLINE__{k}"), v))
+        .collect()
+    }
+
+    /// Runs the `meterline` binary with this namespace; returns (success, stdout, stderr).
+    pub fn meterline(&self, args: &[&str], extra_env: &[(&str, &str)]) -> (bool, String, String) {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_meterline"));
+        cmd.args(args).current_dir(self.ledger.path()).envs(self.child_env());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run meterline");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Removes the test's streams, buckets and database.
+    pub async fn cleanup(self) {
+        for s in [&self.ingest.stream, &self.ingest.dlq_stream] {
+            let _ = self.js.delete_stream(s).await;
+        }
+        for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates"] {
+            let _ = self.js.delete_key_value(format!("{}{kind}", self.bucket_prefix)).await;
+        }
+        let _ = meterline_schemas::clickhouse::drop_database(&self.ch).await;
+        let _ = self.client.flush().await;
+    }
+}
+
+/// A CloudEvent as JSON text.
+pub fn event(id: &str, ty: &str, subject: &str, time: &str, data: &str) -> String {
+    format!(r#"{{"specversion":"1.0","id":"{id}","source":"test/producer","type":"{ty}","subject":"{subject}","time":"{time}","data":{data}}}"#)
+}
+
+/// Number of ledger segments under `root`.
+pub fn segment_count(root: &Path) -> usize {
+    fn walk(p: &Path) -> usize {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        let path = e.path();
+                        if path.is_dir() {
+                            if path.file_name().is_some_and(|n| n == "quarantine") { 0 } else { walk(&path) }
+                        } else {
+                            usize::from(path.extension().is_some_and(|x| x == "parquet"))
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(root)
+}

@@ -1,0 +1,73 @@
+//! Invalid events end in the dead-letter stream with their reason, and their messages are acked.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use meterline_ingest::IngestCounters;
+use meterline_ingest::segment::Ledger;
+
+use crate::common::{TestEnv, event};
+use crate::scenario::CATALOG;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_event_is_dead_lettered_with_reason_and_acked() {
+    let env = TestEnv::new("dlq").await;
+    let store = env.catalog(CATALOG).await;
+    env.publish(&event("ok-1", "llm.completion", "alice", "2026-10-05T00:00:00Z", r#"{"tokens":5}"#)).await;
+    let bad = event("bad-1", "llm.completion", "alice", "2026-10-05T00:00:00Z", r#"{"tokens":"lots"}"#);
+    env.publish(&bad).await;
+    env.publish(&event("bad-2", "video.minutes", "alice", "2026-10-05T00:00:00Z", r#"{"m":1}"#)).await;
+    env.publish("this is not json").await;
+
+    let catalog = store.load().await.unwrap();
+    let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
+    let report = meterline_ingest::run(
+        &env.js,
+        &env.ingest,
+        &ledger,
+        &catalog,
+        true,
+        Arc::new(IngestCounters::default()),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.valid, report.invalid, report.messages), (1, 3, 4));
+
+    // Every message is acked: nothing pending, nothing awaiting an ack.
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        env.js.get_stream(&env.ingest.stream).await.unwrap().get_consumer(&env.ingest.consumer).await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+
+    // The dead letters carry the event as received and the reason naming field and value.
+    let dlq = env.js.get_stream(&env.ingest.dlq_stream).await.unwrap();
+    let reader = dlq
+        .create_consumer(async_nats::jetstream::consumer::pull::Config { durable_name: None, ..Default::default() })
+        .await
+        .unwrap();
+    let mut msgs = reader.fetch().max_messages(10).expires(std::time::Duration::from_secs(2)).messages().await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(Ok(m)) = msgs.next().await {
+        let h = m.headers.clone().unwrap();
+        seen.push((
+            m.subject.to_string(),
+            h.get("Meterline-Error-Field").unwrap().to_string(),
+            h.get("Meterline-Error-Value").unwrap().to_string(),
+            h.get("Meterline-Error").unwrap().to_string(),
+            String::from_utf8(m.payload.to_vec()).unwrap(),
+        ));
+        m.ack().await.unwrap();
+    }
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    let tokens = &seen[0];
+    assert_eq!(tokens.0, format!("{}.data_tokens", env.ingest.dlq_subject_prefix));
+    assert_eq!((tokens.1.as_str(), tokens.2.as_str()), ("data.tokens", "\"lots\""));
+    assert!(tokens.3.contains("is not a number"), "{}", tokens.3);
+    assert_eq!(tokens.4, bad, "the dead letter is the event exactly as received");
+    assert_eq!((seen[1].1.as_str(), seen[1].2.as_str()), ("type", "\"video.minutes\""));
+    assert!(seen[1].3.contains("matches no meter"), "{}", seen[1].3);
+    assert_eq!((seen[2].1.as_str(), seen[2].4.as_str()), ("event", "this is not json"));
+    env.cleanup().await;
+}

@@ -1,0 +1,11 @@
+//! Integration tests against the real NATS JetStream and ClickHouse.
+//!
+//! Endpoints come from `METERLINE__NATS__URL` and `METERLINE__CLICKHOUSE__URL` (defaults: the
+//! local services of `deploy/local/services.sh`). Every test gets its own streams, consumer,
+//! catalog buckets, ClickHouse database and ledger directory, so tests run in parallel.
+
+mod catalog_store;
+mod close;
+mod common;
+mod dead_letters;
+mod scenario;
