@@ -8,7 +8,7 @@ SERVICES := deploy/local/services.sh
 export METERLINE__NATS__URL ?= nats://127.0.0.1:14222
 export METERLINE__CLICKHOUSE__URL ?= http://127.0.0.1:18123
 
-.PHONY: demo test services-up services-down services-status build lint fmt clean
+.PHONY: demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
 
 demo: services-up
 	$(CARGO) build --bin meterline
@@ -38,3 +38,9 @@ fmt:
 
 clean:
 	rm -rf out
+
+# The migrations and documented queries on a current ClickHouse engine (chdb-core, in-process;
+# about 850 MB, installed into .local/chdb on first use). Dev and CI servers are 18.16.
+check-modern-clickhouse:
+	test -d .local/chdb/chdb || python3 -m pip install --quiet --target .local/chdb chdb-core==26.9.0
+	python3 deploy/local/check_modern_clickhouse.py

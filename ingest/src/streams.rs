@@ -9,27 +9,21 @@ use crate::error::{Error, Result};
 
 /// Creates the usage and dead-letter streams when missing (file storage, limits retention).
 pub async fn ensure_streams(js: &jetstream::Context, cfg: &IngestConfig) -> Result<(stream::Stream, stream::Stream)> {
-    let usage = js
-        .get_or_create_stream(stream::Config {
-            name: cfg.stream.clone(),
-            subjects: vec![format!("{}.>", cfg.subject_prefix)],
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(cfg.duplicate_window_secs),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| Error::Nats(format!("stream {}: {e}", cfg.stream)))?;
-    let dlq = js
-        .get_or_create_stream(stream::Config {
-            name: cfg.dlq_stream.clone(),
-            subjects: vec![format!("{}.>", cfg.dlq_subject_prefix)],
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(cfg.duplicate_window_secs),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| Error::Nats(format!("stream {}: {e}", cfg.dlq_stream)))?;
+    let usage = ensure_stream(js, &cfg.stream, &cfg.subject_prefix, cfg.duplicate_window_secs).await?;
+    let dlq = ensure_stream(js, &cfg.dlq_stream, &cfg.dlq_subject_prefix, cfg.duplicate_window_secs).await?;
     Ok((usage, dlq))
+}
+
+async fn ensure_stream(js: &jetstream::Context, name: &str, subject_prefix: &str, duplicate_window_secs: u64) -> Result<stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: name.to_owned(),
+        subjects: vec![format!("{subject_prefix}.>")],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(duplicate_window_secs),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| Error::Nats(format!("stream {name}: {e}")))
 }
 
 /// The durable pull consumer with explicit acks. `max_ack_pending` leaves room for two full

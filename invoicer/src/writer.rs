@@ -67,23 +67,27 @@ pub async fn write_invoices(ch: &ClickHouse, period: &str, invoices: &[Invoice])
             }
         }
     }
-    if !lines.is_empty() {
-        let mut insert = c.insert::<InvoiceLineRow>("invoice_lines").await?;
-        for l in &lines {
-            insert.write(*l).await?;
-        }
-        insert.end().await?;
-    }
-    if !headers.is_empty() {
-        let mut insert = c.insert::<InvoiceRow>("invoices").await?;
-        for h in &headers {
-            insert.write(*h).await?;
-        }
-        insert.end().await?;
-    }
+    insert_all(c, "invoice_lines", &lines).await?;
+    insert_all(c, "invoices", &headers).await?;
     summary.inserted = headers.len();
     summary.lines_inserted = lines.len();
     Ok(summary)
+}
+
+/// Inserts `rows` in one batch (nothing when empty).
+async fn insert_all<T>(c: &clickhouse::Client, table: &str, rows: &[&T]) -> Result<()>
+where
+    T: clickhouse::RowOwned + clickhouse::RowWrite,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = c.insert::<T>(table).await?;
+    for r in rows {
+        insert.write(*r).await?;
+    }
+    insert.end().await?;
+    Ok(())
 }
 
 /// Invoices of a period, current state (`FINAL`), ordered by customer and subscription.

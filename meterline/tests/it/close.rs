@@ -55,3 +55,22 @@ async fn closing_twice_writes_identical_rows_once() {
     assert_eq!((counts.invoices, counts.lines), (4, 15));
     env.cleanup().await;
 }
+
+#[derive(Row, Deserialize)]
+struct Applied {
+    version: u32,
+    rows: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_is_idempotent() {
+    let env = TestEnv::new("migrate").await; // applied once here
+    let again = meterline_schemas::clickhouse::migrate(&env.ch).await.unwrap();
+    assert!(again.is_empty(), "nothing left to apply: {again:?}");
+    let ch = env.clickhouse().await;
+    let applied: Vec<Applied> =
+        ch.client().query("SELECT version, count() AS rows FROM schema_migrations GROUP BY version ORDER BY version").fetch_all().await.unwrap();
+    let got: Vec<(u32, u64)> = applied.iter().map(|a| (a.version, a.rows)).collect();
+    assert_eq!(got, vec![(1, 1)]);
+    env.cleanup().await;
+}
