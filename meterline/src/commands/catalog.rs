@@ -17,18 +17,18 @@ pub async fn run(cfg: &Config, cmd: CatalogCommand) -> anyhow::Result<()> {
             if dry_run {
                 let stored = store.load().await?;
                 let c = parsed.validate(&stored)?;
-                println!("{}: valid ({})", file.display(), counts(&c));
+                crate::output::emit(format!("{}: valid ({})", file.display(), counts(&c)))?;
             } else {
                 let summary = store.apply(&parsed).await?;
                 let fmt = |m: &std::collections::BTreeMap<&str, usize>| m.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ");
-                println!("{}: applied; written: [{}], unchanged: [{}]", file.display(), fmt(&summary.written), fmt(&summary.unchanged));
+                crate::output::emit(format!("{}: applied; written: [{}], unchanged: [{}]", file.display(), fmt(&summary.written), fmt(&summary.unchanged)))?;
             }
         }
         CatalogCommand::Show { format } => {
             let c = store.load().await?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&catalog_json(&c))?),
-                Format::Table => print_tables(&c),
+                Format::Json => crate::output::emit(format!("{}", serde_json::to_string_pretty(&catalog_json(&c))?))?,
+                Format::Table => print_tables(&c)?,
             }
         }
     }
@@ -57,25 +57,26 @@ fn catalog_json(c: &Catalog) -> serde_json::Value {
     })
 }
 
-fn print_tables(c: &Catalog) {
+fn print_tables(c: &Catalog) -> anyhow::Result<()> {
     let mut t = Table::new();
     t.set_header(["meter", "event type", "aggregation", "value", "group by"]);
     for m in c.meters.values() {
         t.add_row([m.key.clone(), m.event_type.clone(), m.aggregation.to_string(), m.value.clone().unwrap_or_default(), m.group_by.keys().cloned().collect::<Vec<_>>().join(",")]);
     }
-    println!("{t}");
+    crate::output::emit(format!("{t}"))?;
     let mut t = Table::new();
     t.set_header(["plan", "version", "currency", "recurring fee", "prices"]);
     for p in c.plans.values() {
         let prices = p.prices.iter().map(|x| format!("{}:{}", x.meter, x.model.name())).collect::<Vec<_>>().join(", ");
         t.add_row([p.plan.clone(), p.version.to_string(), p.currency.to_string(), p.recurring_fee.map(|f| f.to_string()).unwrap_or_default(), prices]);
     }
-    println!("{t}");
+    crate::output::emit(format!("{t}"))?;
     let mut t = Table::new();
     t.set_header(["jurisdiction", "name", "rate"]);
     for r in c.tax_rates.values() {
         t.add_row([r.jurisdiction.clone(), r.name.clone(), r.rate.to_string()]);
     }
-    println!("{t}");
-    println!("{}", counts(c));
+    crate::output::emit(format!("{t}"))?;
+    crate::output::emit(format!("{}", counts(c)))?;
+    Ok(())
 }

@@ -10,7 +10,7 @@ use crate::connect;
 pub async fn run(cfg: &Config, args: CloseArgs) -> anyhow::Result<()> {
     let label: PeriodLabel = args.period.parse()?;
     let r = close(cfg, label).await?;
-    println!(
+    crate::output::emit(format!(
         "period {label}: {} invoices ({} written now, {} already stored, {} conflicting), {} ledger rows rated in {:.2}s, written in {:.2}s",
         r.invoices.len(),
         r.write.inserted,
@@ -19,13 +19,13 @@ pub async fn run(cfg: &Config, args: CloseArgs) -> anyhow::Result<()> {
         r.rows_rated,
         r.rate_time.as_secs_f64(),
         r.write_time.as_secs_f64()
-    );
+    ))?;
     if !r.write.conflicts.is_empty() {
-        println!(
+        crate::output::emit(format!(
             "warning: {} stored invoices differ from a fresh computation and were left unchanged (finalized invoices are immutable): {}",
             r.write.conflicts.len(),
             r.write.conflicts.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-        );
+        ))?;
     }
     Ok(())
 }

@@ -16,13 +16,13 @@ pub async fn run(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<()> {
     let r = meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &file, in_flight.max(1), Arc::new(AtomicU64::new(0))).await?;
     client.flush().await?;
     let secs = t.elapsed().as_secs_f64();
-    println!(
+    crate::output::emit(format!(
         "published {} messages from {} to {} in {secs:.2}s ({:.0} msg/s); {} were duplicates JetStream already had",
         r.messages,
         file.display(),
         cfg.ingest.publish_subject(),
         r.messages as f64 / secs.max(1e-9),
         r.duplicates
-    );
+    ))?;
     Ok(())
 }

@@ -21,7 +21,7 @@ pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
         }
     });
     let report = ingest(cfg, args.until_idle, Arc::new(IngestCounters::default()), shutdown).await?;
-    println!(
+    crate::output::emit(format!(
         "ingested {} messages: {} events to the ledger, {} duplicates dropped, {} dead-lettered, {} segments ({:.2}s)",
         report.messages,
         report.valid,
@@ -29,7 +29,7 @@ pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
         report.invalid,
         report.segments,
         report.elapsed.as_secs_f64()
-    );
+    ))?;
     Ok(())
 }
 

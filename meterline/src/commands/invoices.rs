@@ -31,7 +31,7 @@ pub async fn run(cfg: &Config, cmd: InvoicesCommand) -> anyhow::Result<()> {
                     v
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            crate::output::emit(format!("{}", serde_json::to_string_pretty(&out)?))?;
         }
         Format::Table => {
             let mut t = Table::new();
@@ -55,8 +55,8 @@ pub async fn run(cfg: &Config, cmd: InvoicesCommand) -> anyhow::Result<()> {
                     col.set_cell_alignment(CellAlignment::Right);
                 }
             }
-            println!("{t}");
-            println!("{} invoices for period {label}", invoices.len());
+            crate::output::emit(format!("{t}"))?;
+            crate::output::emit(format!("{} invoices for period {label}", invoices.len()))?;
         }
     }
     Ok(())

@@ -5,9 +5,9 @@ use crate::config::Config;
 pub async fn run(cfg: &Config) -> anyhow::Result<()> {
     let applied = meterline_schemas::clickhouse::migrate(&cfg.clickhouse).await?;
     if applied.is_empty() {
-        println!("database {}: up to date", cfg.clickhouse.database);
+        crate::output::emit(format!("database {}: up to date", cfg.clickhouse.database))?;
     } else {
-        println!("database {}: applied migrations {:?}", cfg.clickhouse.database, applied);
+        crate::output::emit(format!("database {}: applied migrations {:?}", cfg.clickhouse.database, applied))?;
     }
     Ok(())
 }
