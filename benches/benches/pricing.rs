@@ -30,7 +30,9 @@ fn bench(c: &mut Criterion) {
     let qs = quantities(10_000);
     let mut g = c.benchmark_group("pricing");
     g.throughput(Throughput::Elements(qs.len() as u64));
-    for model in [PriceModel::PerUnit { unit_price: d("0.0004") }, PriceModel::Graduated { tiers: tiers() }, PriceModel::Volume { tiers: tiers() }] {
+    for model in
+        [PriceModel::PerUnit { unit_price: d("0.0004") }, PriceModel::Graduated { tiers: tiers() }, PriceModel::Volume { tiers: tiers() }]
+    {
         g.bench_function(model.name(), |b| {
             b.iter(|| {
                 for q in &qs {

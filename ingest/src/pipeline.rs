@@ -80,7 +80,12 @@ pub async fn run(
     let mut consumer = ensure_consumer(&usage, cfg).await?;
     let mut index = DedupIndex::default();
     let rebuild = ledger.rebuild(&mut index).await?;
-    tracing::info!(segments = rebuild.segments, keys = rebuild.keys, quarantined = rebuild.quarantined.len(), "dedup index rebuilt from the ledger");
+    tracing::info!(
+        segments = rebuild.segments,
+        keys = rebuild.keys,
+        quarantined = rebuild.quarantined.len(),
+        "dedup index rebuilt from the ledger"
+    );
     let validator = Validator::new(catalog.meters_by_event_type());
     let started = Instant::now();
 
@@ -149,11 +154,7 @@ async fn js_flush(_js: &jetstream::Context) {
 
 /// A batch message holds many events; count array elements cheaply (upper bound).
 fn estimate_events(payload: &[u8]) -> usize {
-    if payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        payload.windows(2).filter(|w| w == b"},").count() + 1
-    } else {
-        1
-    }
+    if payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') { payload.windows(2).filter(|w| w == b"},").count() + 1 } else { 1 }
 }
 
 async fn drained(consumer: &mut jetstream::consumer::PullConsumer) -> Result<bool> {

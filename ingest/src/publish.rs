@@ -32,7 +32,13 @@ pub struct PublishReport {
 }
 
 /// Publishes every non-empty line of `path` to `subject`.
-pub async fn publish_file(js: &jetstream::Context, subject: &str, path: &Path, in_flight: usize, published: Arc<AtomicU64>) -> Result<PublishReport> {
+pub async fn publish_file(
+    js: &jetstream::Context,
+    subject: &str,
+    path: &Path,
+    in_flight: usize,
+    published: Arc<AtomicU64>,
+) -> Result<PublishReport> {
     let file = tokio::fs::File::open(path).await.map_err(|e| Error::Input { path: path.display().to_string(), message: e.to_string() })?;
     let mut lines = tokio::io::BufReader::with_capacity(1 << 20, file).lines();
     let mut pending = FuturesUnordered::new();

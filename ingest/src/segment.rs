@@ -122,7 +122,13 @@ impl Ledger {
     pub async fn rebuild(&self, index: &mut DedupIndex) -> Result<RebuildReport> {
         let mut report = RebuildReport::default();
         for name in self.list().await? {
-            let bytes = self.store.get(&StorePath::from(name.as_str())).await.map_err(|e| Error::Ledger(format!("read {name}: {e}")))?.bytes().await;
+            let bytes = self
+                .store
+                .get(&StorePath::from(name.as_str()))
+                .await
+                .map_err(|e| Error::Ledger(format!("read {name}: {e}")))?
+                .bytes()
+                .await;
             let keys = bytes.map_err(|e| Error::Ledger(format!("read {name}: {e}"))).and_then(|b| read_keys(&name, b));
             match keys {
                 Ok(keys) => {
@@ -132,7 +138,10 @@ impl Ledger {
                 Err(e) => {
                     tracing::error!(segment = %name, error = %e, "unreadable ledger segment moved to quarantine; its events will be redelivered");
                     let to = StorePath::from(format!("quarantine/{}", name.replace('/', "_")));
-                    self.store.rename(&StorePath::from(name.as_str()), &to).await.map_err(|e| Error::Ledger(format!("quarantine {name}: {e}")))?;
+                    self.store
+                        .rename(&StorePath::from(name.as_str()), &to)
+                        .await
+                        .map_err(|e| Error::Ledger(format!("quarantine {name}: {e}")))?;
                     report.quarantined.push(name);
                 }
             }
@@ -154,16 +163,17 @@ fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
 fn read_keys(name: &str, bytes: Bytes) -> Result<Vec<u128>> {
     let err = |e: &dyn std::fmt::Display| Error::Segment { path: name.to_owned(), message: e.to_string() };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
-    let idx = builder
-        .schema()
-        .index_of(ledger::col::EVENT_KEY)
-        .map_err(|e| err(&e))?;
+    let idx = builder.schema().index_of(ledger::col::EVENT_KEY).map_err(|e| err(&e))?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
     let reader = builder.with_projection(mask).build().map_err(|e| err(&e))?;
     let mut keys = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| err(&e))?;
-        let col = batch.column(0).as_any().downcast_ref::<arrow::array::FixedSizeBinaryArray>().ok_or_else(|| err(&"event_key is not FixedSizeBinary(16)"))?;
+        let col = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
+            .ok_or_else(|| err(&"event_key is not FixedSizeBinary(16)"))?;
         for v in col.iter().flatten() {
             let arr: [u8; 16] = v.try_into().map_err(|_| err(&"event_key is not 16 bytes"))?;
             keys.push(u128::from_be_bytes(arr));

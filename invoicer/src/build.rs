@@ -51,7 +51,15 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
     let id = invoice_id(&r.subscription.id, &period, FIRST_REVISION);
     let period_start = secs(r.window.period_start);
     let mut lines = Vec::new();
-    let line = |kind: LineKind, description: String, meter: &str, quantity: Decimal, event_count: u64, model: &str, unrounded: Decimal, breakdown: serde_json::Value, segments: Vec<String>| {
+    let line = |kind: LineKind,
+                description: String,
+                meter: &str,
+                quantity: Decimal,
+                event_count: u64,
+                model: &str,
+                unrounded: Decimal,
+                breakdown: serde_json::Value,
+                segments: Vec<String>| {
         InvoiceLineRow {
             invoice_id: id,
             line_no: 0,
@@ -81,7 +89,9 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
         let unrounded = if r.window.is_full() {
             fee
         } else {
-            fee.checked_mul(Decimal::from(active)).and_then(|x| x.checked_div(Decimal::from(total))).ok_or_else(|| Error::Overflow(format!("proration of {fee}")))?
+            fee.checked_mul(Decimal::from(active))
+                .and_then(|x| x.checked_div(Decimal::from(total)))
+                .ok_or_else(|| Error::Overflow(format!("proration of {fee}")))?
         };
         let breakdown = json!({
             "fee": fee.to_string(),
@@ -100,14 +110,23 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
             "tiers": u.priced.tiers,
         });
         let meter_name = catalog.meters.get(&u.meter).and_then(|m| m.name.clone()).unwrap_or_else(|| u.meter.clone());
-        lines.push(line(LineKind::Usage, meter_name, &u.meter, u.quantity, u.event_count, u.model.name(), u.priced.amount, breakdown, u.segments.clone()));
+        lines.push(line(
+            LineKind::Usage,
+            meter_name,
+            &u.meter,
+            u.quantity,
+            u.event_count,
+            u.model.name(),
+            u.priced.amount,
+            breakdown,
+            u.segments.clone(),
+        ));
     }
 
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
-    let tax_rate = catalog
-        .tax_rates
-        .get(&r.customer.jurisdiction)
-        .ok_or_else(|| Error::Catalog(format!("customer {} has jurisdiction {:?} without a tax rate", r.customer.key, r.customer.jurisdiction)))?;
+    let tax_rate = catalog.tax_rates.get(&r.customer.jurisdiction).ok_or_else(|| {
+        Error::Catalog(format!("customer {} has jurisdiction {:?} without a tax rate", r.customer.key, r.customer.jurisdiction))
+    })?;
     let mut tax = Decimal::ZERO;
     if !tax_rate.rate.is_zero() {
         let unrounded = subtotal.checked_mul(tax_rate.rate).ok_or_else(|| Error::Overflow(format!("tax on {subtotal}")))?;

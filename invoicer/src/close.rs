@@ -29,7 +29,13 @@ pub struct CloseReport {
 
 /// Closes `label`: rates every active subscription from the ledger at `ledger_root`, builds the
 /// invoices and writes what is not stored yet.
-pub async fn close_period(ch: &ClickHouse, ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<CloseReport> {
+pub async fn close_period(
+    ch: &ClickHouse,
+    ledger_root: &Path,
+    catalog: &Catalog,
+    label: PeriodLabel,
+    rounding: RoundingMode,
+) -> Result<CloseReport> {
     let t0 = Instant::now();
     let rated = meterline_rater::rate_period(ledger_root, catalog, label).await?;
     let rows_rated = rated.iter().flat_map(|r| r.usage.iter()).map(|u| u.event_count).sum();

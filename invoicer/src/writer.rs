@@ -48,8 +48,13 @@ pub async fn write_invoices(ch: &ClickHouse, period: &str, invoices: &[Invoice])
         .into_iter()
         .map(|s| (s.id, s.content_hash))
         .collect();
-    let with_lines: HashSet<String> =
-        c.query("SELECT DISTINCT toString(invoice_id) FROM invoice_lines WHERE period = ?").bind(period).fetch_all::<String>().await?.into_iter().collect();
+    let with_lines: HashSet<String> = c
+        .query("SELECT DISTINCT toString(invoice_id) FROM invoice_lines WHERE period = ?")
+        .bind(period)
+        .fetch_all::<String>()
+        .await?
+        .into_iter()
+        .collect();
 
     let mut summary = WriteSummary::default();
     let mut headers: Vec<&InvoiceRow> = Vec::new();

@@ -67,7 +67,12 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             nats: NatsConfig { url: "nats://127.0.0.1:14222".into(), credentials_file: None },
-            clickhouse: ClickHouseConfig { url: "http://127.0.0.1:18123".into(), database: "meterline".into(), user: "default".into(), password: Secret::default() },
+            clickhouse: ClickHouseConfig {
+                url: "http://127.0.0.1:18123".into(),
+                database: "meterline".into(),
+                user: "default".into(),
+                password: Secret::default(),
+            },
             ledger: LedgerConfig::default(),
             ingest: IngestConfig::default(),
             catalog: CatalogConfig { bucket_prefix: "meterline_catalog_".into() },
@@ -88,14 +93,19 @@ impl Config {
             None if Path::new("meterline.toml").exists() => fig = fig.merge(Toml::file_exact("meterline.toml")),
             None => {}
         }
-        let cfg: Config = fig.merge(Env::prefixed("METERLINE__").split("__")).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let cfg: Config =
+            fig.merge(Env::prefixed("METERLINE__").split("__")).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks values.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.nats.url.starts_with("nats://") || self.nats.url.starts_with("tls://"), "nats.url = {:?}: expected nats://host:port", self.nats.url);
+        anyhow::ensure!(
+            self.nats.url.starts_with("nats://") || self.nats.url.starts_with("tls://"),
+            "nats.url = {:?}: expected nats://host:port",
+            self.nats.url
+        );
         anyhow::ensure!(
             self.clickhouse.url.starts_with("http://") || self.clickhouse.url.starts_with("https://"),
             "clickhouse.url = {:?}: expected http(s)://host:port",
@@ -107,7 +117,8 @@ impl Config {
             self.clickhouse.database
         );
         anyhow::ensure!(
-            !self.catalog.bucket_prefix.is_empty() && self.catalog.bucket_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            !self.catalog.bucket_prefix.is_empty()
+                && self.catalog.bucket_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
             "catalog.bucket_prefix = {:?}: use letters, digits, '_' or '-'",
             self.catalog.bucket_prefix
         );
@@ -129,7 +140,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        let bad: Result<Config, _> = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string("[nats]\nurll = \"x\"")).extract();
+        let bad: Result<Config, _> =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string("[nats]\nurll = \"x\"")).extract();
         assert!(bad.unwrap_err().to_string().contains("urll"));
         let mut c = Config::default();
         c.clickhouse.database = "bad-name".into();

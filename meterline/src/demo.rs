@@ -43,7 +43,12 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     }
     namespace(&mut cfg, &args.out);
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
-    eprintln!("==> resetting the demo namespace (stream {}, database {}, ledger {})", cfg.ingest.stream, cfg.clickhouse.database, cfg.ledger.path.display());
+    eprintln!(
+        "==> resetting the demo namespace (stream {}, database {}, ledger {})",
+        cfg.ingest.stream,
+        cfg.clickhouse.database,
+        cfg.ledger.path.display()
+    );
     reset(&cfg).await?;
     meterline_schemas::clickhouse::migrate(&cfg.clickhouse).await?;
 
@@ -69,7 +74,8 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     let published = Arc::new(AtomicU64::new(0));
     let bar = Progress::start("publish", truth.lines, published.clone());
     let t = Instant::now();
-    let published = meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &events_path, 2048, published.clone()).await?;
+    let published =
+        meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &events_path, 2048, published.clone()).await?;
     client.flush().await?;
     bar.finish(published.messages);
     stages.push(Stage { name: "publish", items: published.messages, unit: "events", time: t.elapsed() });

@@ -14,7 +14,10 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("METERLINE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log_filter())))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("METERLINE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log_filter())),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

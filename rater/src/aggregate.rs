@@ -151,7 +151,9 @@ fn decimal(a: &ArrayRef, i: usize) -> Result<Option<Decimal>> {
         other => return Err(Error::Ledger { location: "ledger".into(), message: format!("unexpected value type {other}") }),
     };
     let scale = u32::try_from(scale).map_err(|_| Error::Overflow { what: format!("negative decimal scale {scale}") })?;
-    Decimal::try_from_i128_with_scale(v, scale).map(|d| Some(d.normalize())).map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
+    Decimal::try_from_i128_with_scale(v, scale)
+        .map(|d| Some(d.normalize()))
+        .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
 }
 
 fn read_batch(b: &RecordBatch, out: &mut HashMap<(String, String), MeterAggregates>) -> Result<()> {

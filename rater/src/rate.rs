@@ -71,8 +71,10 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
             active.push((s, w));
         }
     }
-    let windows: Vec<SubWindow> =
-        active.iter().map(|(s, w)| SubWindow { subscription: s.id.clone(), customer: s.customer.clone(), start: w.start, end: w.end }).collect();
+    let windows: Vec<SubWindow> = active
+        .iter()
+        .map(|(s, w)| SubWindow { subscription: s.id.clone(), customer: s.customer.clone(), start: w.start, end: w.end })
+        .collect();
     let aggregates = aggregate(ledger_root, &windows).await?;
     let empty = MeterAggregates::default();
     let mut out = Vec::with_capacity(active.len());

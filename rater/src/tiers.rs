@@ -53,7 +53,15 @@ pub fn price(meter: &str, model: &PriceModel, quantity: Decimal) -> Result<Price
             let amount = mul(quantity, *unit_price, meter)?.normalize();
             Ok(Priced {
                 amount,
-                tiers: vec![TierCharge { tier: 1, from: Decimal::ZERO, up_to: None, quantity, unit_price: *unit_price, flat_fee: Decimal::ZERO, amount }],
+                tiers: vec![TierCharge {
+                    tier: 1,
+                    from: Decimal::ZERO,
+                    up_to: None,
+                    quantity,
+                    unit_price: *unit_price,
+                    flat_fee: Decimal::ZERO,
+                    amount,
+                }],
             })
         }
         PriceModel::Graduated { tiers } => {
@@ -85,7 +93,15 @@ fn graduated(meter: &str, tiers: &[Tier], quantity: Decimal) -> Result<Priced> {
         let units = upper - lower;
         let amount = add(mul(units, t.unit_price, meter)?, t.flat_fee, meter)?.normalize();
         out.amount = add(out.amount, amount, meter)?.normalize();
-        out.tiers.push(TierCharge { tier: i + 1, from: lower, up_to: t.up_to, quantity: units, unit_price: t.unit_price, flat_fee: t.flat_fee, amount });
+        out.tiers.push(TierCharge {
+            tier: i + 1,
+            from: lower,
+            up_to: t.up_to,
+            quantity: units,
+            unit_price: t.unit_price,
+            flat_fee: t.flat_fee,
+            amount,
+        });
         match t.up_to {
             Some(u) => lower = u,
             None => break,
@@ -104,7 +120,15 @@ fn volume(meter: &str, tiers: &[Tier], quantity: Decimal) -> Result<Priced> {
             let amount = add(mul(quantity, t.unit_price, meter)?, t.flat_fee, meter)?.normalize();
             return Ok(Priced {
                 amount,
-                tiers: vec![TierCharge { tier: i + 1, from: lower, up_to: t.up_to, quantity, unit_price: t.unit_price, flat_fee: t.flat_fee, amount }],
+                tiers: vec![TierCharge {
+                    tier: i + 1,
+                    from: lower,
+                    up_to: t.up_to,
+                    quantity,
+                    unit_price: t.unit_price,
+                    flat_fee: t.flat_fee,
+                    amount,
+                }],
             });
         }
         lower = t.up_to.unwrap_or(lower);
@@ -190,7 +214,11 @@ mod tests {
     fn single_tier_graduated_equals_volume() {
         let one = vec![tier(None, "0.25", "1")];
         for q in ["0", "1", "7.5", "1000000"] {
-            assert_eq!(amount(&PriceModel::Graduated { tiers: one.clone() }, q), amount(&PriceModel::Volume { tiers: one.clone() }, q), "q={q}");
+            assert_eq!(
+                amount(&PriceModel::Graduated { tiers: one.clone() }, q),
+                amount(&PriceModel::Volume { tiers: one.clone() }, q),
+                "q={q}"
+            );
         }
     }
 }

@@ -219,7 +219,10 @@ impl Catalog {
             if plan.currency.code() != customer.currency {
                 return Err(Error::catalog(
                     format!("{at}.plan"),
-                    format!("plan {}@{} is priced in {} but customer {:?} is billed in {}", s.plan, s.plan_version, plan.currency, s.customer, customer.currency),
+                    format!(
+                        "plan {}@{} is priced in {} but customer {:?} is billed in {}",
+                        s.plan, s.plan_version, plan.currency, s.customer, customer.currency
+                    ),
                 ));
             }
         }
@@ -259,11 +262,7 @@ impl Catalog {
 /// Keys are used in NATS KV keys and file paths: letters, digits, `_`, `-`; 1–128 characters.
 pub fn check_key(path: &str, key: &str) -> Result<()> {
     let ok = !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::catalog(path, format!("{key:?} is not a valid key: use 1-128 letters, digits, '_' or '-'")))
-    }
+    if ok { Ok(()) } else { Err(Error::catalog(path, format!("{key:?} is not a valid key: use 1-128 letters, digits, '_' or '-'"))) }
 }
 
 impl CatalogFile {
@@ -305,7 +304,9 @@ impl CatalogFile {
                 return Err(Error::catalog(format!("{at}.event_type"), "must not be empty"));
             }
             match (&m.value, m.aggregation.needs_value()) {
-                (None, true) => return Err(Error::catalog(format!("{at}.value"), format!("is required for aggregation {}", m.aggregation))),
+                (None, true) => {
+                    return Err(Error::catalog(format!("{at}.value"), format!("is required for aggregation {}", m.aggregation)));
+                }
                 (Some(v), false) => {
                     return Err(Error::catalog(format!("{at}.value"), format!("{v:?} is not used by COUNT; remove it")));
                 }
@@ -322,7 +323,10 @@ impl CatalogFile {
             let at = format!("tax_rates[{}]", t.jurisdiction);
             check_key(&format!("{at}.jurisdiction"), &t.jurisdiction)?;
             if t.rate < Decimal::ZERO || t.rate >= Decimal::ONE {
-                return Err(Error::catalog(format!("{at}.rate"), format!("{} must be a fraction in [0, 1), e.g. \"0.19\" for 19%", t.rate)));
+                return Err(Error::catalog(
+                    format!("{at}.rate"),
+                    format!("{} must be a fraction in [0, 1), e.g. \"0.19\" for 19%", t.rate),
+                ));
             }
             if c.tax_rates.insert(t.jurisdiction.clone(), t.clone()).is_some() {
                 return Err(Error::catalog(format!("{at}.jurisdiction"), "is defined twice"));
@@ -393,7 +397,8 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
                 if ps.tiers.is_some() {
                     return Err(Error::catalog(format!("{pat}.tiers"), "is not used by model per_unit"));
                 }
-                let unit_price = ps.unit_price.ok_or_else(|| Error::catalog(format!("{pat}.unit_price"), "is required for model per_unit"))?;
+                let unit_price =
+                    ps.unit_price.ok_or_else(|| Error::catalog(format!("{pat}.unit_price"), "is required for model per_unit"))?;
                 if unit_price < Decimal::ZERO {
                     return Err(Error::catalog(format!("{pat}.unit_price"), format!("{unit_price} must not be negative")));
                 }
@@ -401,19 +406,35 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
             }
             "graduated" | "volume" => {
                 if ps.unit_price.is_some() {
-                    return Err(Error::catalog(format!("{pat}.unit_price"), format!("is not used by model {}; put prices in tiers", ps.model)));
+                    return Err(Error::catalog(
+                        format!("{pat}.unit_price"),
+                        format!("is not used by model {}; put prices in tiers", ps.model),
+                    ));
                 }
-                let tiers = ps.tiers.clone().ok_or_else(|| Error::catalog(format!("{pat}.tiers"), format!("is required for model {}", ps.model)))?;
+                let tiers = ps
+                    .tiers
+                    .clone()
+                    .ok_or_else(|| Error::catalog(format!("{pat}.tiers"), format!("is required for model {}", ps.model)))?;
                 check_tiers(&pat, &tiers)?;
                 if ps.model == "graduated" { PriceModel::Graduated { tiers } } else { PriceModel::Volume { tiers } }
             }
             other => {
-                return Err(Error::catalog(format!("{pat}.model"), format!("{other:?} is not a price model: use per_unit, graduated or volume")));
+                return Err(Error::catalog(
+                    format!("{pat}.model"),
+                    format!("{other:?} is not a price model: use per_unit, graduated or volume"),
+                ));
             }
         };
         prices.push(Price { meter: ps.meter.clone(), model });
     }
-    Ok(PlanVersion { plan: p.key.clone(), name: p.name.clone().unwrap_or_else(|| p.key.clone()), version: v.version, currency, recurring_fee: v.recurring_fee, prices })
+    Ok(PlanVersion {
+        plan: p.key.clone(),
+        name: p.name.clone().unwrap_or_else(|| p.key.clone()),
+        version: v.version,
+        currency,
+        recurring_fee: v.recurring_fee,
+        prices,
+    })
 }
 
 fn check_tiers(at: &str, tiers: &[Tier]) -> Result<()> {
@@ -426,7 +447,9 @@ fn check_tiers(at: &str, tiers: &[Tier]) -> Result<()> {
         let last = i + 1 == tiers.len();
         match (t.up_to, last) {
             (None, false) => return Err(Error::catalog(format!("{tat}.up_to"), "only the last tier may be unbounded")),
-            (Some(u), true) => return Err(Error::catalog(format!("{tat}.up_to"), format!("{u}: the last tier must be unbounded (up_to: null)"))),
+            (Some(u), true) => {
+                return Err(Error::catalog(format!("{tat}.up_to"), format!("{u}: the last tier must be unbounded (up_to: null)")));
+            }
             (Some(u), false) if u <= previous => {
                 return Err(Error::catalog(format!("{tat}.up_to"), format!("{u} must be greater than the previous bound {previous}")));
             }
@@ -496,11 +519,23 @@ subscriptions:
 
     #[test]
     fn errors_name_entry_and_field() {
-        assert!(err(r#"- { up_to: "1000", unit_price: "0" }"#, "- { up_to: \"1000\", unit_price: \"0\" }\n              - { up_to: \"500\", unit_price: \"1\" }")
-            .contains("plans[starter].versions[1].prices[tokens].tiers[1].up_to: 500 must be greater than the previous bound 1000"));
-        assert!(err("currency: USD\n        recurring", "currency: USX\n        recurring").contains("plans[starter].versions[1].currency: unknown currency \"USX\""));
-        assert!(err("plan_version: 1", "plan_version: 2").contains("subscriptions[sub-acme].plan_version: plan \"starter\" has no version 2"));
-        assert!(err("jurisdiction: US-CA }\nsub", "jurisdiction: DE }\nsub").contains("customers[acme].jurisdiction: \"DE\" has no tax rate"));
+        assert!(
+            err(
+                r#"- { up_to: "1000", unit_price: "0" }"#,
+                "- { up_to: \"1000\", unit_price: \"0\" }\n              - { up_to: \"500\", unit_price: \"1\" }"
+            )
+            .contains("plans[starter].versions[1].prices[tokens].tiers[1].up_to: 500 must be greater than the previous bound 1000")
+        );
+        assert!(
+            err("currency: USD\n        recurring", "currency: USX\n        recurring")
+                .contains("plans[starter].versions[1].currency: unknown currency \"USX\"")
+        );
+        assert!(
+            err("plan_version: 1", "plan_version: 2").contains("subscriptions[sub-acme].plan_version: plan \"starter\" has no version 2")
+        );
+        assert!(
+            err("jurisdiction: US-CA }\nsub", "jurisdiction: DE }\nsub").contains("customers[acme].jurisdiction: \"DE\" has no tax rate")
+        );
         assert!(err("model: per_unit", "model: perunit").contains("prices[api_calls].model: \"perunit\" is not a price model"));
         assert!(err("value: tokens,", "").contains("meters[tokens].value: is required for aggregation SUM"));
         assert!(err("key: acme", "key: \"ac me\"").contains("customers[ac me].key"));

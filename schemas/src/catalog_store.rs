@@ -42,9 +42,14 @@ async fn bucket(js: &jetstream::Context, name: String) -> Result<kv::Store> {
     if let Ok(store) = js.get_key_value(&name).await {
         return Ok(store);
     }
-    js.create_key_value(kv::Config { bucket: name.clone(), history: 5, storage: jetstream::stream::StorageType::File, ..Default::default() })
-        .await
-        .map_err(nats(&format!("create bucket {name}")))
+    js.create_key_value(kv::Config {
+        bucket: name.clone(),
+        history: 5,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(nats(&format!("create bucket {name}")))
 }
 
 impl CatalogStore {
@@ -92,8 +97,14 @@ impl CatalogStore {
         let stored_plans: BTreeMap<String, _> = stored.plans.iter().map(|((p, v), pv)| (plan_key(p, *v), pv.clone())).collect();
         write_all(&self.plans, "plans", new.plans.iter().map(|((p, v), pv)| (plan_key(p, *v), pv)), &stored_plans, &mut summary).await?;
         write_all(&self.customers, "customers", new.customers.iter().map(|(k, v)| (k.clone(), v)), &stored.customers, &mut summary).await?;
-        write_all(&self.subscriptions, "subscriptions", new.subscriptions.iter().map(|(k, v)| (k.clone(), v)), &stored.subscriptions, &mut summary)
-            .await?;
+        write_all(
+            &self.subscriptions,
+            "subscriptions",
+            new.subscriptions.iter().map(|(k, v)| (k.clone(), v)),
+            &stored.subscriptions,
+            &mut summary,
+        )
+        .await?;
         Ok(summary)
     }
 }

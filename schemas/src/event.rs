@@ -117,10 +117,7 @@ pub fn decode_message(body: &[u8]) -> Vec<Decoded<'_>> {
     if trimmed.starts_with('[') {
         match serde_json::from_str::<Vec<&RawValue>>(text) {
             Ok(items) => items.into_iter().map(|raw| Decoded { raw: raw.get(), result: decode_event(raw.get()) }).collect(),
-            Err(e) => vec![Decoded {
-                raw: text,
-                result: Err(EventError::new("body", text, format!("not a JSON array of events: {e}"))),
-            }],
+            Err(e) => vec![Decoded { raw: text, result: Err(EventError::new("body", text, format!("not a JSON array of events: {e}"))) }],
         }
     } else {
         vec![Decoded { raw: text, result: decode_event(text) }]
@@ -129,8 +126,8 @@ pub fn decode_message(body: &[u8]) -> Vec<Decoded<'_>> {
 
 /// Decodes and validates one CloudEvent from its JSON text.
 pub fn decode_event(text: &str) -> Result<UsageEvent, EventError> {
-    let wire: Wire<'_> = serde_json::from_str(text)
-        .map_err(|e| EventError::new("event", text, format!("not a CloudEvents JSON object: {e}")))?;
+    let wire: Wire<'_> =
+        serde_json::from_str(text).map_err(|e| EventError::new("event", text, format!("not a CloudEvents JSON object: {e}")))?;
     match wire.specversion.as_deref() {
         Some("1.0") => {}
         Some(other) => return Err(EventError::new("specversion", quoted(other), "must be \"1.0\"")),

@@ -108,9 +108,10 @@ impl Meter {
                 }
                 out.value = Some(v.normalize());
             } else {
-                out.unique = Some(scalar_text(raw).ok_or_else(|| {
-                    EventError::new(&field, text, format!("must be a string, number or boolean (meter {})", self.key))
-                })?);
+                out.unique =
+                    Some(scalar_text(raw).ok_or_else(|| {
+                        EventError::new(&field, text, format!("must be a string, number or boolean (meter {})", self.key))
+                    })?);
             }
         }
         if !self.group_by.is_empty() {

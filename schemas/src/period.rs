@@ -39,7 +39,11 @@ impl PeriodLabel {
 
     /// The following month.
     pub fn next(&self) -> PeriodLabel {
-        if self.month == 12 { PeriodLabel { year: self.year + 1, month: 1 } } else { PeriodLabel { year: self.year, month: self.month + 1 } }
+        if self.month == 12 {
+            PeriodLabel { year: self.year + 1, month: 1 }
+        } else {
+            PeriodLabel { year: self.year, month: self.month + 1 }
+        }
     }
 
     /// The label of the month containing `t`.

@@ -20,14 +20,21 @@ pub async fn run(cfg: &Config, cmd: CatalogCommand) -> anyhow::Result<()> {
                 crate::output::emit(format!("{}: valid ({})", file.display(), counts(&c)))?;
             } else {
                 let summary = store.apply(&parsed).await?;
-                let fmt = |m: &std::collections::BTreeMap<&str, usize>| m.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ");
-                crate::output::emit(format!("{}: applied; written: [{}], unchanged: [{}]", file.display(), fmt(&summary.written), fmt(&summary.unchanged)))?;
+                let fmt = |m: &std::collections::BTreeMap<&str, usize>| {
+                    m.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
+                };
+                crate::output::emit(format!(
+                    "{}: applied; written: [{}], unchanged: [{}]",
+                    file.display(),
+                    fmt(&summary.written),
+                    fmt(&summary.unchanged)
+                ))?;
             }
         }
         CatalogCommand::Show { format } => {
             let c = store.load().await?;
             match format {
-                Format::Json => crate::output::emit(format!("{}", serde_json::to_string_pretty(&catalog_json(&c))?))?,
+                Format::Json => crate::output::emit(serde_json::to_string_pretty(&catalog_json(&c))?)?,
                 Format::Table => print_tables(&c)?,
             }
         }
@@ -61,14 +68,26 @@ fn print_tables(c: &Catalog) -> anyhow::Result<()> {
     let mut t = Table::new();
     t.set_header(["meter", "event type", "aggregation", "value", "group by"]);
     for m in c.meters.values() {
-        t.add_row([m.key.clone(), m.event_type.clone(), m.aggregation.to_string(), m.value.clone().unwrap_or_default(), m.group_by.keys().cloned().collect::<Vec<_>>().join(",")]);
+        t.add_row([
+            m.key.clone(),
+            m.event_type.clone(),
+            m.aggregation.to_string(),
+            m.value.clone().unwrap_or_default(),
+            m.group_by.keys().cloned().collect::<Vec<_>>().join(","),
+        ]);
     }
     crate::output::emit(format!("{t}"))?;
     let mut t = Table::new();
     t.set_header(["plan", "version", "currency", "recurring fee", "prices"]);
     for p in c.plans.values() {
         let prices = p.prices.iter().map(|x| format!("{}:{}", x.meter, x.model.name())).collect::<Vec<_>>().join(", ");
-        t.add_row([p.plan.clone(), p.version.to_string(), p.currency.to_string(), p.recurring_fee.map(|f| f.to_string()).unwrap_or_default(), prices]);
+        t.add_row([
+            p.plan.clone(),
+            p.version.to_string(),
+            p.currency.to_string(),
+            p.recurring_fee.map(|f| f.to_string()).unwrap_or_default(),
+            prices,
+        ]);
     }
     crate::output::emit(format!("{t}"))?;
     let mut t = Table::new();
@@ -77,6 +96,6 @@ fn print_tables(c: &Catalog) -> anyhow::Result<()> {
         t.add_row([r.jurisdiction.clone(), r.name.clone(), r.rate.to_string()]);
     }
     crate::output::emit(format!("{t}"))?;
-    crate::output::emit(format!("{}", counts(c)))?;
+    crate::output::emit(counts(c))?;
     Ok(())
 }

@@ -8,12 +8,15 @@ use crate::cli::EventsCommand;
 use crate::config::Config;
 use crate::connect;
 
+#[allow(clippy::float_arithmetic)] // throughput figure, not money
 pub async fn run(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<()> {
     let EventsCommand::Publish { file, in_flight } = cmd;
     let (client, js) = connect::nats(cfg).await?;
     meterline_ingest::streams::ensure_streams(&js, &cfg.ingest).await?;
     let t = Instant::now();
-    let r = meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &file, in_flight.max(1), Arc::new(AtomicU64::new(0))).await?;
+    let r =
+        meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &file, in_flight.max(1), Arc::new(AtomicU64::new(0)))
+            .await?;
     client.flush().await?;
     let secs = t.elapsed().as_secs_f64();
     crate::output::emit(format!(

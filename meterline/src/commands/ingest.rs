@@ -34,7 +34,12 @@ pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
 }
 
 /// Runs ingest with the stored catalog.
-pub async fn ingest(cfg: &Config, until_idle: bool, counters: Arc<IngestCounters>, shutdown: CancellationToken) -> anyhow::Result<IngestReport> {
+pub async fn ingest(
+    cfg: &Config,
+    until_idle: bool,
+    counters: Arc<IngestCounters>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<IngestReport> {
     let (client, js) = connect::nats(cfg).await?;
     let catalog = connect::catalog(cfg, &js).await?.load().await?;
     anyhow::ensure!(!catalog.meters.is_empty(), "the catalog has no meters: apply a catalog first (`meterline catalog apply <file>`)");

@@ -31,7 +31,7 @@ pub async fn run(cfg: &Config, cmd: InvoicesCommand) -> anyhow::Result<()> {
                     v
                 })
                 .collect();
-            crate::output::emit(format!("{}", serde_json::to_string_pretty(&out)?))?;
+            crate::output::emit(serde_json::to_string_pretty(&out)?)?;
         }
         Format::Table => {
             let mut t = Table::new();

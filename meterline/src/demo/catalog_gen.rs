@@ -44,15 +44,18 @@ fn version(version: u32, currency: &str, fee: &str, prices: Vec<PriceSpec>) -> P
     PlanVersionSpec { version, currency: currency.into(), recurring_fee: Some(d(fee)), prices }
 }
 
-/// (currency, jurisdictions, plans) per customer segment.
-const SEGMENTS: &[(&str, &[&str], &[(&str, u32)])] = &[
+/// A customer segment: currency, jurisdictions, and the plan versions it subscribes to.
+type Segment = (&'static str, &'static [&'static str], &'static [(&'static str, u32)]);
+
+const SEGMENTS: &[Segment] = &[
     ("USD", &["US-CA", "US-NY", "US-TX", "US-OR"], &[("starter", 1), ("growth", 1), ("growth", 2)]),
     ("EUR", &["DE", "FR", "NL"], &[("business-eur", 1)]),
     ("JPY", &["JP"], &[("enterprise-jpy", 1)]),
     ("KWD", &["KW"], &[("gulf-kwd", 1)]),
 ];
 
-const NAMES_A: &[&str] = &["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Soylent", "Vandelay", "Wonka"];
+const NAMES_A: &[&str] =
+    &["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", "Cyberdyne", "Soylent", "Vandelay", "Wonka"];
 const NAMES_B: &[&str] = &["Labs", "Systems", "Cloud", "Analytics", "Networks", "Robotics", "Media", "Health", "Logistics", "Energy"];
 
 /// Builds the catalog for `customers` customers around period `label`.
@@ -88,7 +91,11 @@ pub fn generate(customers: usize, label: PeriodLabel, seed: u64) -> CatalogFile 
                 1,
                 "USD",
                 "29",
-                vec![per_unit("api_calls", "0.0004"), tiered("llm_tokens", "graduated", &token_tiers), per_unit("storage_gb_hours", "0.00012")],
+                vec![
+                    per_unit("api_calls", "0.0004"),
+                    tiered("llm_tokens", "graduated", &token_tiers),
+                    per_unit("storage_gb_hours", "0.00012"),
+                ],
             )],
         },
         PlanSpec {
@@ -100,7 +107,11 @@ pub fn generate(customers: usize, label: PeriodLabel, seed: u64) -> CatalogFile 
                     "USD",
                     "199",
                     vec![
-                        tiered("api_calls", "volume", &[(Some("10000"), "0.0003", "0"), (Some("100000"), "0.00025", "0"), (None, "0.0002", "0")]),
+                        tiered(
+                            "api_calls",
+                            "volume",
+                            &[(Some("10000"), "0.0003", "0"), (Some("100000"), "0.00025", "0"), (None, "0.0002", "0")],
+                        ),
                         tiered("llm_tokens", "graduated", &token_tiers),
                         per_unit("active_users", "0.50"),
                         per_unit("storage_gb_hours", "0.0001"),
@@ -142,13 +153,22 @@ pub fn generate(customers: usize, label: PeriodLabel, seed: u64) -> CatalogFile 
                 1,
                 "JPY",
                 "50000",
-                vec![per_unit("api_calls", "0.05"), tiered("llm_tokens", "graduated", &[(Some("1000000"), "0", "0"), (None, "0.00031", "0")]), per_unit("peak_connections", "3")],
+                vec![
+                    per_unit("api_calls", "0.05"),
+                    tiered("llm_tokens", "graduated", &[(Some("1000000"), "0", "0"), (None, "0.00031", "0")]),
+                    per_unit("peak_connections", "3"),
+                ],
             )],
         },
         PlanSpec {
             key: "gulf-kwd".into(),
             name: Some("Gulf".into()),
-            versions: vec![version(1, "KWD", "12.500", vec![per_unit("api_calls", "0.0001"), per_unit("llm_tokens", "0.0000006"), per_unit("storage_gb_hours", "0.000035")])],
+            versions: vec![version(
+                1,
+                "KWD",
+                "12.500",
+                vec![per_unit("api_calls", "0.0001"), per_unit("llm_tokens", "0.0000006"), per_unit("storage_gb_hours", "0.000035")],
+            )],
         },
     ];
 

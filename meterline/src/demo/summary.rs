@@ -36,7 +36,7 @@ fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -105,7 +105,7 @@ pub fn print(s: &Summary<'_>) {
 
     let mut t = Table::new();
     t.set_header(["top customers", "name", "plan", "currency", "total"]);
-    for (cur, _) in &per_currency {
+    for cur in per_currency.keys() {
         let mut top: Vec<&InvoiceRow> = s.invoices.iter().filter(|i| i.currency == *cur).collect();
         top.sort_by(|a, b| b.total.cmp(&a.total).then(a.customer.cmp(&b.customer)));
         for i in top.into_iter().take(3) {
@@ -117,7 +117,10 @@ pub fn print(s: &Summary<'_>) {
     println!("{t}");
     println!();
     println!("ledger:       {} ({} Parquet segments)", s.ledger.display(), s.segments);
-    println!("dead letters: NATS stream {} ({} messages; `nats stream view {}` shows them with their reasons)", s.dlq_stream, s.dlq_count, s.dlq_stream);
+    println!(
+        "dead letters: NATS stream {} ({} messages; `nats stream view {}` shows them with their reasons)",
+        s.dlq_stream, s.dlq_count, s.dlq_stream
+    );
     println!("catalog:      {}", s.out.join("catalog.yaml").display());
     println!("events:       {}", s.out.join("events.ndjson").display());
     println!("invoices:     meterline invoices list --period {} (with METERLINE__CLICKHOUSE__DATABASE={})", s.label, s.ch_database);

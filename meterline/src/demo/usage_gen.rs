@@ -124,24 +124,45 @@ fn ts(t: DateTime<Utc>) -> String {
 fn event(rng: &mut fastrand::Rng, i: usize, customer: &str, time: DateTime<Utc>) -> String {
     let kind = rng.u32(..100);
     let (source, ty, data) = if kind < 55 {
-        ("demo/api-gateway", "api.request", format!(r#"{{"endpoint":"{}","user_id":"u-{}","status":200}}"#, ENDPOINTS[rng.usize(..ENDPOINTS.len())], rng.u32(..250)))
+        (
+            "demo/api-gateway",
+            "api.request",
+            format!(r#"{{"endpoint":"{}","user_id":"u-{}","status":200}}"#, ENDPOINTS[rng.usize(..ENDPOINTS.len())], rng.u32(..250)),
+        )
     } else if kind < 85 {
         ("demo/llm", "llm.completion", format!(r#"{{"model":"{}","tokens":{}}}"#, MODELS[rng.usize(..MODELS.len())], rng.u32(50..4000)))
     } else if kind < 95 {
-        ("demo/storage", "storage.usage", format!(r#"{{"region":"{}","gb_hours":{}.{:03}}}"#, REGIONS[rng.usize(..REGIONS.len())], rng.u32(..200), rng.u32(..1000)))
+        (
+            "demo/storage",
+            "storage.usage",
+            format!(r#"{{"region":"{}","gb_hours":{}.{:03}}}"#, REGIONS[rng.usize(..REGIONS.len())], rng.u32(..200), rng.u32(..1000)),
+        )
     } else {
         ("demo/realtime", "realtime.connections", format!(r#"{{"connections":{}}}"#, rng.u32(1..500)))
     };
-    format!(r#"{{"specversion":"1.0","id":"evt-{i:09}","source":"{source}","type":"{ty}","subject":"{customer}","time":"{}","data":{data}}}"#, ts(time))
+    format!(
+        r#"{{"specversion":"1.0","id":"evt-{i:09}","source":"{source}","type":"{ty}","subject":"{customer}","time":"{}","data":{data}}}"#,
+        ts(time)
+    )
 }
 
 fn invalid_event(rng: &mut fastrand::Rng, i: usize, start: DateTime<Utc>) -> String {
     let t = ts(start + chrono::Duration::hours(1));
     match rng.u32(..5) {
-        0 => format!(r#"{{"specversion":"1.0","id":"bad-{i}","source":"demo/llm","type":"llm.completion","time":"{t}","data":{{"model":"small","tokens":10}}}}"#),
-        1 => format!(r#"{{"specversion":"1.0","id":"bad-{i}","source":"demo/llm","type":"llm.completion","subject":"cust-00001","time":"31/10/2026","data":{{"tokens":10}}}}"#),
-        2 => format!(r#"{{"specversion":"1.0","id":"bad-{i}","source":"demo/llm","type":"llm.completion","subject":"cust-00001","time":"{t}","data":{{"tokens":"lots"}}}}"#),
-        3 => format!(r#"{{"specversion":"1.0","id":"bad-{i}","source":"demo/x","type":"video.minutes","subject":"cust-00001","time":"{t}","data":{{"minutes":3}}}}"#),
-        _ => format!(r#"{{"specversion":"0.3","id":"bad-{i}","source":"demo/api-gateway","type":"api.request","subject":"cust-00001","time":"{t}","data":{{}}}}"#),
+        0 => format!(
+            r#"{{"specversion":"1.0","id":"bad-{i}","source":"demo/llm","type":"llm.completion","time":"{t}","data":{{"model":"small","tokens":10}}}}"#
+        ),
+        1 => format!(
+            r#"{{"specversion":"1.0","id":"bad-{i}","source":"demo/llm","type":"llm.completion","subject":"cust-00001","time":"31/10/2026","data":{{"tokens":10}}}}"#
+        ),
+        2 => format!(
+            r#"{{"specversion":"1.0","id":"bad-{i}","source":"demo/llm","type":"llm.completion","subject":"cust-00001","time":"{t}","data":{{"tokens":"lots"}}}}"#
+        ),
+        3 => format!(
+            r#"{{"specversion":"1.0","id":"bad-{i}","source":"demo/x","type":"video.minutes","subject":"cust-00001","time":"{t}","data":{{"minutes":3}}}}"#
+        ),
+        _ => format!(
+            r#"{{"specversion":"0.3","id":"bad-{i}","source":"demo/api-gateway","type":"api.request","subject":"cust-00001","time":"{t}","data":{{}}}}"#
+        ),
     }
 }

@@ -29,7 +29,9 @@ async fn closing_twice_writes_identical_rows_once() {
     let catalog = store.load().await.unwrap();
     let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    meterline_ingest::run(&env.js, &env.ingest, &ledger, &catalog, true, std::sync::Arc::new(IngestCounters::default()), shutdown).await.unwrap();
+    meterline_ingest::run(&env.js, &env.ingest, &ledger, &catalog, true, std::sync::Arc::new(IngestCounters::default()), shutdown)
+        .await
+        .unwrap();
 
     let ch = env.clickhouse().await;
     let period = "2026-10".parse().unwrap();
@@ -68,8 +70,12 @@ async fn migrate_is_idempotent() {
     let again = meterline_schemas::clickhouse::migrate(&env.ch).await.unwrap();
     assert!(again.is_empty(), "nothing left to apply: {again:?}");
     let ch = env.clickhouse().await;
-    let applied: Vec<Applied> =
-        ch.client().query("SELECT version, count() AS rows FROM schema_migrations GROUP BY version ORDER BY version").fetch_all().await.unwrap();
+    let applied: Vec<Applied> = ch
+        .client()
+        .query("SELECT version, count() AS rows FROM schema_migrations GROUP BY version ORDER BY version")
+        .fetch_all()
+        .await
+        .unwrap();
     let got: Vec<(u32, u64)> = applied.iter().map(|a| (a.version, a.rows)).collect();
     assert_eq!(got, vec![(1, 1)]);
     env.cleanup().await;

@@ -48,7 +48,9 @@ impl TestEnv {
             .await
             .unwrap_or_else(|e| panic!("NATS must run at {nats_url} (make test starts it): {e}"));
         let js = jetstream::new(client.clone());
-        meterline_schemas::clickhouse::migrate(&ch).await.unwrap_or_else(|e| panic!("ClickHouse must run at {} (make test starts it): {e}", ch.url));
+        meterline_schemas::clickhouse::migrate(&ch)
+            .await
+            .unwrap_or_else(|e| panic!("ClickHouse must run at {} (make test starts it): {e}", ch.url));
         TestEnv { bucket_prefix: format!("{name}_"), nats_url, ch, ingest, ledger: tempfile::tempdir().expect("temp dir"), client, js }
     }
 
@@ -132,7 +134,9 @@ impl TestEnv {
 
 /// A CloudEvent as JSON text.
 pub fn event(id: &str, ty: &str, subject: &str, time: &str, data: &str) -> String {
-    format!(r#"{{"specversion":"1.0","id":"{id}","source":"test/producer","type":"{ty}","subject":"{subject}","time":"{time}","data":{data}}}"#)
+    format!(
+        r#"{{"specversion":"1.0","id":"{id}","source":"test/producer","type":"{ty}","subject":"{subject}","time":"{time}","data":{data}}}"#
+    )
 }
 
 /// Number of ledger segments under `root`.

@@ -43,10 +43,8 @@ async fn invalid_event_is_dead_lettered_with_reason_and_acked() {
 
     // The dead letters carry the event as received and the reason naming field and value.
     let dlq = env.js.get_stream(&env.ingest.dlq_stream).await.unwrap();
-    let reader = dlq
-        .create_consumer(async_nats::jetstream::consumer::pull::Config { durable_name: None, ..Default::default() })
-        .await
-        .unwrap();
+    let reader =
+        dlq.create_consumer(async_nats::jetstream::consumer::pull::Config { durable_name: None, ..Default::default() }).await.unwrap();
     let mut msgs = reader.fetch().max_messages(10).expires(std::time::Duration::from_secs(2)).messages().await.unwrap();
     let mut seen = Vec::new();
     while let Some(Ok(m)) = msgs.next().await {

@@ -4,6 +4,8 @@
 //! local services of `deploy/local/services.sh`). Every test gets its own streams, consumer,
 //! catalog buckets, ClickHouse database and ledger directory, so tests run in parallel.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod catalog_store;
 mod close;
 mod common;

@@ -152,8 +152,11 @@ async fn scenario_with_crash_and_restart_bills_exact_amounts() {
     // Lines explain themselves: event counts and amounts per line.
     let lines = list_lines(&ch, "2026-10").await.unwrap();
     let alice = invoices.iter().find(|i| i.customer == "alice").unwrap();
-    let alice_lines: Vec<(String, Decimal, u64, Decimal)> =
-        lines.iter().filter(|l| l.invoice_id == alice.invoice_id).map(|l| (l.price_model.clone(), l.quantity, l.event_count, l.amount)).collect();
+    let alice_lines: Vec<(String, Decimal, u64, Decimal)> = lines
+        .iter()
+        .filter(|l| l.invoice_id == alice.invoice_id)
+        .map(|l| (l.price_model.clone(), l.quantity, l.event_count, l.amount))
+        .collect();
     assert_eq!(
         alice_lines,
         vec![
