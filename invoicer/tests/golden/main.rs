@@ -1,0 +1,173 @@
+//! Golden tests for rating and invoicing: one case per file under `cases/`, each a catalog, a
+//! period and usage events in; the invoices with every line and tier out, as text in a `.out`
+//! file next to the case.
+//!
+//! The expected outputs are reviewed by hand (each case's comment shows the arithmetic). To
+//! regenerate them after an intended change, run `METERLINE_BLESS=1 cargo test -p
+//! meterline-invoicer --test golden` and review the diff line by line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{TimeZone, Utc};
+use serde::Deserialize;
+
+use meterline_ingest::LedgerConfig;
+use meterline_ingest::segment::{Ledger, build_segments};
+use meterline_ingest::validate::Validator;
+use meterline_invoicer::build_invoices;
+use meterline_schemas::catalog::{Catalog, CatalogFile};
+use meterline_schemas::invoice::InvoiceLineRow;
+use meterline_schemas::money::{Currency, RoundingMode};
+use meterline_schemas::period::PeriodLabel;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    /// Period to close.
+    period: String,
+    /// Rounding mode (default half_even).
+    #[serde(default)]
+    rounding: RoundingMode,
+    /// The catalog.
+    catalog: CatalogFile,
+    /// Usage events; `source` defaults to `golden`.
+    #[serde(default)]
+    events: Vec<Event>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    id: String,
+    #[serde(default = "default_source")]
+    source: String,
+    #[serde(rename = "type")]
+    ty: String,
+    subject: String,
+    time: String,
+    #[serde(default)]
+    data: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_source() -> String {
+    "golden".into()
+}
+
+fn cases() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cases");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect();
+    v.sort();
+    v
+}
+
+async fn run_case(path: &Path) -> String {
+    let case: Case = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let catalog = case.catalog.validate(&Catalog::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let label: PeriodLabel = case.period.parse().unwrap();
+
+    // Events go through ingest's own validation and segment writer into a temporary ledger.
+    let validator = Validator::new(catalog.meters_by_event_type());
+    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    for e in &case.events {
+        let json = serde_json::json!({
+            "specversion": "1.0", "id": e.id, "source": e.source, "type": e.ty,
+            "subject": e.subject, "time": e.time, "data": e.data,
+        });
+        validator.check(json.to_string().as_bytes(), &mut accepted, &mut refused);
+    }
+    assert!(refused.is_empty(), "{}: invalid events in the case: {:?}", path.display(), refused.iter().map(|r| r.error.to_string()).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&LedgerConfig { path: dir.path().to_path_buf() }).unwrap();
+    let refs: Vec<_> = accepted.iter().collect();
+    let ingested_at = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+    for seg in build_segments(&refs, 1, refs.len() as u64, ingested_at).unwrap() {
+        ledger.write(&seg).await.unwrap();
+    }
+
+    let rated = meterline_rater::rate_period(dir.path(), &catalog, label).await.unwrap();
+    let invoices = build_invoices(&rated, &catalog, label, case.rounding).unwrap();
+    let mut out = String::new();
+    writeln!(out, "period {label}, rounding {}", case.rounding.as_str()).unwrap();
+    for inv in &invoices {
+        let r = &inv.row;
+        let cur = Currency::from_code(&r.currency).unwrap();
+        writeln!(
+            out,
+            "\ninvoice {} customer {} plan {}@{} {}: subtotal {} tax {} total {}",
+            r.subscription_id,
+            r.customer,
+            r.plan,
+            r.plan_version,
+            r.currency,
+            cur.format(r.subtotal),
+            cur.format(r.tax),
+            cur.format(r.total)
+        )
+        .unwrap();
+        for l in &inv.lines {
+            render_line(&mut out, l, cur);
+        }
+    }
+    out
+}
+
+fn render_line(out: &mut String, l: &InvoiceLineRow, cur: Currency) {
+    let meter = if l.meter.is_empty() { String::new() } else { format!(" [{}]", l.meter) };
+    writeln!(
+        out,
+        "  {}. {}{}: {} qty {} events {} = {} (exact {})",
+        l.line_no,
+        l.description,
+        meter,
+        l.price_model,
+        l.quantity.normalize(),
+        l.event_count,
+        cur.format(l.amount),
+        l.amount_unrounded
+    )
+    .unwrap();
+    let b: serde_json::Value = serde_json::from_str(&l.breakdown).unwrap();
+    if let Some(tiers) = b.get("tiers").and_then(|t| t.as_array()) {
+        for t in tiers {
+            writeln!(
+                out,
+                "       tier {} ({}, {}: {} × {} + {} = {}",
+                t["tier"],
+                t["from"].as_str().unwrap_or("?"),
+                t["up_to"].as_str().map_or_else(|| "∞)".to_string(), |u| format!("{u}]")),
+                t["quantity"].as_str().unwrap_or("?"),
+                t["unit_price"].as_str().unwrap_or("?"),
+                t["flat_fee"].as_str().unwrap_or("?"),
+                t["amount"].as_str().unwrap_or("?")
+            )
+            .unwrap();
+        }
+    }
+    if let Some(p) = b.get("proration") {
+        writeln!(out, "       prorated {} s of {} s", p["active_seconds"], p["period_seconds"]).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_cases() {
+    let bless = std::env::var_os("METERLINE_BLESS").is_some();
+    let mut failures = Vec::new();
+    let cases = cases();
+    assert!(!cases.is_empty(), "no golden cases found");
+    for case in &cases {
+        let got = run_case(case).await;
+        let out = case.with_extension("out");
+        if bless {
+            std::fs::write(&out, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&out).unwrap_or_default();
+        if got != want {
+            failures.push(format!("--- {}\n+++ got\n{got}\n--- want\n{want}", out.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} golden cases differ (METERLINE_BLESS=1 regenerates; review the diff):\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
