@@ -48,6 +48,8 @@ pub enum Command {
     /// Read invoices.
     #[command(subcommand)]
     Invoices(InvoicesCommand),
+    /// Price a quantity of a meter under a plan, with the tier-by-tier breakdown.
+    Price(PriceArgs),
     /// Run the whole pipeline on local services with synthetic data.
     Demo(DemoArgs),
 }
@@ -115,6 +117,26 @@ pub enum InvoicesCommand {
         #[arg(long)]
         lines: bool,
     },
+}
+
+/// `price`.
+#[derive(Debug, Args)]
+pub struct PriceArgs {
+    /// Catalog file to take the plan from (default: the stored catalog).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Plan key, optionally with a version: `starter` (latest) or `starter@2`.
+    #[arg(long)]
+    pub plan: String,
+    /// Meter key.
+    #[arg(long)]
+    pub meter: String,
+    /// Quantity, an exact decimal.
+    #[arg(long, allow_hyphen_values = true)]
+    pub quantity: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// `demo`.

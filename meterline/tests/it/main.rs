@@ -10,4 +10,5 @@ mod catalog_store;
 mod close;
 mod common;
 mod dead_letters;
+mod price;
 mod scenario;

@@ -1,0 +1,38 @@
+//! `meterline price` prices with the invoice code and shows the tiers.
+
+use std::process::Command;
+
+fn price(args: &[&str]) -> (bool, String, String) {
+    let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/catalog.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_meterline")).args(["price", "--catalog", catalog]).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn graduated_preview_shows_each_tier() {
+    // starter@1 llm_tokens: (0, 1M] free; (1M, 10M] at 0.000002; above at 0.0000015 + 5 flat.
+    // 12,000,000.5 tokens: 0 + 9,000,000 × 0.000002 = 18 + 2,000,000.5 × 0.0000015 + 5 = 8.00000075
+    // → 26.00000075 → 26.00 USD.
+    let (ok, out, err) = price(&["--plan", "starter", "--meter", "llm_tokens", "--quantity", "12000000.5", "--format", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["amount"], "26.00");
+    assert_eq!(v["amount_unrounded"], "26.00000075");
+    assert_eq!(v["tiers"][1]["amount"], "18");
+    assert_eq!(v["tiers"][2]["quantity"], "2000000.5");
+    assert_eq!(v["tiers"][2]["amount"], "8.00000075");
+}
+
+#[test]
+fn three_minor_units_and_bad_arguments() {
+    // gulf-kwd@1 api_calls 125 × 0.0001 = 0.0125 KWD → half-even at 3 decimals → 0.012.
+    let (ok, out, _) = price(&["--plan", "gulf-kwd@1", "--meter", "api_calls", "--quantity", "125"]);
+    assert!(ok);
+    assert!(out.contains("amount 0.012 KWD (exact 0.0125, rounded half_even to 3 decimals)"), "{out}");
+    let (ok, _, err) = price(&["--plan", "starter@3", "--meter", "api_calls", "--quantity", "1"]);
+    assert!(!ok && err.contains("--plan \"starter@3\" is not in the catalog; known: enterprise-jpy@1, gulf-kwd@1, starter@1"), "{err}");
+    let (ok, _, err) = price(&["--plan", "starter", "--meter", "api_calls", "--quantity", "ten"]);
+    assert!(!ok && err.contains("--quantity \"ten\" is not a decimal number"), "{err}");
+    let (ok, _, err) = price(&["--plan", "starter", "--meter", "peak_connections", "--quantity", "1"]);
+    assert!(!ok && err.contains("has no price for meter \"peak_connections\""), "{err}");
+}
