@@ -1,7 +1,8 @@
 //! Rated usage → invoices. Every line is rounded exactly once, by
 //! [`meterline_schemas::money::round_line`]; subtotal, tax and total are sums of rounded lines.
 //!
-//! Line order: the recurring fee, then usage lines in the plan's price order, then tax.
+//! Line order: the recurring fee, usage lines in the plan's price order, the minimum-commitment
+//! true-up when usage falls short, then tax.
 //! Tax: one line per invoice at the customer's jurisdiction rate, computed on the rounded
 //! subtotal and rounded once (per-invoice tax rounding).
 
@@ -103,12 +104,18 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
     }
 
     for u in &r.usage {
-        let breakdown = json!({
+        let mut breakdown = json!({
             "aggregation": u.aggregation.to_string(),
             "quantity": u.quantity.to_string(),
             "model": u.model.name(),
             "tiers": u.priced.tiers,
         });
+        if !u.priced.free_units.is_zero() {
+            breakdown["free_units"] = json!(u.priced.free_units.to_string());
+        }
+        if let Some(c) = u.priced.capped_from {
+            breakdown["capped_from"] = json!(c.to_string());
+        }
         let meter_name = catalog.meters.get(&u.meter).and_then(|m| m.name.clone()).unwrap_or_else(|| u.meter.clone());
         lines.push(line(
             LineKind::Usage,
@@ -121,6 +128,21 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
             breakdown,
             u.segments.clone(),
         ));
+    }
+
+    if let Some(commitment) = r.plan.minimum_commitment {
+        // Usage lines are already rounded; the commitment has at most the currency's minor
+        // units (validated), so the shortfall is exact and needs no rounding of its own.
+        let usage: Decimal = lines.iter().filter(|l| l.kind == LineKind::Usage as i8).map(|l| l.amount).sum();
+        if usage < commitment {
+            let shortfall = commitment - usage;
+            let breakdown = json!({
+                "minimum_commitment": currency.format(commitment),
+                "usage": currency.format(usage),
+                "shortfall": currency.format(shortfall),
+            });
+            lines.push(line(LineKind::Commitment, "Minimum commitment true-up".to_owned(), "", Decimal::ONE, 0, "minimum_commitment", shortfall, breakdown, Vec::new()));
+        }
     }
 
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();

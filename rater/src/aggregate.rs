@@ -77,11 +77,34 @@ fn ledger_has_months(root: &Path, months: &BTreeSet<String>) -> bool {
     })
 }
 
-/// Runs the aggregation over the ledger at `root` (a local directory).
+/// Aggregates per (subscription, meter) over the ledger at `root` (a local directory).
 pub async fn aggregate(root: &Path, windows: &[SubWindow]) -> Result<HashMap<(String, String), MeterAggregates>> {
+    let rows = query(root, windows, None).await?;
+    Ok(rows.into_iter().map(|(sub, meter, _, agg)| ((sub, meter), agg)).collect())
+}
+
+/// Aggregates per (subscription, meter, group key) for `meters` only (matrix prices), groups
+/// sorted by key.
+pub async fn aggregate_groups(root: &Path, windows: &[SubWindow], meters: &[String]) -> Result<HashMap<(String, String), Vec<(String, MeterAggregates)>>> {
+    if meters.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut out: HashMap<(String, String), Vec<(String, MeterAggregates)>> = HashMap::new();
+    for (sub, meter, group, agg) in query(root, windows, Some(meters)).await? {
+        out.entry((sub, meter)).or_default().push((group, agg));
+    }
+    for groups in out.values_mut() {
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    Ok(out)
+}
+
+type Row = (String, String, String, MeterAggregates);
+
+async fn query(root: &Path, windows: &[SubWindow], by_group: Option<&[String]>) -> Result<Vec<Row>> {
     let months = months(windows);
     if windows.is_empty() || !ledger_has_months(root, &months) {
-        return Ok(HashMap::new());
+        return Ok(Vec::new());
     }
     let root = root.canonicalize().map_err(|e| Error::Ledger { location: root.display().to_string(), message: e.to_string() })?;
     let config = SessionConfig::new().with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -91,15 +114,24 @@ pub async fn aggregate(root: &Path, windows: &[SubWindow]) -> Result<HashMap<(St
     ctx.register_table("windows", Arc::new(windows_table(windows)?))?;
 
     let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+    // Meter keys are validated to [A-Za-z0-9_-], so quoting them inline is safe.
+    let (group_select, group_filter, group_by) = match by_group {
+        Some(meters) => (
+            format!(", l.{} AS group_key", col::GROUP_KEY),
+            format!(" AND l.{} IN ({})", col::METER, meters.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ")),
+            format!(", l.{}", col::GROUP_KEY),
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
     let sql = format!(
         "SELECT w.subscription, l.{meter} AS meter, \
                 sum(l.{value}) AS v_sum, count(*) AS n, min(l.{value}) AS v_min, max(l.{value}) AS v_max, \
                 count(DISTINCT l.{unique}) AS n_unique, \
                 last_value(l.{value} ORDER BY l.{time}, l.{id}) AS v_latest, \
-                array_agg(DISTINCT l.{segment}) AS segments \
+                array_agg(DISTINCT l.{segment}) AS segments{group_select} \
          FROM ledger l JOIN windows w ON l.{customer} = w.customer \
-         WHERE l.month IN ({month_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end \
-         GROUP BY w.subscription, l.{meter}",
+         WHERE l.month IN ({month_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end{group_filter} \
+         GROUP BY w.subscription, l.{meter}{group_by}",
         meter = col::METER,
         value = col::VALUE,
         unique = col::UNIQUE_VALUE,
@@ -109,9 +141,9 @@ pub async fn aggregate(root: &Path, windows: &[SubWindow]) -> Result<HashMap<(St
         customer = col::CUSTOMER,
     );
     let batches = ctx.sql(&sql).await?.collect().await?;
-    let mut out = HashMap::new();
+    let mut out = Vec::new();
     for b in &batches {
-        read_batch(b, &mut out)?;
+        read_batch(b, by_group.is_some(), &mut out)?;
     }
     Ok(out)
 }
@@ -156,8 +188,9 @@ fn decimal(a: &ArrayRef, i: usize) -> Result<Option<Decimal>> {
         .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
 }
 
-fn read_batch(b: &RecordBatch, out: &mut HashMap<(String, String), MeterAggregates>) -> Result<()> {
+fn read_batch(b: &RecordBatch, grouped: bool, out: &mut Vec<Row>) -> Result<()> {
     let subs = strings(b.column(0))?;
+    let groups = if grouped { strings(b.column(9))? } else { vec![None; b.num_rows()] };
     let meters = strings(b.column(1))?;
     let counts = arrow::compute::cast(b.column(3), &DataType::Int64)?;
     let counts = counts.as_primitive::<Int64Type>();
@@ -176,8 +209,7 @@ fn read_batch(b: &RecordBatch, out: &mut HashMap<(String, String), MeterAggregat
             latest: decimal(b.column(7), i)?,
             segments,
         };
-        let key = (subs[i].clone().unwrap_or_default(), meters[i].clone().unwrap_or_default());
-        out.insert(key, agg);
+        out.push((subs[i].clone().unwrap_or_default(), meters[i].clone().unwrap_or_default(), groups[i].clone().unwrap_or_default(), agg));
     }
     Ok(())
 }

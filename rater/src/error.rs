@@ -16,6 +16,9 @@ pub enum Error {
     /// A quantity the model cannot price.
     #[error("meter {meter}: quantity {quantity} is negative; {model} prices need a quantity of 0 or more")]
     NegativeQuantity { meter: String, model: &'static str, quantity: String },
+    /// A matrix price was asked to price a single quantity.
+    #[error("meter {meter}: matrix prices need per-group quantities")]
+    NeedsGroups { meter: String },
     /// The ledger location is not usable.
     #[error("ledger location {location:?}: {message}")]
     Ledger { location: String, message: String },

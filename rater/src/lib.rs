@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`tiers`]: price model evaluation (per-unit, graduated, volume) with tier breakdowns.
+//! - [`pricing`]: one usage line: free units, the model (matrix per group), the amount cap.
 //! - [`aggregate`]: DataFusion aggregation of ledger segments per subscription and meter.
 //! - [`rate`]: rating a period: windows per subscription, quantities per meter, priced usage.
 //! - [`error`]: the crate's error type.
 
 pub mod aggregate;
 pub mod error;
+pub mod pricing;
 pub mod rate;
 pub mod tiers;
 

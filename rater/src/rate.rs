@@ -9,9 +9,10 @@ use meterline_schemas::meter::Aggregation;
 use meterline_schemas::period::{PeriodLabel, Window};
 use meterline_schemas::price::PriceModel;
 
-use crate::aggregate::{MeterAggregates, SubWindow, aggregate};
+use crate::aggregate::{MeterAggregates, SubWindow, aggregate, aggregate_groups};
 use crate::error::{Error, Result};
-use crate::tiers::{Priced, price};
+use crate::pricing::price_line;
+use crate::tiers::Priced;
 
 /// Priced usage of one meter for one subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +77,16 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         .map(|(s, w)| SubWindow { subscription: s.id.clone(), customer: s.customer.clone(), start: w.start, end: w.end })
         .collect();
     let aggregates = aggregate(ledger_root, &windows).await?;
+    let mut matrix_meters: Vec<String> = active
+        .iter()
+        .filter_map(|(s, _)| catalog.plans.get(&(s.plan.clone(), s.plan_version)))
+        .flat_map(|p| p.prices.iter())
+        .filter(|p| matches!(p.model, PriceModel::Matrix { .. }))
+        .map(|p| p.meter.clone())
+        .collect();
+    matrix_meters.sort();
+    matrix_meters.dedup();
+    let grouped = aggregate_groups(ledger_root, &windows, &matrix_meters).await?;
     let empty = MeterAggregates::default();
     let mut out = Vec::with_capacity(active.len());
     for (s, window) in active {
@@ -95,7 +106,11 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
             })?;
             let agg = aggregates.get(&(s.id.clone(), p.meter.clone())).unwrap_or(&empty);
             let q = quantity(meter.aggregation, agg);
-            let priced = price(&p.meter, &p.model, q)?;
+            let groups: Vec<(String, Decimal)> = grouped
+                .get(&(s.id.clone(), p.meter.clone()))
+                .map(|g| g.iter().map(|(k, a)| (k.clone(), quantity(meter.aggregation, a))).collect())
+                .unwrap_or_default();
+            let priced = price_line(p, q, &groups)?;
             usage.push(RatedUsage {
                 meter: p.meter.clone(),
                 aggregation: meter.aggregation,

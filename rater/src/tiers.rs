@@ -6,7 +6,7 @@
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use meterline_schemas::price::{PriceModel, Tier};
+use meterline_schemas::price::{PackageRounding, PriceModel, Tier};
 
 use crate::error::{Error, Result};
 
@@ -25,8 +25,14 @@ pub struct TierCharge {
     pub unit_price: Decimal,
     /// Flat fee of the tier, charged when entered.
     pub flat_fee: Decimal,
-    /// `quantity × unit_price + flat_fee`.
+    /// `quantity × unit_price + flat_fee` (package: `packages × unit_price`).
     pub amount: Decimal,
+    /// Package model: blocks charged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Decimal>,
+    /// Matrix model: the group-by values this charge is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// An exact amount with the tiers that produced it.
@@ -34,11 +40,29 @@ pub struct TierCharge {
 pub struct Priced {
     /// Unrounded amount.
     pub amount: Decimal,
-    /// Per-tier contributions (one entry for per-unit).
+    /// Per-tier contributions (one entry for per-unit and package, one per group for matrix).
     pub tiers: Vec<TierCharge>,
+    /// Free units deducted before pricing.
+    #[serde(skip_serializing_if = "Decimal::is_zero")]
+    pub free_units: Decimal,
+    /// The amount before `max_amount` capped it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped_from: Option<Decimal>,
 }
 
-fn mul(a: Decimal, b: Decimal, what: &str) -> Result<Decimal> {
+impl Priced {
+    pub(crate) fn new(amount: Decimal, tiers: Vec<TierCharge>) -> Priced {
+        Priced { amount, tiers, free_units: Decimal::ZERO, capped_from: None }
+    }
+}
+
+impl TierCharge {
+    pub(crate) fn new(tier: usize, from: Decimal, up_to: Option<Decimal>, quantity: Decimal, unit_price: Decimal, flat_fee: Decimal, amount: Decimal) -> Self {
+        TierCharge { tier, from, up_to, quantity, unit_price, flat_fee, amount, packages: None, group: None }
+    }
+}
+
+pub(crate) fn mul(a: Decimal, b: Decimal, what: &str) -> Result<Decimal> {
     a.checked_mul(b).ok_or_else(|| Error::Overflow { what: what.to_owned() })
 }
 
@@ -46,23 +70,13 @@ fn add(a: Decimal, b: Decimal, what: &str) -> Result<Decimal> {
     a.checked_add(b).ok_or_else(|| Error::Overflow { what: what.to_owned() })
 }
 
-/// Prices `quantity` units of `meter` with `model`.
+/// Prices `quantity` units of `meter` with `model` (every model but matrix, which prices per
+/// group: see [`crate::pricing`]).
 pub fn price(meter: &str, model: &PriceModel, quantity: Decimal) -> Result<Priced> {
     match model {
         PriceModel::PerUnit { unit_price } => {
             let amount = mul(quantity, *unit_price, meter)?.normalize();
-            Ok(Priced {
-                amount,
-                tiers: vec![TierCharge {
-                    tier: 1,
-                    from: Decimal::ZERO,
-                    up_to: None,
-                    quantity,
-                    unit_price: *unit_price,
-                    flat_fee: Decimal::ZERO,
-                    amount,
-                }],
-            })
+            Ok(Priced::new(amount, vec![TierCharge::new(1, Decimal::ZERO, None, quantity, *unit_price, Decimal::ZERO, amount)]))
         }
         PriceModel::Graduated { tiers } => {
             non_negative(meter, model, quantity)?;
@@ -72,7 +86,28 @@ pub fn price(meter: &str, model: &PriceModel, quantity: Decimal) -> Result<Price
             non_negative(meter, model, quantity)?;
             volume(meter, tiers, quantity)
         }
+        PriceModel::Package { size, package_price, round } => {
+            non_negative(meter, model, quantity)?;
+            package(meter, *size, *package_price, *round, quantity)
+        }
+        PriceModel::Matrix { .. } => Err(Error::NeedsGroups { meter: meter.to_owned() }),
     }
+}
+
+/// Blocks of `size` at `package_price`; a partial block rounded by `round`.
+fn package(meter: &str, size: Decimal, package_price: Decimal, round: PackageRounding, quantity: Decimal) -> Result<Priced> {
+    if quantity.is_zero() {
+        return Ok(Priced::new(Decimal::ZERO, Vec::new()));
+    }
+    let blocks = quantity.checked_div(size).ok_or_else(|| Error::Overflow { what: meter.to_owned() })?;
+    let packages = match round {
+        PackageRounding::Up => blocks.ceil(),
+        PackageRounding::Down => blocks.floor(),
+    };
+    let amount = mul(packages, package_price, meter)?.normalize();
+    let mut charge = TierCharge::new(1, Decimal::ZERO, None, quantity, package_price, Decimal::ZERO, amount);
+    charge.packages = Some(packages);
+    Ok(Priced::new(amount, vec![charge]))
 }
 
 fn non_negative(meter: &str, model: &PriceModel, quantity: Decimal) -> Result<()> {
@@ -83,7 +118,7 @@ fn non_negative(meter: &str, model: &PriceModel, quantity: Decimal) -> Result<()
 }
 
 fn graduated(meter: &str, tiers: &[Tier], quantity: Decimal) -> Result<Priced> {
-    let mut out = Priced { amount: Decimal::ZERO, tiers: Vec::new() };
+    let mut out = Priced::new(Decimal::ZERO, Vec::new());
     let mut lower = Decimal::ZERO;
     for (i, t) in tiers.iter().enumerate() {
         if quantity <= lower {
@@ -93,15 +128,7 @@ fn graduated(meter: &str, tiers: &[Tier], quantity: Decimal) -> Result<Priced> {
         let units = upper - lower;
         let amount = add(mul(units, t.unit_price, meter)?, t.flat_fee, meter)?.normalize();
         out.amount = add(out.amount, amount, meter)?.normalize();
-        out.tiers.push(TierCharge {
-            tier: i + 1,
-            from: lower,
-            up_to: t.up_to,
-            quantity: units,
-            unit_price: t.unit_price,
-            flat_fee: t.flat_fee,
-            amount,
-        });
+        out.tiers.push(TierCharge::new(i + 1, lower, t.up_to, units, t.unit_price, t.flat_fee, amount));
         match t.up_to {
             Some(u) => lower = u,
             None => break,
@@ -112,24 +139,13 @@ fn graduated(meter: &str, tiers: &[Tier], quantity: Decimal) -> Result<Priced> {
 
 fn volume(meter: &str, tiers: &[Tier], quantity: Decimal) -> Result<Priced> {
     if quantity.is_zero() {
-        return Ok(Priced { amount: Decimal::ZERO, tiers: Vec::new() });
+        return Ok(Priced::new(Decimal::ZERO, Vec::new()));
     }
     let mut lower = Decimal::ZERO;
     for (i, t) in tiers.iter().enumerate() {
         if t.up_to.is_none_or(|u| quantity <= u) {
             let amount = add(mul(quantity, t.unit_price, meter)?, t.flat_fee, meter)?.normalize();
-            return Ok(Priced {
-                amount,
-                tiers: vec![TierCharge {
-                    tier: i + 1,
-                    from: lower,
-                    up_to: t.up_to,
-                    quantity,
-                    unit_price: t.unit_price,
-                    flat_fee: t.flat_fee,
-                    amount,
-                }],
-            });
+            return Ok(Priced::new(amount, vec![TierCharge::new(i + 1, lower, t.up_to, quantity, t.unit_price, t.flat_fee, amount)]));
         }
         lower = t.up_to.unwrap_or(lower);
     }
@@ -202,6 +218,19 @@ mod tests {
         assert_eq!(amount(&m, "5001"), d("250.05"));
         let p = price("m", &m, d("5001")).unwrap();
         assert_eq!((p.tiers.len(), p.tiers[0].tier, p.tiers[0].from), (1, 3, d("5000")));
+    }
+
+    #[test]
+    fn package_rounds_partial_blocks() {
+        let up = PriceModel::Package { size: d("1000"), package_price: d("2.50"), round: PackageRounding::Up };
+        let down = PriceModel::Package { size: d("1000"), package_price: d("2.50"), round: PackageRounding::Down };
+        assert_eq!(amount(&up, "0"), d("0"));
+        assert_eq!(amount(&up, "1"), d("2.50")); // 1 unit opens a block
+        assert_eq!(amount(&up, "1000"), d("2.50")); // exactly one block
+        assert_eq!(amount(&up, "1001"), d("5.00")); // one over: a second block
+        assert_eq!(amount(&down, "1999"), d("2.50")); // the partial block is free
+        assert_eq!(amount(&down, "999"), d("0"));
+        assert_eq!(price("m", &up, d("2500")).unwrap().tiers[0].packages, Some(d("3")));
     }
 
     #[test]

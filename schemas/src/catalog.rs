@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::meter::Meter;
 use crate::money::{Currency, exact};
-use crate::price::{Price, PriceModel, Tier};
+use crate::price::{MatrixEntry, PackageRounding, Price, PriceModel, Tier};
 
 /// A catalog file as written by users.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -52,7 +52,7 @@ pub struct PlanSpec {
 }
 
 /// One plan version as written in a catalog file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanVersionSpec {
     /// Version number, 1 or more.
@@ -65,15 +65,18 @@ pub struct PlanVersionSpec {
     /// Usage prices, one per meter.
     #[serde(default)]
     pub prices: Vec<PriceSpec>,
+    /// Minimum spend on usage per period: a true-up line makes up any shortfall.
+    #[serde(default, with = "exact::option")]
+    pub minimum_commitment: Option<Decimal>,
 }
 
 /// A usage price as written in a catalog file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSpec {
     /// Meter key.
     pub meter: String,
-    /// `per_unit`, `graduated` or `volume`.
+    /// `per_unit`, `graduated`, `volume`, `package` or `matrix`.
     pub model: String,
     /// For `per_unit`.
     #[serde(default, with = "exact::option")]
@@ -81,6 +84,27 @@ pub struct PriceSpec {
     /// For `graduated` and `volume`.
     #[serde(default)]
     pub tiers: Option<Vec<Tier>>,
+    /// For `package`: units per block.
+    #[serde(default, with = "exact::option")]
+    pub size: Option<Decimal>,
+    /// For `package`: price of one block.
+    #[serde(default, with = "exact::option")]
+    pub package_price: Option<Decimal>,
+    /// For `package`: `up` (default) charges a partial block, `down` does not.
+    #[serde(default)]
+    pub round: Option<PackageRounding>,
+    /// For `matrix`: entries matched in order against the meter's group-by values.
+    #[serde(default)]
+    pub entries: Option<Vec<MatrixEntry>>,
+    /// For `matrix`: unit price of groups no entry matches.
+    #[serde(default, with = "exact::option")]
+    pub default_unit_price: Option<Decimal>,
+    /// Units free of charge each period (not for `matrix`).
+    #[serde(default, with = "exact::option")]
+    pub free_units: Option<Decimal>,
+    /// Cap on the line's amount per period.
+    #[serde(default, with = "exact::option")]
+    pub max_amount: Option<Decimal>,
 }
 
 /// A validated, immutable plan version.
@@ -99,6 +123,9 @@ pub struct PlanVersion {
     pub recurring_fee: Option<Decimal>,
     /// Usage prices in the order they appear on invoices.
     pub prices: Vec<Price>,
+    /// Minimum usage spend per period.
+    #[serde(default, with = "exact::option")]
+    pub minimum_commitment: Option<Decimal>,
 }
 
 /// A customer.
@@ -236,11 +263,17 @@ impl Catalog {
         }
         for plan in self.plans.values() {
             for p in &plan.prices {
-                if !self.meters.contains_key(&p.meter) {
-                    return Err(Error::catalog(
-                        format!("plans[{}].versions[{}].prices[{}].meter", plan.plan, plan.version, p.meter),
-                        format!("{:?} is not a known meter", p.meter),
-                    ));
+                let at = format!("plans[{}].versions[{}].prices[{}]", plan.plan, plan.version, p.meter);
+                let meter = self.meters.get(&p.meter).ok_or_else(|| Error::catalog(format!("{at}.meter"), format!("{:?} is not a known meter", p.meter)))?;
+                if let PriceModel::Matrix { entries, .. } = &p.model {
+                    for (i, e) in entries.iter().enumerate() {
+                        if let Some(dim) = e.when.keys().find(|d| !meter.group_by.contains_key(*d)) {
+                            return Err(Error::catalog(
+                                format!("{at}.entries[{i}].when"),
+                                format!("{dim:?} is not a group_by dimension of meter {} (it has: {})", meter.key, meter.group_by.keys().cloned().collect::<Vec<_>>().join(", ")),
+                            ));
+                        }
+                    }
                 }
             }
         }
@@ -392,40 +425,19 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         if !seen.insert(ps.meter.clone()) {
             return Err(Error::catalog(format!("{pat}.meter"), "is priced twice in this version"));
         }
-        let model = match ps.model.as_str() {
-            "per_unit" => {
-                if ps.tiers.is_some() {
-                    return Err(Error::catalog(format!("{pat}.tiers"), "is not used by model per_unit"));
-                }
-                let unit_price =
-                    ps.unit_price.ok_or_else(|| Error::catalog(format!("{pat}.unit_price"), "is required for model per_unit"))?;
-                if unit_price < Decimal::ZERO {
-                    return Err(Error::catalog(format!("{pat}.unit_price"), format!("{unit_price} must not be negative")));
-                }
-                PriceModel::PerUnit { unit_price }
-            }
-            "graduated" | "volume" => {
-                if ps.unit_price.is_some() {
-                    return Err(Error::catalog(
-                        format!("{pat}.unit_price"),
-                        format!("is not used by model {}; put prices in tiers", ps.model),
-                    ));
-                }
-                let tiers = ps
-                    .tiers
-                    .clone()
-                    .ok_or_else(|| Error::catalog(format!("{pat}.tiers"), format!("is required for model {}", ps.model)))?;
-                check_tiers(&pat, &tiers)?;
-                if ps.model == "graduated" { PriceModel::Graduated { tiers } } else { PriceModel::Volume { tiers } }
-            }
-            other => {
-                return Err(Error::catalog(
-                    format!("{pat}.model"),
-                    format!("{other:?} is not a price model: use per_unit, graduated or volume"),
-                ));
-            }
-        };
-        prices.push(Price { meter: ps.meter.clone(), model });
+        let model = price_model(&pat, ps)?;
+        let free_units = non_negative(&format!("{pat}.free_units"), ps.free_units)?.unwrap_or_default();
+        if !free_units.is_zero() && matches!(model, PriceModel::Matrix { .. }) {
+            return Err(Error::catalog(format!("{pat}.free_units"), "is not supported with model matrix; give free units per entry a price of \"0\" instead"));
+        }
+        let max_amount = non_negative(&format!("{pat}.max_amount"), ps.max_amount)?;
+        prices.push(Price { meter: ps.meter.clone(), model, free_units, max_amount });
+    }
+    let minimum_commitment = non_negative(&format!("{at}.minimum_commitment"), v.minimum_commitment)?;
+    if let Some(m) = minimum_commitment
+        && m.normalize().scale() > currency.minor_units()
+    {
+        return Err(Error::catalog(format!("{at}.minimum_commitment"), format!("{m} has more decimals than {currency} allows ({})", currency.minor_units())));
     }
     Ok(PlanVersion {
         plan: p.key.clone(),
@@ -434,6 +446,72 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         currency,
         recurring_fee: v.recurring_fee,
         prices,
+        minimum_commitment,
+    })
+}
+
+fn non_negative(at: &str, v: Option<Decimal>) -> Result<Option<Decimal>> {
+    match v {
+        Some(d) if d < Decimal::ZERO => Err(Error::catalog(at, format!("{d} must not be negative"))),
+        other => Ok(other),
+    }
+}
+
+/// The fields each model uses; any other model field set in the file is an error.
+fn price_model(pat: &str, ps: &PriceSpec) -> Result<PriceModel> {
+    let model = ps.model.as_str();
+    let set = [
+        ("unit_price", ps.unit_price.is_some()),
+        ("tiers", ps.tiers.is_some()),
+        ("size", ps.size.is_some()),
+        ("package_price", ps.package_price.is_some()),
+        ("round", ps.round.is_some()),
+        ("entries", ps.entries.is_some()),
+        ("default_unit_price", ps.default_unit_price.is_some()),
+    ];
+    let uses: &[&str] = match model {
+        "per_unit" => &["unit_price"],
+        "graduated" | "volume" => &["tiers"],
+        "package" => &["size", "package_price", "round"],
+        "matrix" => &["entries", "default_unit_price"],
+        other => {
+            return Err(Error::catalog(
+                format!("{pat}.model"),
+                format!("{other:?} is not a price model: use per_unit, graduated, volume, package or matrix"),
+            ));
+        }
+    };
+    if let Some((field, _)) = set.iter().find(|(f, is_set)| *is_set && !uses.contains(f)) {
+        return Err(Error::catalog(format!("{pat}.{field}"), format!("is not used by model {model} (it uses: {})", uses.join(", "))));
+    }
+    let required = |field: &str, v: Option<Decimal>| {
+        let d = v.ok_or_else(|| Error::catalog(format!("{pat}.{field}"), format!("is required for model {model}")))?;
+        non_negative(&format!("{pat}.{field}"), Some(d)).map(|_| d)
+    };
+    Ok(match model {
+        "per_unit" => PriceModel::PerUnit { unit_price: required("unit_price", ps.unit_price)? },
+        "graduated" | "volume" => {
+            let tiers = ps.tiers.clone().ok_or_else(|| Error::catalog(format!("{pat}.tiers"), format!("is required for model {model}")))?;
+            check_tiers(pat, &tiers)?;
+            if model == "graduated" { PriceModel::Graduated { tiers } } else { PriceModel::Volume { tiers } }
+        }
+        "package" => {
+            let size = required("size", ps.size)?;
+            if size.is_zero() {
+                return Err(Error::catalog(format!("{pat}.size"), "0 is not a package size; use 1 or more units"));
+            }
+            PriceModel::Package { size, package_price: required("package_price", ps.package_price)?, round: ps.round.unwrap_or(PackageRounding::Up) }
+        }
+        _ => {
+            let entries = ps.entries.clone().unwrap_or_default();
+            for (i, e) in entries.iter().enumerate() {
+                if e.when.is_empty() {
+                    return Err(Error::catalog(format!("{pat}.entries[{i}].when"), "must name at least one dimension value"));
+                }
+                non_negative(&format!("{pat}.entries[{i}].unit_price"), Some(e.unit_price))?;
+            }
+            PriceModel::Matrix { entries, default_unit_price: required("default_unit_price", ps.default_unit_price)? }
+        }
     })
 }
 
@@ -556,6 +634,42 @@ subscriptions:
     fn currency_mismatch_is_refused() {
         let e = err("currency: USD, jurisdiction", "currency: EUR, jurisdiction");
         assert!(e.contains("subscriptions[sub-acme].plan: plan starter@1 is priced in USD but customer \"acme\" is billed in EUR"), "{e}");
+    }
+
+    #[test]
+    fn package_and_matrix_models_validate() {
+        let pkg = r#"{ meter: api_calls, model: package, size: "1000", package_price: "2.50", round: down, free_units: "500", max_amount: "100" }"#;
+        let c = parse(&YAML.replace(r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#, pkg)).unwrap();
+        let price = &c.plans[&("starter".to_string(), 1)].prices[0];
+        assert_eq!(price.model, PriceModel::Package { size: Decimal::from(1000), package_price: Decimal::new(250, 2), round: PackageRounding::Down });
+        assert_eq!((price.free_units, price.max_amount), (Decimal::from(500), Some(Decimal::from(100))));
+
+        let e = err(r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#, r#"{ meter: api_calls, model: package, size: "0", package_price: "1" }"#);
+        assert!(e.contains("prices[api_calls].size: 0 is not a package size"), "{e}");
+        let e = err(r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#, r#"{ meter: api_calls, model: per_unit, unit_price: "0.001", size: "5" }"#);
+        assert!(e.contains("prices[api_calls].size: is not used by model per_unit (it uses: unit_price)"), "{e}");
+
+        let matrix = r#"{ meter: tokens, model: matrix, default_unit_price: "0.002", entries: [ { when: { model: large }, unit_price: "0.004" } ] }"#;
+        let text = YAML.replace("          - meter: tokens
+            model: graduated
+            tiers:
+              - { up_to: \"1000\", unit_price: \"0\" }
+              - { up_to: null, unit_price: \"0.002\", flat_fee: \"5\" }", &format!("          - {matrix}"));
+        assert_ne!(text, YAML);
+        let c = parse(&text).unwrap();
+        assert_eq!(c.plans[&("starter".to_string(), 1)].prices[1].model.name(), "matrix");
+        let e = parse(&text.replace("when: { model: large }", "when: { region: eu }")).unwrap_err().to_string();
+        assert!(e.contains("prices[tokens].entries[0].when: \"region\" is not a group_by dimension of meter tokens (it has: model)"), "{e}");
+        let e = parse(&text.replace(r#"default_unit_price: "0.002", "#, "")).unwrap_err().to_string();
+        assert!(e.contains("prices[tokens].default_unit_price: is required for model matrix"), "{e}");
+    }
+
+    #[test]
+    fn minimum_commitment_fits_the_currency() {
+        let c = parse(&YAML.replace(r#"recurring_fee: "29""#, "recurring_fee: \"29\"\n        minimum_commitment: \"100.50\"")).unwrap();
+        assert_eq!(c.plans[&("starter".to_string(), 1)].minimum_commitment, Some(Decimal::new(10050, 2)));
+        let e = err(r#"recurring_fee: "29""#, "recurring_fee: \"29\"\n        minimum_commitment: \"100.505\"");
+        assert!(e.contains("plans[starter].versions[1].minimum_commitment: 100.505 has more decimals than USD allows (2)"), "{e}");
     }
 
     #[test]

@@ -135,7 +135,10 @@ pub struct Migration {
 }
 
 /// All migrations, in order. Applied ones are never edited: add a new one instead.
-pub const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "invoices", sql: include_str!("../migrations/0001_invoices.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "invoices", sql: include_str!("../migrations/0001_invoices.sql") },
+    Migration { version: 2, name: "commitment_lines", sql: include_str!("../migrations/0002_commitment_lines.sql") },
+];
 
 /// Splits a migration into statements (`;` at the end of a line), dropping comment-only parts.
 pub fn statements(sql: &str) -> Vec<String> {

@@ -29,6 +29,8 @@ pub enum LineKind {
     Usage = 2,
     /// Tax on the subtotal.
     Tax = 3,
+    /// True-up to a plan's minimum usage commitment.
+    Commitment = 4,
 }
 
 /// One row of `invoices`.

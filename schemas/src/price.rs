@@ -7,7 +7,15 @@
 //!   `flat_fee` is charged once when the quantity enters the tier (quantity > its lower bound).
 //! - **Volume**: the single tier containing the whole quantity prices every unit, plus its
 //!   `flat_fee`. A quantity exactly on a bound belongs to the lower tier.
+//! - **Package**: the quantity is sold in blocks of `size` units at `package_price` each; a
+//!   partial block is rounded `up` (charged) or `down` (free).
+//! - **Matrix**: the unit price depends on the meter's group-by values; each group's quantity is
+//!   priced by the first entry whose `when` values all match, else by `default_unit_price`.
 //! - Zero quantity costs nothing under every model.
+//!
+//! Modifiers on any price: `free_units` are subtracted from the quantity before the model sees
+//! it (a free allowance; not with matrix prices), and `max_amount` caps the line's amount. A plan
+//! version's `minimum_commitment` adds a true-up line when its usage lines sum to less.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -49,6 +57,46 @@ pub enum PriceModel {
         /// Tiers in increasing order.
         tiers: Vec<Tier>,
     },
+    /// Blocks of `size` units at `package_price` each.
+    Package {
+        /// Units per block (> 0).
+        #[serde(with = "exact")]
+        size: Decimal,
+        /// Price of one block.
+        #[serde(with = "exact")]
+        package_price: Decimal,
+        /// Whether a partial block is charged (`up`) or free (`down`).
+        round: PackageRounding,
+    },
+    /// Unit price chosen by group-by values.
+    Matrix {
+        /// Entries, most specific first; the first match wins.
+        entries: Vec<MatrixEntry>,
+        /// Unit price for groups that match no entry.
+        #[serde(with = "exact")]
+        default_unit_price: Decimal,
+    },
+}
+
+/// How a package price treats a partial block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageRounding {
+    /// A partial block is charged as a whole one.
+    Up,
+    /// A partial block is free.
+    Down,
+}
+
+/// One cell of a matrix price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixEntry {
+    /// Group-by values this entry applies to (every listed dimension must match).
+    pub when: std::collections::BTreeMap<String, String>,
+    /// Price per unit for matching groups.
+    #[serde(with = "exact")]
+    pub unit_price: Decimal,
 }
 
 impl PriceModel {
@@ -58,6 +106,8 @@ impl PriceModel {
             PriceModel::PerUnit { .. } => "per_unit",
             PriceModel::Graduated { .. } => "graduated",
             PriceModel::Volume { .. } => "volume",
+            PriceModel::Package { .. } => "package",
+            PriceModel::Matrix { .. } => "matrix",
         }
     }
 }
@@ -69,4 +119,10 @@ pub struct Price {
     pub meter: String,
     /// How usage of the meter is priced.
     pub model: PriceModel,
+    /// Units free of charge each period, subtracted before pricing.
+    #[serde(default, with = "exact")]
+    pub free_units: Decimal,
+    /// Cap on the line's amount per period.
+    #[serde(default, with = "exact::option")]
+    pub max_amount: Option<Decimal>,
 }

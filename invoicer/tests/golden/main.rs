@@ -4,7 +4,8 @@
 //!
 //! The expected outputs are reviewed by hand (each case's comment shows the arithmetic). To
 //! regenerate them after an intended change, run `METERLINE_BLESS=1 cargo test -p
-//! meterline-invoicer --test golden` and review the diff line by line.
+//! meterline-invoicer --test golden` and review the diff line by line;
+//! `METERLINE_GOLDEN_FILTER=<part of a file name>` runs only matching cases.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -59,6 +60,9 @@ fn default_source() -> String {
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cases");
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect();
+    if let Ok(filter) = std::env::var("METERLINE_GOLDEN_FILTER") {
+        v.retain(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&filter)));
+    }
     v.sort();
     v
 }
@@ -132,18 +136,28 @@ fn render_line(out: &mut String, l: &InvoiceLineRow, cur: Currency) {
     let b: serde_json::Value = serde_json::from_str(&l.breakdown).unwrap();
     if let Some(tiers) = b.get("tiers").and_then(|t| t.as_array()) {
         for t in tiers {
+            let text = |k: &str| t[k].as_str().unwrap_or("?").to_owned();
+            if let Some(n) = t.get("packages").and_then(|v| v.as_str()) {
+                writeln!(out, "       {n} packages × {} = {} ({} units)", text("unit_price"), text("amount"), text("quantity")).unwrap();
+                continue;
+            }
+            let group = t.get("group").and_then(|v| v.as_str()).map(|g| format!(" for group {g}")).unwrap_or_default();
+            let range = format!("({}, {}", text("from"), t["up_to"].as_str().map_or_else(|| "∞)".to_string(), |u| format!("{u}]")));
             writeln!(
                 out,
-                "       tier {} ({}, {}: {} × {} + {} = {}",
+                "       tier {} {range}: {} × {} + {} = {}{group}",
                 t["tier"],
-                t["from"].as_str().unwrap_or("?"),
-                t["up_to"].as_str().map_or_else(|| "∞)".to_string(), |u| format!("{u}]")),
-                t["quantity"].as_str().unwrap_or("?"),
-                t["unit_price"].as_str().unwrap_or("?"),
-                t["flat_fee"].as_str().unwrap_or("?"),
-                t["amount"].as_str().unwrap_or("?")
+                text("quantity"),
+                text("unit_price"),
+                text("flat_fee"),
+                text("amount")
             )
             .unwrap();
+        }
+    }
+    for key in ["free_units", "capped_from", "minimum_commitment", "shortfall"] {
+        if let Some(v) = b.get(key) {
+            writeln!(out, "       {key}: {}", v.as_str().unwrap_or("?")).unwrap();
         }
     }
     if let Some(p) = b.get("proration") {

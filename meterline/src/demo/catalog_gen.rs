@@ -28,20 +28,20 @@ fn meter(key: &str, event_type: &str, aggregation: Aggregation, value: Option<&s
 }
 
 fn per_unit(meter: &str, price: &str) -> PriceSpec {
-    PriceSpec { meter: meter.into(), model: "per_unit".into(), unit_price: Some(d(price)), tiers: None }
+    PriceSpec { meter: meter.into(), model: "per_unit".into(), unit_price: Some(d(price)), ..Default::default() }
 }
 
 fn tiered(meter: &str, model: &str, tiers: &[(Option<&str>, &str, &str)]) -> PriceSpec {
     PriceSpec {
         meter: meter.into(),
         model: model.into(),
-        unit_price: None,
         tiers: Some(tiers.iter().map(|(u, p, f)| Tier { up_to: u.map(d), unit_price: d(p), flat_fee: d(f) }).collect()),
+        ..Default::default()
     }
 }
 
 fn version(version: u32, currency: &str, fee: &str, prices: Vec<PriceSpec>) -> PlanVersionSpec {
-    PlanVersionSpec { version, currency: currency.into(), recurring_fee: Some(d(fee)), prices }
+    PlanVersionSpec { version, currency: currency.into(), recurring_fee: Some(d(fee)), prices, ..Default::default() }
 }
 
 /// A customer segment: currency, jurisdictions, and the plan versions it subscribes to.
