@@ -30,7 +30,7 @@ fn three_minor_units_and_bad_arguments() {
     assert!(ok);
     assert!(out.contains("amount 0.012 KWD (exact 0.0125, rounded half_even to 3 decimals)"), "{out}");
     let (ok, _, err) = price(&["--plan", "starter@3", "--meter", "api_calls", "--quantity", "1"]);
-    assert!(!ok && err.contains("--plan \"starter@3\" is not in the catalog; known: enterprise-jpy@1, gulf-kwd@1, starter@1"), "{err}");
+    assert!(!ok && err.contains("--plan \"starter@3\" is not in the catalog; known: enterprise-jpy@1, gulf-kwd@1, scale@1, starter@1"), "{err}");
     let (ok, _, err) = price(&["--plan", "starter", "--meter", "api_calls", "--quantity", "ten"]);
     assert!(!ok && err.contains("--quantity \"ten\" is not a decimal number"), "{err}");
     let (ok, _, err) = price(&["--plan", "starter", "--meter", "peak_connections", "--quantity", "1"]);
