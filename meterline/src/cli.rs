@@ -134,6 +134,9 @@ pub struct PriceArgs {
     /// Quantity, an exact decimal.
     #[arg(long, allow_hyphen_values = true)]
     pub quantity: String,
+    /// Group-by value for matrix prices, `dimension=value`; repeat for several dimensions.
+    #[arg(long = "group", value_name = "DIM=VALUE")]
+    pub groups: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

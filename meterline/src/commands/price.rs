@@ -1,6 +1,7 @@
 //! `meterline price`: what a quantity of a meter costs under a plan, computed by the same two
-//! functions invoices use: `meterline_rater::tiers::price` (the exact amount and its tiers) and
-//! `meterline_schemas::money::round_line` (the one rounding of a line).
+//! functions invoices use: `meterline_rater::pricing::price_line` (free units, the model, the cap:
+//! the exact amount and its tiers) and `meterline_schemas::money::round_line` (the one rounding
+//! of a line).
 
 use comfy_table::{CellAlignment, Table};
 
@@ -28,7 +29,17 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
         let priced: Vec<&str> = plan.prices.iter().map(|p| p.meter.as_str()).collect();
         anyhow::anyhow!("plan {}@{} has no price for meter {:?}; it prices: {}", plan.plan, plan.version, args.meter, priced.join(", "))
     })?;
-    let priced = meterline_rater::tiers::price(&args.meter, &price.model, quantity)?;
+    let mut dims = serde_json::Map::new();
+    for g in &args.groups {
+        let (k, v) = g.split_once('=').ok_or_else(|| anyhow::anyhow!("--group {g:?}: expected dimension=value"))?;
+        dims.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+    }
+    // The same canonical group key ingest stores (a JSON object ordered by dimension).
+    let groups = if dims.is_empty() { Vec::new() } else { vec![(serde_json::Value::Object(dims).to_string(), quantity)] };
+    if matches!(price.model, meterline_schemas::price::PriceModel::Matrix { .. }) && groups.is_empty() {
+        anyhow::bail!("meter {} has a matrix price on {}@{}: give its group-by values with --group dimension=value", args.meter, plan.plan, plan.version);
+    }
+    let priced = meterline_rater::pricing::price_line(price, quantity, &groups)?;
     let rounding = cfg.billing.rounding;
     let amount = round_line(priced.amount, plan.currency, rounding);
     match args.format {
@@ -37,14 +48,17 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
             "quantity": quantity.to_string(), "currency": plan.currency.code(),
             "amount": plan.currency.format(amount), "amount_unrounded": priced.amount.to_string(),
             "rounding_mode": rounding.as_str(), "tiers": priced.tiers,
+            "free_units": priced.free_units.to_string(), "capped_from": priced.capped_from.map(|c| c.to_string()),
         }))?)?,
         Format::Table => {
             let mut t = Table::new();
             t.set_header(["tier", "range", "units", "unit price", "flat fee", "amount"]);
             for c in &priced.tiers {
-                let range = match c.up_to {
-                    Some(u) => format!("({}, {u}]", c.from),
-                    None => format!("({}, ∞)", c.from),
+                let range = match (&c.group, c.packages, c.up_to) {
+                    (Some(g), _, _) => format!("group {g}"),
+                    (None, Some(n), _) => format!("{n} packages"),
+                    (None, None, Some(u)) => format!("({}, {u}]", c.from),
+                    (None, None, None) => format!("({}, ∞)", c.from),
                 };
                 t.add_row([c.tier.to_string(), range, c.quantity.to_string(), c.unit_price.to_string(), c.flat_fee.to_string(), c.amount.to_string()]);
             }
@@ -55,6 +69,12 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
             }
             emit(format!("{} units of {} on {}@{} ({}):", quantity, args.meter, plan.plan, plan.version, price.model.name()))?;
             emit(t)?;
+            if !priced.free_units.is_zero() {
+                emit(format!("free units: {} of the {quantity} were free", priced.free_units))?;
+            }
+            if let Some(c) = priced.capped_from {
+                emit(format!("capped: {c} exceeds max_amount"))?;
+            }
             emit(format!(
                 "amount {} {} (exact {}, rounded {} to {} decimals)",
                 plan.currency.format(amount),

@@ -36,3 +36,23 @@ fn three_minor_units_and_bad_arguments() {
     let (ok, _, err) = price(&["--plan", "starter", "--meter", "peak_connections", "--quantity", "1"]);
     assert!(!ok && err.contains("has no price for meter \"peak_connections\""), "{err}");
 }
+
+#[test]
+fn modifiers_and_matrix_match_the_invoice_code() {
+    // scale@1 api_calls: 50,000 free, then blocks of 10,000 at 3.00, a started block charged.
+    // 123,456 calls → 73,456 billable → 7.3456 → 8 packages → 24.00.
+    let (ok, out, err) = price(&["--plan", "scale", "--meter", "api_calls", "--quantity", "123456", "--format", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["amount"].as_str(), v["free_units"].as_str(), v["tiers"][0]["packages"].as_str()), (Some("24.00"), Some("50000"), Some("8")));
+    // scale@1 llm_tokens matrix: model=large at 0.000006 → 1,000,000 × 0.000006 = 6.00.
+    let (ok, out, err) = price(&["--plan", "scale", "--meter", "llm_tokens", "--quantity", "1000000", "--group", "model=large", "--format", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["amount"], "6.00");
+    let (ok, _, err) = price(&["--plan", "scale", "--meter", "llm_tokens", "--quantity", "10"]);
+    assert!(!ok && err.contains("give its group-by values with --group"), "{err}");
+    // storage capped at 250: 5,000,000 GB-hours × 0.0001 = 500 → 250.00.
+    let (ok, out, _) = price(&["--plan", "scale", "--meter", "storage_gb_hours", "--quantity", "5000000"]);
+    assert!(ok && out.contains("capped: 500") && out.contains("amount 250.00 USD"), "{out}");
+}
