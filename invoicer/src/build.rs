@@ -113,6 +113,9 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
         if !u.priced.free_units.is_zero() {
             breakdown["free_units"] = json!(u.priced.free_units.to_string());
         }
+        if let Some(pct) = &u.priced.percentage {
+            breakdown["percentage"] = serde_json::to_value(pct)?;
+        }
         if let Some(c) = u.priced.capped_from {
             breakdown["capped_from"] = json!(c.to_string());
         }

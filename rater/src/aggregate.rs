@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use rust_decimal::Decimal;
@@ -101,18 +102,64 @@ pub async fn aggregate_groups(root: &Path, windows: &[SubWindow], meters: &[Stri
 
 type Row = (String, String, String, MeterAggregates);
 
-async fn query(root: &Path, windows: &[SubWindow], by_group: Option<&[String]>) -> Result<Vec<Row>> {
+/// Streams every (subscription, meter, value) of `meters` inside the windows to `f`, batch by
+/// batch (memory stays bounded), for prices that charge each event. Segments of those rows are
+/// returned per (subscription, meter), sorted.
+pub async fn for_each_value(
+    root: &Path,
+    windows: &[SubWindow],
+    meters: &[String],
+    mut f: impl FnMut(&str, &str, Decimal) -> Result<()>,
+) -> Result<HashMap<(String, String), Vec<String>>> {
     let months = months(windows);
-    if windows.is_empty() || !ledger_has_months(root, &months) {
-        return Ok(Vec::new());
+    let mut segments: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+    if meters.is_empty() || windows.is_empty() || !ledger_has_months(root, &months) {
+        return Ok(HashMap::new());
     }
+    let ctx = context(root, windows).await?;
+    let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+    let meter_list = meters.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT w.subscription, l.{meter}, l.{value}, l.{segment} FROM ledger l JOIN windows w ON l.{customer} = w.customer \
+         WHERE l.month IN ({month_list}) AND l.{meter} IN ({meter_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end",
+        meter = col::METER,
+        value = col::VALUE,
+        segment = col::SEGMENT,
+        customer = col::CUSTOMER,
+        time = col::EVENT_TIME,
+    );
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let b = batch?;
+        let (subs, ms, segs) = (strings(b.column(0))?, strings(b.column(1))?, strings(b.column(3))?);
+        for i in 0..b.num_rows() {
+            let (sub, meter) = (subs[i].as_deref().unwrap_or_default(), ms[i].as_deref().unwrap_or_default());
+            f(sub, meter, decimal(b.column(2), i)?.unwrap_or_default())?;
+            if let Some(seg) = &segs[i] {
+                segments.entry((sub.to_owned(), meter.to_owned())).or_default().insert(seg.clone());
+            }
+        }
+    }
+    Ok(segments.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect())
+}
+
+/// A session with the ledger (hive-partitioned by month) and the windows registered.
+async fn context(root: &Path, windows: &[SubWindow]) -> Result<SessionContext> {
     let root = root.canonicalize().map_err(|e| Error::Ledger { location: root.display().to_string(), message: e.to_string() })?;
     let config = SessionConfig::new().with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let ctx = SessionContext::new_with_config(config);
     let opts = ParquetReadOptions::default().table_partition_cols(vec![("month".to_string(), DataType::Utf8)]);
     ctx.register_parquet("ledger", &format!("{}/", root.display()), opts).await?;
     ctx.register_table("windows", Arc::new(windows_table(windows)?))?;
+    Ok(ctx)
+}
 
+async fn query(root: &Path, windows: &[SubWindow], by_group: Option<&[String]>) -> Result<Vec<Row>> {
+    let months = months(windows);
+    if windows.is_empty() || !ledger_has_months(root, &months) {
+        return Ok(Vec::new());
+    }
+    let ctx = context(root, windows).await?;
     let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
     // Meter keys are validated to [A-Za-z0-9_-], so quoting them inline is safe.
     let (group_select, group_filter, group_by) = match by_group {

@@ -19,6 +19,9 @@ pub enum Error {
     /// A matrix price was asked to price a single quantity.
     #[error("meter {meter}: matrix prices need per-group quantities")]
     NeedsGroups { meter: String },
+    /// A percentage price was asked to price a total instead of events.
+    #[error("meter {meter}: percentage prices charge each event's value, not a total")]
+    NeedsEvents { meter: String },
     /// The ledger location is not usable.
     #[error("ledger location {location:?}: {message}")]
     Ledger { location: String, message: String },

@@ -3,7 +3,8 @@
 //! Order of operations, fixed and documented in docs/PRICING.md:
 //! 1. free units: `billable = max(quantity − free_units, 0)` (negative quantities — corrections —
 //!    are not reduced);
-//! 2. the model prices `billable` (matrix: each group's quantity at its entry's unit price);
+//! 2. the model prices `billable` (matrix: each group's quantity at its entry's unit price;
+//!    percentage: each event's value, see [`PercentageTotals`]);
 //! 3. the cap: `amount = min(amount, max_amount)`.
 //!
 //! Nothing is rounded here; the invoicer rounds the line once.
@@ -11,16 +12,82 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
+use serde::Serialize;
 
 use meterline_schemas::price::{MatrixEntry, Price, PriceModel};
 
 use crate::error::{Error, Result};
 use crate::tiers::{Priced, TierCharge, mul, price};
 
-/// Prices a line of `p`: `quantity` in total, and per group for matrix prices.
+/// The per-event charges of a percentage price over a period, accumulated exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PercentageTotals {
+    /// Events charged.
+    pub events: u64,
+    /// Sum of their values.
+    pub base: Decimal,
+    /// Sum of their charges (unrounded).
+    pub charges: Decimal,
+    /// Events raised to `min_fee`.
+    pub at_min_fee: u64,
+    /// Events lowered to `max_fee`.
+    pub at_max_fee: u64,
+}
+
+impl PercentageTotals {
+    /// Adds one event of `value` under `model` (a percentage model).
+    pub fn add(&mut self, meter: &str, model: &PriceModel, value: Decimal) -> Result<()> {
+        let PriceModel::Percentage { rate, fixed_fee, min_fee, max_fee } = model else {
+            return Err(Error::NeedsEvents { meter: meter.to_owned() });
+        };
+        let overflow = || Error::Overflow { what: meter.to_owned() };
+        let mut charge = mul(value, *rate, meter)?.checked_add(*fixed_fee).ok_or_else(overflow)?;
+        if let Some(lo) = min_fee
+            && charge < *lo
+        {
+            charge = *lo;
+            self.at_min_fee += 1;
+        }
+        if let Some(hi) = max_fee
+            && charge > *hi
+        {
+            charge = *hi;
+            self.at_max_fee += 1;
+        }
+        self.events += 1;
+        self.base = self.base.checked_add(value).ok_or_else(overflow)?;
+        self.charges = self.charges.checked_add(charge).ok_or_else(overflow)?.normalize();
+        Ok(())
+    }
+}
+
+/// Prices a percentage line from its accumulated events, then applies the cap.
+pub fn price_percentage(p: &Price, totals: PercentageTotals) -> Priced {
+    let mut priced = Priced::new(totals.charges, Vec::new());
+    priced.percentage = Some(totals);
+    cap(p, priced)
+}
+
+fn cap(p: &Price, mut priced: Priced) -> Priced {
+    if let Some(max) = p.max_amount
+        && priced.amount > max
+    {
+        priced.capped_from = Some(priced.amount);
+        priced.amount = max;
+    }
+    priced
+}
+
+/// Prices a line of `p`: `quantity` in total, and per group for matrix prices. A percentage
+/// price takes `quantity` as the value of one event (what `meterline price` previews).
 pub fn price_line(p: &Price, quantity: Decimal, groups: &[(String, Decimal)]) -> Result<Priced> {
-    let mut priced = match &p.model {
+    let priced = match &p.model {
         PriceModel::Matrix { entries, default_unit_price } => matrix(&p.meter, entries, *default_unit_price, groups)?,
+        PriceModel::Percentage { .. } => {
+            let mut totals = PercentageTotals::default();
+            totals.add(&p.meter, &p.model, quantity)?;
+            return Ok(price_percentage(p, totals));
+        }
         model => {
             let free = if quantity > Decimal::ZERO { p.free_units.min(quantity) } else { Decimal::ZERO };
             let mut priced = price(&p.meter, model, quantity - free)?;
@@ -28,13 +95,7 @@ pub fn price_line(p: &Price, quantity: Decimal, groups: &[(String, Decimal)]) ->
             priced
         }
     };
-    if let Some(max) = p.max_amount
-        && priced.amount > max
-    {
-        priced.capped_from = Some(priced.amount);
-        priced.amount = max;
-    }
-    Ok(priced)
+    Ok(cap(p, priced))
 }
 
 /// Each group priced by the first entry whose `when` values all match its dimensions.
@@ -85,6 +146,22 @@ mod tests {
         assert_eq!((x.amount, x.capped_from), (d("50"), Some(d("60"))));
         let y = price_line(&capped, d("20"), &[]).unwrap();
         assert_eq!((y.amount, y.capped_from), (d("40"), None));
+    }
+
+    #[test]
+    fn percentage_charges_each_event_within_min_and_max() {
+        // 2.9% + 0.30 per payment, at least 0.50, at most 10.00.
+        let model = PriceModel::Percentage { rate: d("0.029"), fixed_fee: d("0.30"), min_fee: Some(d("0.50")), max_fee: Some(d("10")) };
+        let mut t = PercentageTotals::default();
+        for v in ["100", "5", "1000", "20"] {
+            t.add("payments", &model, d(v)).unwrap();
+        }
+        // 100 → 3.20; 5 → 0.445 → min 0.50; 1000 → 29.30 → max 10; 20 → 0.88
+        assert_eq!((t.events, t.base, t.charges, t.at_min_fee, t.at_max_fee), (4, d("1125"), d("14.58"), 1, 1));
+        let price = p(model, "0", Some("12"));
+        let x = price_percentage(&price, t);
+        assert_eq!((x.amount, x.capped_from), (d("12"), Some(d("14.58"))));
+        assert_eq!(price_line(&price, d("100"), &[]).unwrap().amount, d("3.2"));
     }
 
     #[test]

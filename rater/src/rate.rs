@@ -1,5 +1,6 @@
 //! Rating a period: each active subscription's window, its meters' quantities, priced usage.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use rust_decimal::Decimal;
@@ -9,9 +10,9 @@ use meterline_schemas::meter::Aggregation;
 use meterline_schemas::period::{PeriodLabel, Window};
 use meterline_schemas::price::PriceModel;
 
-use crate::aggregate::{MeterAggregates, SubWindow, aggregate, aggregate_groups};
+use crate::aggregate::{MeterAggregates, SubWindow, aggregate, aggregate_groups, for_each_value};
 use crate::error::{Error, Result};
-use crate::pricing::price_line;
+use crate::pricing::{PercentageTotals, price_line, price_percentage};
 use crate::tiers::Priced;
 
 /// Priced usage of one meter for one subscription.
@@ -87,6 +88,28 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
     matrix_meters.sort();
     matrix_meters.dedup();
     let grouped = aggregate_groups(ledger_root, &windows, &matrix_meters).await?;
+
+    // Percentage prices charge each event: stream the events of those meters once.
+    let mut pct_prices: HashMap<(String, String), &PriceModel> = HashMap::new();
+    for (s, _) in &active {
+        if let Some(plan) = catalog.plans.get(&(s.plan.clone(), s.plan_version)) {
+            for p in plan.prices.iter().filter(|p| matches!(p.model, PriceModel::Percentage { .. })) {
+                pct_prices.insert((s.id.clone(), p.meter.clone()), &p.model);
+            }
+        }
+    }
+    let mut pct_meters: Vec<String> = pct_prices.keys().map(|(_, m)| m.clone()).collect();
+    pct_meters.sort();
+    pct_meters.dedup();
+    let mut pct_totals: HashMap<(String, String), PercentageTotals> = HashMap::new();
+    let pct_segments = for_each_value(ledger_root, &windows, &pct_meters, |sub, meter, value| {
+        let key = (sub.to_owned(), meter.to_owned());
+        match pct_prices.get(&key) {
+            Some(model) => pct_totals.entry(key).or_default().add(meter, model, value),
+            None => Ok(()), // this subscription's plan prices the meter another way
+        }
+    })
+    .await?;
     let empty = MeterAggregates::default();
     let mut out = Vec::with_capacity(active.len());
     for (s, window) in active {
@@ -110,7 +133,13 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                 .get(&(s.id.clone(), p.meter.clone()))
                 .map(|g| g.iter().map(|(k, a)| (k.clone(), quantity(meter.aggregation, a))).collect())
                 .unwrap_or_default();
-            let priced = price_line(p, q, &groups)?;
+            let key = (s.id.clone(), p.meter.clone());
+            let (priced, segments) = if matches!(p.model, PriceModel::Percentage { .. }) {
+                let totals = pct_totals.remove(&key).unwrap_or_default();
+                (price_percentage(p, totals), pct_segments.get(&key).cloned().unwrap_or_default())
+            } else {
+                (price_line(p, q, &groups)?, agg.segments.clone())
+            };
             usage.push(RatedUsage {
                 meter: p.meter.clone(),
                 aggregation: meter.aggregation,
@@ -118,7 +147,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                 event_count: agg.count,
                 model: p.model.clone(),
                 priced,
-                segments: agg.segments.clone(),
+                segments,
             });
         }
         out.push(RatedSubscription { subscription: s.clone(), customer: customer.clone(), plan: plan.clone(), window, usage });

@@ -48,11 +48,14 @@ pub struct Priced {
     /// The amount before `max_amount` capped it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capped_from: Option<Decimal>,
+    /// Percentage model: what the per-event charges added up to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<crate::pricing::PercentageTotals>,
 }
 
 impl Priced {
     pub(crate) fn new(amount: Decimal, tiers: Vec<TierCharge>) -> Priced {
-        Priced { amount, tiers, free_units: Decimal::ZERO, capped_from: None }
+        Priced { amount, tiers, free_units: Decimal::ZERO, capped_from: None, percentage: None }
     }
 }
 
@@ -91,6 +94,7 @@ pub fn price(meter: &str, model: &PriceModel, quantity: Decimal) -> Result<Price
             package(meter, *size, *package_price, *round, quantity)
         }
         PriceModel::Matrix { .. } => Err(Error::NeedsGroups { meter: meter.to_owned() }),
+        PriceModel::Percentage { .. } => Err(Error::NeedsEvents { meter: meter.to_owned() }),
     }
 }
 

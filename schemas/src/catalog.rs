@@ -99,7 +99,19 @@ pub struct PriceSpec {
     /// For `matrix`: unit price of groups no entry matches.
     #[serde(default, with = "exact::option")]
     pub default_unit_price: Option<Decimal>,
-    /// Units free of charge each period (not for `matrix`).
+    /// For `percentage`: fraction of each event's value.
+    #[serde(default, with = "exact::option")]
+    pub rate: Option<Decimal>,
+    /// For `percentage`: fee added per event.
+    #[serde(default, with = "exact::option")]
+    pub fixed_fee: Option<Decimal>,
+    /// For `percentage`: lowest charge per event.
+    #[serde(default, with = "exact::option")]
+    pub min_fee: Option<Decimal>,
+    /// For `percentage`: highest charge per event.
+    #[serde(default, with = "exact::option")]
+    pub max_fee: Option<Decimal>,
+    /// Units free of charge each period (not for `matrix` or `percentage`).
     #[serde(default, with = "exact::option")]
     pub free_units: Option<Decimal>,
     /// Cap on the line's amount per period.
@@ -265,6 +277,12 @@ impl Catalog {
             for p in &plan.prices {
                 let at = format!("plans[{}].versions[{}].prices[{}]", plan.plan, plan.version, p.meter);
                 let meter = self.meters.get(&p.meter).ok_or_else(|| Error::catalog(format!("{at}.meter"), format!("{:?} is not a known meter", p.meter)))?;
+                if matches!(p.model, PriceModel::Percentage { .. }) && meter.aggregation != crate::meter::Aggregation::Sum {
+                    return Err(Error::catalog(
+                        format!("{at}.model"),
+                        format!("percentage prices charge each event's value and need a SUM meter; {} is {}", meter.key, meter.aggregation),
+                    ));
+                }
                 if let PriceModel::Matrix { entries, .. } = &p.model {
                     for (i, e) in entries.iter().enumerate() {
                         if let Some(dim) = e.when.keys().find(|d| !meter.group_by.contains_key(*d)) {
@@ -427,8 +445,8 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         }
         let model = price_model(&pat, ps)?;
         let free_units = non_negative(&format!("{pat}.free_units"), ps.free_units)?.unwrap_or_default();
-        if !free_units.is_zero() && matches!(model, PriceModel::Matrix { .. }) {
-            return Err(Error::catalog(format!("{pat}.free_units"), "is not supported with model matrix; give free units per entry a price of \"0\" instead"));
+        if !free_units.is_zero() && matches!(model, PriceModel::Matrix { .. } | PriceModel::Percentage { .. }) {
+            return Err(Error::catalog(format!("{pat}.free_units"), format!("is not supported with model {}", model.name())));
         }
         let max_amount = non_negative(&format!("{pat}.max_amount"), ps.max_amount)?;
         prices.push(Price { meter: ps.meter.clone(), model, free_units, max_amount });
@@ -468,16 +486,21 @@ fn price_model(pat: &str, ps: &PriceSpec) -> Result<PriceModel> {
         ("round", ps.round.is_some()),
         ("entries", ps.entries.is_some()),
         ("default_unit_price", ps.default_unit_price.is_some()),
+        ("rate", ps.rate.is_some()),
+        ("fixed_fee", ps.fixed_fee.is_some()),
+        ("min_fee", ps.min_fee.is_some()),
+        ("max_fee", ps.max_fee.is_some()),
     ];
     let uses: &[&str] = match model {
         "per_unit" => &["unit_price"],
         "graduated" | "volume" => &["tiers"],
         "package" => &["size", "package_price", "round"],
         "matrix" => &["entries", "default_unit_price"],
+        "percentage" => &["rate", "fixed_fee", "min_fee", "max_fee"],
         other => {
             return Err(Error::catalog(
                 format!("{pat}.model"),
-                format!("{other:?} is not a price model: use per_unit, graduated, volume, package or matrix"),
+                format!("{other:?} is not a price model: use per_unit, graduated, volume, package, matrix or percentage"),
             ));
         }
     };
@@ -501,6 +524,18 @@ fn price_model(pat: &str, ps: &PriceSpec) -> Result<PriceModel> {
                 return Err(Error::catalog(format!("{pat}.size"), "0 is not a package size; use 1 or more units"));
             }
             PriceModel::Package { size, package_price: required("package_price", ps.package_price)?, round: ps.round.unwrap_or(PackageRounding::Up) }
+        }
+        "percentage" => {
+            let rate = required("rate", ps.rate)?;
+            let min_fee = non_negative(&format!("{pat}.min_fee"), ps.min_fee)?;
+            let max_fee = non_negative(&format!("{pat}.max_fee"), ps.max_fee)?;
+            if let (Some(lo), Some(hi)) = (min_fee, max_fee)
+                && lo > hi
+            {
+                return Err(Error::catalog(format!("{pat}.max_fee"), format!("{hi} is below min_fee {lo}")));
+            }
+            let fixed_fee = non_negative(&format!("{pat}.fixed_fee"), ps.fixed_fee)?.unwrap_or_default();
+            PriceModel::Percentage { rate, fixed_fee, min_fee, max_fee }
         }
         _ => {
             let entries = ps.entries.clone().unwrap_or_default();
@@ -662,6 +697,21 @@ subscriptions:
         assert!(e.contains("prices[tokens].entries[0].when: \"region\" is not a group_by dimension of meter tokens (it has: model)"), "{e}");
         let e = parse(&text.replace(r#"default_unit_price: "0.002", "#, "")).unwrap_err().to_string();
         assert!(e.contains("prices[tokens].default_unit_price: is required for model matrix"), "{e}");
+    }
+
+    #[test]
+    fn percentage_model_validates() {
+        let pct = r#"{ meter: tokens, model: percentage, rate: "0.029", fixed_fee: "0.30", min_fee: "0.50", max_fee: "10" }"#;
+        let text = YAML.replace("          - meter: tokens\n            model: graduated\n            tiers:\n              - { up_to: \"1000\", unit_price: \"0\" }\n              - { up_to: null, unit_price: \"0.002\", flat_fee: \"5\" }", &format!("          - {pct}"));
+        assert_ne!(text, YAML);
+        let c = parse(&text).unwrap();
+        assert_eq!(c.plans[&("starter".to_string(), 1)].prices[1].model.name(), "percentage");
+        let e = parse(&text.replace(r#"max_fee: "10""#, r#"max_fee: "0.40""#)).unwrap_err().to_string();
+        assert!(e.contains("prices[tokens].max_fee: 0.40 is below min_fee 0.50"), "{e}");
+        let e = parse(&text.replace("meter: tokens, model: percentage", "meter: api_calls, model: percentage").replace(r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#, r#"{ meter: tokens, model: per_unit, unit_price: "0.001" }"#)).unwrap_err().to_string();
+        assert!(e.contains("percentage prices charge each event's value and need a SUM meter; api_calls is COUNT"), "{e}");
+        let e = parse(&text.replace(r#"rate: "0.029", "#, "")).unwrap_err().to_string();
+        assert!(e.contains("prices[tokens].rate: is required for model percentage"), "{e}");
     }
 
     #[test]

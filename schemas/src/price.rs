@@ -11,6 +11,8 @@
 //!   partial block is rounded `up` (charged) or `down` (free).
 //! - **Matrix**: the unit price depends on the meter's group-by values; each group's quantity is
 //!   priced by the first entry whose `when` values all match, else by `default_unit_price`.
+//! - **Percentage**: each event is charged `value × rate + fixed_fee`, raised to `min_fee` and
+//!   lowered to `max_fee` when given; the line is the exact sum over the period's events.
 //! - Zero quantity costs nothing under every model.
 //!
 //! Modifiers on any price: `free_units` are subtracted from the quantity before the model sees
@@ -68,6 +70,21 @@ pub enum PriceModel {
         /// Whether a partial block is charged (`up`) or free (`down`).
         round: PackageRounding,
     },
+    /// A share of each event's value (payments, marketplace take rates).
+    Percentage {
+        /// Fraction of the value, `"0.029"` for 2.9%.
+        #[serde(with = "exact")]
+        rate: Decimal,
+        /// Added per event.
+        #[serde(default, with = "exact")]
+        fixed_fee: Decimal,
+        /// Lowest charge per event.
+        #[serde(default, with = "exact::option")]
+        min_fee: Option<Decimal>,
+        /// Highest charge per event.
+        #[serde(default, with = "exact::option")]
+        max_fee: Option<Decimal>,
+    },
     /// Unit price chosen by group-by values.
     Matrix {
         /// Entries, most specific first; the first match wins.
@@ -108,6 +125,7 @@ impl PriceModel {
             PriceModel::Volume { .. } => "volume",
             PriceModel::Package { .. } => "package",
             PriceModel::Matrix { .. } => "matrix",
+            PriceModel::Percentage { .. } => "percentage",
         }
     }
 }

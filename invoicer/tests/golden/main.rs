@@ -155,6 +155,14 @@ fn render_line(out: &mut String, l: &InvoiceLineRow, cur: Currency) {
             .unwrap();
         }
     }
+    if let Some(p) = b.get("percentage") {
+        writeln!(
+            out,
+            "       percentage: {} events on {} charged {} ({} raised to min_fee, {} lowered to max_fee)",
+            p["events"], p["base"].as_str().unwrap_or("?"), p["charges"].as_str().unwrap_or("?"), p["at_min_fee"], p["at_max_fee"]
+        )
+        .unwrap();
+    }
     for key in ["free_units", "capped_from", "minimum_commitment", "shortfall"] {
         if let Some(v) = b.get(key) {
             writeln!(out, "       {key}: {}", v.as_str().unwrap_or("?")).unwrap();
