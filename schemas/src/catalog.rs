@@ -265,6 +265,7 @@ impl Catalog {
                 ));
             }
         }
+        self.check_overlaps()?;
         for (key, c) in &self.customers {
             if !self.tax_rates.contains_key(&c.jurisdiction) {
                 return Err(Error::catalog(
@@ -291,6 +292,39 @@ impl Catalog {
                                 format!("{dim:?} is not a group_by dimension of meter {} (it has: {})", meter.key, meter.group_by.keys().cloned().collect::<Vec<_>>().join(", ")),
                             ));
                         }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Usage is matched to subscriptions by customer and time. Two subscriptions of one customer
+    /// that overlap in time and price the same meter would both bill the same events, so that
+    /// is refused (counted once). Overlaps on different meters (separate products) are fine.
+    fn check_overlaps(&self) -> Result<()> {
+        let mut by_customer: BTreeMap<&str, Vec<&Subscription>> = BTreeMap::new();
+        for s in self.subscriptions.values() {
+            by_customer.entry(s.customer.as_str()).or_default().push(s);
+        }
+        for subs in by_customer.values() {
+            for (i, a) in subs.iter().enumerate() {
+                for b in &subs[i + 1..] {
+                    let overlap = a.start < b.end.unwrap_or(DateTime::<Utc>::MAX_UTC) && b.start < a.end.unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    if !overlap {
+                        continue;
+                    }
+                    let meters = |s: &Subscription| -> BTreeSet<String> {
+                        self.plans.get(&(s.plan.clone(), s.plan_version)).map(|p| p.prices.iter().map(|x| x.meter.clone()).collect()).unwrap_or_default()
+                    };
+                    if let Some(m) = meters(a).intersection(&meters(b)).next() {
+                        return Err(Error::catalog(
+                            format!("subscriptions[{}].start", b.id),
+                            format!(
+                                "overlaps subscription {} of customer {:?} and both price meter {m}, so its usage would be billed twice; end {} where {} starts",
+                                a.id, a.customer, a.id, b.id
+                            ),
+                        ));
                     }
                 }
             }
@@ -663,6 +697,16 @@ subscriptions:
         assert!(e.contains("meters[0].aggregation"), "{e}");
         let e = err("anchor_day: 1", "anchor_day: 1, colour: red");
         assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn overlapping_subscriptions_on_the_same_meter_are_refused() {
+        let second = "  - { id: sub-acme-2, customer: acme, plan: starter, plan_version: 1, start: \"2026-06-01T00:00:00Z\" }\n";
+        let e = parse(&format!("{YAML}{second}")).unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme-2].start: overlaps subscription sub-acme of customer \"acme\" and both price meter api_calls"), "{e}");
+        // Back to back (an upgrade at a point in time) is fine.
+        let ended = YAML.replace("anchor_day: 1 }", "anchor_day: 1, end: \"2026-06-01T00:00:00Z\" }");
+        assert!(parse(&format!("{ended}{second}")).is_ok());
     }
 
     #[test]
