@@ -6,12 +6,14 @@
 //! - [`ids`]: deterministic invoice ids.
 //! - [`writer`]: idempotent writes to `invoices` / `invoice_lines` and reading them back.
 //! - [`close`]: the period close: catalog + ledger + period → rows in ClickHouse.
+//! - [`rerate`]: recompute a period from the ledger and compare with what was invoiced.
 //! - [`error`]: the crate's error type.
 
 pub mod build;
 pub mod close;
 pub mod error;
 pub mod ids;
+pub mod rerate;
 pub mod writer;
 
 pub use build::{Invoice, build_invoices};

@@ -45,6 +45,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Close a billing period into invoices.
     Close(CloseArgs),
+    /// Recompute a closed period from the ledger and report differences (writes nothing).
+    Rerate(RerateArgs),
     /// Read invoices.
     #[command(subcommand)]
     Invoices(InvoicesCommand),
@@ -100,6 +102,20 @@ pub struct CloseArgs {
     /// Period to close, `YYYY-MM`.
     #[arg(long)]
     pub period: String,
+}
+
+/// `rerate`.
+#[derive(Debug, Args)]
+pub struct RerateArgs {
+    /// Period, `YYYY-MM`.
+    #[arg(long)]
+    pub period: String,
+    /// Only this customer.
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// `invoices …`.

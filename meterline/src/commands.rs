@@ -7,6 +7,7 @@ mod ingest;
 mod invoices;
 mod migrate;
 mod price;
+mod rerate;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(c) => events::run(&cfg, c).await,
         Command::Ingest(a) => ingest::run(&cfg, a).await,
         Command::Close(a) => close::run(&cfg, a).await,
+        Command::Rerate(a) => rerate::run(&cfg, a).await,
         Command::Invoices(c) => invoices::run(&cfg, c).await,
         Command::Price(a) => price::run(&cfg, a).await,
         Command::Demo(a) => crate::demo::run(cfg, a).await,

@@ -11,4 +11,5 @@ mod close;
 mod common;
 mod dead_letters;
 mod price;
+mod rerate;
 mod scenario;
