@@ -7,6 +7,7 @@
 //! - [`writer`]: idempotent writes to `invoices` / `invoice_lines` and reading them back.
 //! - [`close`]: the period close: catalog + ledger + period → rows in ClickHouse.
 //! - [`rerate`]: recompute a period from the ledger and compare with what was invoiced.
+//! - [`spend`]: current spend of the open period in ClickHouse `current_spend`.
 //! - [`error`]: the crate's error type.
 
 pub mod build;
@@ -14,6 +15,7 @@ pub mod close;
 pub mod error;
 pub mod ids;
 pub mod rerate;
+pub mod spend;
 pub mod writer;
 
 pub use build::{Invoice, build_invoices};

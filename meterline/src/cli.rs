@@ -45,6 +45,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Close a billing period into invoices.
     Close(CloseArgs),
+    /// Refresh the open period's current spend in ClickHouse, once or every few seconds.
+    Spend(SpendArgs),
     /// Recompute a closed period from the ledger and report differences (writes nothing).
     Rerate(RerateArgs),
     /// Read invoices.
@@ -102,6 +104,17 @@ pub struct CloseArgs {
     /// Period to close, `YYYY-MM`.
     #[arg(long)]
     pub period: String,
+}
+
+/// `spend`.
+#[derive(Debug, Args)]
+pub struct SpendArgs {
+    /// Period, `YYYY-MM` (default: the current month).
+    #[arg(long)]
+    pub period: Option<String>,
+    /// Refresh every this many seconds until interrupted (default: once).
+    #[arg(long, value_name = "SECONDS")]
+    pub every: Option<u64>,
 }
 
 /// `rerate`.

@@ -8,6 +8,7 @@ mod invoices;
 mod migrate;
 mod price;
 mod rerate;
+mod spend;
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(c) => events::run(&cfg, c).await,
         Command::Ingest(a) => ingest::run(&cfg, a).await,
         Command::Close(a) => close::run(&cfg, a).await,
+        Command::Spend(a) => spend::run(&cfg, a).await,
         Command::Rerate(a) => rerate::run(&cfg, a).await,
         Command::Invoices(c) => invoices::run(&cfg, c).await,
         Command::Price(a) => price::run(&cfg, a).await,

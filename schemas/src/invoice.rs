@@ -125,3 +125,31 @@ pub struct InvoiceLineRow {
     /// ReplacingMergeTree version.
     pub version: u64,
 }
+
+/// One row of `current_spend`: a subscription's spend so far in the open period, before tax.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct SpendRow {
+    /// Subscription.
+    pub subscription_id: String,
+    /// Customer key.
+    pub customer: String,
+    /// Period label.
+    pub period: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Rounded usage lines (including a commitment true-up).
+    #[serde(with = "ch_decimal")]
+    pub usage_amount: Decimal,
+    /// Rounded recurring fees.
+    #[serde(with = "ch_decimal")]
+    pub fees: Decimal,
+    /// `usage_amount + fees`.
+    #[serde(with = "ch_decimal")]
+    pub subtotal: Decimal,
+    /// Ledger rows behind the usage.
+    pub ledger_rows: u64,
+    /// When this was computed, UTC seconds.
+    pub as_of: u32,
+    /// ReplacingMergeTree version (microseconds since the epoch at refresh).
+    pub version: u64,
+}

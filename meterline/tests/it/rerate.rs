@@ -72,3 +72,39 @@ async fn late_usage_shows_in_rerate_and_leaves_invoices_alone() {
     assert_eq!((list_invoices(&ch, "2026-10").await.unwrap(), list_lines(&ch, "2026-10").await.unwrap()), before);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_spend_follows_new_usage() {
+    let env = TestEnv::new("spend").await;
+    env.catalog(CATALOG).await;
+    for m in messages() {
+        env.publish(&m).await;
+    }
+    let (ok, out, err) = env.meterline(&["ingest", "--until-idle"], &[]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = env.meterline(&["spend", "--period", "2026-10"], &[]);
+    assert!(ok && out.contains("current spend of 4 subscriptions"), "{out}{err}");
+    let ch = env.clickhouse().await;
+    let spend = |rows: Vec<meterline_schemas::invoice::SpendRow>| -> Vec<(String, Decimal, Decimal, Decimal)> {
+        rows.into_iter().map(|r| (r.customer, r.fees, r.usage_amount, r.subtotal)).collect()
+    };
+    let d = |s: &str| Decimal::from_str_exact(s).unwrap();
+    // Pre-tax parts of the scenario's invoices (see scenario.rs for the arithmetic).
+    assert_eq!(
+        spend(meterline_invoicer::spend::read(&ch, "2026-10").await.unwrap()),
+        vec![
+            ("alice".to_string(), d("10.00"), d("3.28"), d("13.28")),
+            ("bob".to_string(), d("5.00"), d("3.73"), d("8.73")),
+            ("chiyo".to_string(), d("1000"), d("10"), d("1010")),
+            ("dan".to_string(), d("5.16"), d("0.01"), d("5.17")),
+        ]
+    );
+    env.publish(&event("late-1", "api.request", "alice", "2026-10-15T00:00:00Z", "{}")).await;
+    let (ok, out, err) = env.meterline(&["ingest", "--until-idle"], &[]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = env.meterline(&["spend", "--period", "2026-10"], &[]);
+    assert!(ok, "{out}{err}");
+    let rows = spend(meterline_invoicer::spend::read(&ch, "2026-10").await.unwrap());
+    assert_eq!(rows[0], ("alice".to_string(), d("10.00"), d("3.29"), d("13.29")), "the newest refresh wins");
+    env.cleanup().await;
+}
