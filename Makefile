@@ -8,7 +8,10 @@ SERVICES := deploy/local/services.sh
 export METERLINE__NATS__URL ?= nats://127.0.0.1:14222
 export METERLINE__CLICKHOUSE__URL ?= http://127.0.0.1:18123
 
-.PHONY: demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
+BENCH_RATE_EVENTS ?= 100000000
+BENCH_RATE_CUSTOMERS ?= 100000
+
+.PHONY: bench-rate demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
 
 demo: services-up
 	$(CARGO) build --bin meterline
@@ -44,3 +47,10 @@ clean:
 check-modern-clickhouse:
 	test -d .local/chdb/chdb || python3 -m pip install --quiet --target .local/chdb chdb-core==26.9.0
 	python3 deploy/local/check_modern_clickhouse.py
+
+# Rating benchmark: a synthetic ledger (100M events, 100k customers, 5 meters with group-bys),
+# then the full rating beside the plain DataFusion GROUP BY over the same files.
+bench-rate:
+	$(CARGO) build --release -p meterline-benches --bin bench-rate
+	./target/release/bench-rate generate --events $(BENCH_RATE_EVENTS) --customers $(BENCH_RATE_CUSTOMERS) --dir .local/bench/rate
+	./target/release/bench-rate run --customers $(BENCH_RATE_CUSTOMERS) --dir .local/bench/rate

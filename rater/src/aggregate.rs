@@ -51,7 +51,7 @@ pub struct MeterAggregates {
     pub unique: u64,
     /// Value of the latest event.
     pub latest: Option<Decimal>,
-    /// Segments the rows came from, sorted.
+    /// The first and last ledger segment holding these rows (one name when they are the same).
     pub segments: Vec<String>,
 }
 
@@ -79,19 +79,33 @@ fn ledger_has_months(root: &Path, months: &BTreeSet<String>) -> bool {
 }
 
 /// Aggregates per (subscription, meter) over the ledger at `root` (a local directory).
-pub async fn aggregate(root: &Path, windows: &[SubWindow]) -> Result<HashMap<(String, String), MeterAggregates>> {
-    let rows = query(root, windows, None).await?;
-    Ok(rows.into_iter().map(|(sub, meter, _, agg)| ((sub, meter), agg)).collect())
+/// `unique_meters` and `latest_meters` name the UNIQUE_COUNT and LATEST meters: their costlier
+/// aggregates are computed for those meters only.
+pub async fn aggregate(
+    root: &Path,
+    windows: &[SubWindow],
+    unique_meters: &[String],
+    latest_meters: &[String],
+) -> Result<HashMap<(String, String), MeterAggregates>> {
+    let rows = query_all(root, windows, None, unique_meters, latest_meters).await?;
+    Ok(rows.into_iter().map(|((sub, meter, _), agg)| ((sub, meter), agg)).collect())
 }
 
 /// Aggregates per (subscription, meter, group key) for `meters` only (matrix prices), groups
 /// sorted by key.
-pub async fn aggregate_groups(root: &Path, windows: &[SubWindow], meters: &[String]) -> Result<HashMap<(String, String), Vec<(String, MeterAggregates)>>> {
+pub async fn aggregate_groups(
+    root: &Path,
+    windows: &[SubWindow],
+    meters: &[String],
+    unique_meters: &[String],
+    latest_meters: &[String],
+) -> Result<HashMap<(String, String), Vec<(String, MeterAggregates)>>> {
     if meters.is_empty() {
         return Ok(HashMap::new());
     }
+    let only = |list: &[String]| list.iter().filter(|m| meters.contains(m)).cloned().collect::<Vec<_>>();
     let mut out: HashMap<(String, String), Vec<(String, MeterAggregates)>> = HashMap::new();
-    for (sub, meter, group, agg) in query(root, windows, Some(meters)).await? {
+    for ((sub, meter, group), agg) in query_all(root, windows, Some(meters), &only(unique_meters), &only(latest_meters)).await? {
         out.entry((sub, meter)).or_default().push((group, agg));
     }
     for groups in out.values_mut() {
@@ -100,7 +114,70 @@ pub async fn aggregate_groups(root: &Path, windows: &[SubWindow], meters: &[Stri
     Ok(out)
 }
 
-type Row = (String, String, String, MeterAggregates);
+/// What one query computes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// sum, count, min, max and the segment range, for every meter.
+    Base,
+    /// count(DISTINCT unique_value), for UNIQUE_COUNT meters.
+    Unique,
+    /// last value by (event time, event id), for LATEST meters.
+    Latest,
+}
+
+async fn query_all(
+    root: &Path,
+    windows: &[SubWindow],
+    by_group: Option<&[String]>,
+    unique_meters: &[String],
+    latest_meters: &[String],
+) -> Result<HashMap<(String, String, String), MeterAggregates>> {
+    let mut out: HashMap<(String, String, String), MeterAggregates> = HashMap::new();
+    let months = months(windows);
+    if windows.is_empty() || !ledger_has_months(root, &months) {
+        return Ok(out);
+    }
+    let ctx = context(root, windows).await?;
+    let parts = [(Part::Base, by_group), (Part::Unique, Some(unique_meters)), (Part::Latest, Some(latest_meters))];
+    for (part, meters) in parts {
+        if part != Part::Base && meters.is_none_or(<[String]>::is_empty) {
+            continue;
+        }
+        let batches = ctx.sql(&sql(part, &months, meters, by_group.is_some())).await?.collect().await?;
+        for b in &batches {
+            read_batch(b, part, by_group.is_some(), &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn sql(part: Part, months: &BTreeSet<String>, meters: Option<&[String]>, grouped: bool) -> String {
+    let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+    // Meter keys are validated to [A-Za-z0-9_-], so quoting them inline is safe.
+    let meter_filter = meters.map_or_else(String::new, |ms| {
+        format!(" AND l.{} IN ({})", col::METER, ms.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", "))
+    });
+    let (group_select, group_by) = if grouped { (format!(", l.{} AS group_key", col::GROUP_KEY), format!(", l.{}", col::GROUP_KEY)) } else { (String::new(), String::new()) };
+    let aggregates = match part {
+        // Segment names sort by stream sequence: the first and last bound where a line's rows are.
+        Part::Base => format!(
+            "sum(l.{v}) AS v_sum, count(*) AS n, min(l.{v}) AS v_min, max(l.{v}) AS v_max, min(l.{s}) AS seg_first, max(l.{s}) AS seg_last",
+            v = col::VALUE,
+            s = col::SEGMENT
+        ),
+        Part::Unique => format!("count(DISTINCT l.{}) AS n_unique", col::UNIQUE_VALUE),
+        Part::Latest => format!("last_value(l.{} ORDER BY l.{}, l.{}) AS v_latest", col::VALUE, col::EVENT_TIME, col::EVENT_ID),
+    };
+    format!(
+        "SELECT w.subscription, l.{meter} AS meter, {aggregates}{group_select} \
+         FROM ledger l JOIN windows w ON l.{customer} = w.customer \
+         WHERE l.month IN ({month_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end{meter_filter} \
+         GROUP BY w.subscription, l.{meter}{group_by}",
+        meter = col::METER,
+        customer = col::CUSTOMER,
+        time = col::EVENT_TIME,
+    )
+}
 
 /// Streams every (subscription, meter, value) of `meters` inside the windows to `f`, batch by
 /// batch (memory stays bounded), for prices that charge each event. Segments of those rows are
@@ -154,47 +231,6 @@ async fn context(root: &Path, windows: &[SubWindow]) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-async fn query(root: &Path, windows: &[SubWindow], by_group: Option<&[String]>) -> Result<Vec<Row>> {
-    let months = months(windows);
-    if windows.is_empty() || !ledger_has_months(root, &months) {
-        return Ok(Vec::new());
-    }
-    let ctx = context(root, windows).await?;
-    let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
-    // Meter keys are validated to [A-Za-z0-9_-], so quoting them inline is safe.
-    let (group_select, group_filter, group_by) = match by_group {
-        Some(meters) => (
-            format!(", l.{} AS group_key", col::GROUP_KEY),
-            format!(" AND l.{} IN ({})", col::METER, meters.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ")),
-            format!(", l.{}", col::GROUP_KEY),
-        ),
-        None => (String::new(), String::new(), String::new()),
-    };
-    let sql = format!(
-        "SELECT w.subscription, l.{meter} AS meter, \
-                sum(l.{value}) AS v_sum, count(*) AS n, min(l.{value}) AS v_min, max(l.{value}) AS v_max, \
-                count(DISTINCT l.{unique}) AS n_unique, \
-                last_value(l.{value} ORDER BY l.{time}, l.{id}) AS v_latest, \
-                array_agg(DISTINCT l.{segment}) AS segments{group_select} \
-         FROM ledger l JOIN windows w ON l.{customer} = w.customer \
-         WHERE l.month IN ({month_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end{group_filter} \
-         GROUP BY w.subscription, l.{meter}{group_by}",
-        meter = col::METER,
-        value = col::VALUE,
-        unique = col::UNIQUE_VALUE,
-        time = col::EVENT_TIME,
-        id = col::EVENT_ID,
-        segment = col::SEGMENT,
-        customer = col::CUSTOMER,
-    );
-    let batches = ctx.sql(&sql).await?.collect().await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        read_batch(b, by_group.is_some(), &mut out)?;
-    }
-    Ok(out)
-}
-
 fn windows_table(windows: &[SubWindow]) -> Result<MemTable> {
     let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let schema = Arc::new(Schema::new(vec![
@@ -235,28 +271,42 @@ fn decimal(a: &ArrayRef, i: usize) -> Result<Option<Decimal>> {
         .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
 }
 
-fn read_batch(b: &RecordBatch, grouped: bool, out: &mut Vec<Row>) -> Result<()> {
+fn read_batch(b: &RecordBatch, part: Part, grouped: bool, out: &mut HashMap<(String, String, String), MeterAggregates>) -> Result<()> {
     let subs = strings(b.column(0))?;
-    let groups = if grouped { strings(b.column(9))? } else { vec![None; b.num_rows()] };
     let meters = strings(b.column(1))?;
-    let counts = arrow::compute::cast(b.column(3), &DataType::Int64)?;
-    let counts = counts.as_primitive::<Int64Type>();
-    let uniques = arrow::compute::cast(b.column(6), &DataType::Int64)?;
-    let uniques = uniques.as_primitive::<Int64Type>();
-    let segs = b.column(8).as_list::<i32>();
+    let group_col = match part {
+        Part::Base => 8,
+        Part::Unique | Part::Latest => 3,
+    };
+    let groups = if grouped { strings(b.column(group_col))? } else { vec![None; b.num_rows()] };
+    let count = |c: usize| -> Result<Vec<u64>> {
+        let a = arrow::compute::cast(b.column(c), &DataType::Int64)?;
+        Ok(a.as_primitive::<Int64Type>().values().iter().map(|v| u64::try_from(*v).unwrap_or_default()).collect())
+    };
+    let (counts, uniques) = match part {
+        Part::Base => (count(3)?, Vec::new()),
+        Part::Unique => (Vec::new(), count(2)?),
+        Part::Latest => (Vec::new(), Vec::new()),
+    };
+    let (first, last) = match part {
+        Part::Base => (strings(b.column(6))?, strings(b.column(7))?),
+        _ => (Vec::new(), Vec::new()),
+    };
     for i in 0..b.num_rows() {
-        let mut segments: Vec<String> = strings(&segs.value(i))?.into_iter().flatten().collect();
-        segments.sort();
-        let agg = MeterAggregates {
-            sum: decimal(b.column(2), i)?.unwrap_or_default(),
-            count: u64::try_from(counts.value(i)).unwrap_or_default(),
-            min: decimal(b.column(4), i)?,
-            max: decimal(b.column(5), i)?,
-            unique: u64::try_from(uniques.value(i)).unwrap_or_default(),
-            latest: decimal(b.column(7), i)?,
-            segments,
-        };
-        out.push((subs[i].clone().unwrap_or_default(), meters[i].clone().unwrap_or_default(), groups[i].clone().unwrap_or_default(), agg));
+        let key = (subs[i].clone().unwrap_or_default(), meters[i].clone().unwrap_or_default(), groups[i].clone().unwrap_or_default());
+        let agg = out.entry(key).or_default();
+        match part {
+            Part::Base => {
+                agg.sum = decimal(b.column(2), i)?.unwrap_or_default();
+                agg.count = counts[i];
+                agg.min = decimal(b.column(4), i)?;
+                agg.max = decimal(b.column(5), i)?;
+                agg.segments = first[i].iter().chain(last[i].iter()).cloned().collect();
+                agg.segments.dedup();
+            }
+            Part::Unique => agg.unique = uniques[i],
+            Part::Latest => agg.latest = decimal(b.column(2), i)?,
+        }
     }
     Ok(())
 }

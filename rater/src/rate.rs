@@ -77,7 +77,9 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         .iter()
         .map(|(s, w)| SubWindow { subscription: s.id.clone(), customer: s.customer.clone(), start: w.start, end: w.end })
         .collect();
-    let aggregates = aggregate(ledger_root, &windows).await?;
+    let of_kind = |agg: Aggregation| -> Vec<String> { catalog.meters.values().filter(|m| m.aggregation == agg).map(|m| m.key.clone()).collect() };
+    let (unique_meters, latest_meters) = (of_kind(Aggregation::UniqueCount), of_kind(Aggregation::Latest));
+    let aggregates = aggregate(ledger_root, &windows, &unique_meters, &latest_meters).await?;
     let mut matrix_meters: Vec<String> = active
         .iter()
         .filter_map(|(s, _)| catalog.plans.get(&(s.plan.clone(), s.plan_version)))
@@ -87,7 +89,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         .collect();
     matrix_meters.sort();
     matrix_meters.dedup();
-    let grouped = aggregate_groups(ledger_root, &windows, &matrix_meters).await?;
+    let grouped = aggregate_groups(ledger_root, &windows, &matrix_meters, &unique_meters, &latest_meters).await?;
 
     // Percentage prices charge each event: stream the events of those meters once.
     let mut pct_prices: HashMap<(String, String), &PriceModel> = HashMap::new();
