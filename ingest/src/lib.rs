@@ -9,14 +9,18 @@
 //! - [`dlq`]: dead letters with their reason.
 //! - [`pipeline`]: the consume loop; acks only after segments and dead letters are durable.
 //! - [`publish`]: publishing CloudEvents files to the usage stream.
+//! - [`http`]: the HTTP endpoint `POST /v1/events` (`meterline serve`): decode, publish, await acks.
+//! - [`apikeys`]: API keys of the HTTP endpoint, stored hashed in a NATS key-value bucket.
 //! - [`failpoint`]: crash injection for tests.
 //! - [`error`]: the crate's error type and the transient/permanent split.
 
+pub mod apikeys;
 pub mod config;
 pub mod dedup;
 pub mod dlq;
 pub mod error;
 pub mod failpoint;
+pub mod http;
 pub mod pipeline;
 pub mod publish;
 pub mod segment;

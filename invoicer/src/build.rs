@@ -144,7 +144,17 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
                 "usage": currency.format(usage),
                 "shortfall": currency.format(shortfall),
             });
-            lines.push(line(LineKind::Commitment, "Minimum commitment true-up".to_owned(), "", Decimal::ONE, 0, "minimum_commitment", shortfall, breakdown, Vec::new()));
+            lines.push(line(
+                LineKind::Commitment,
+                "Minimum commitment true-up".to_owned(),
+                "",
+                Decimal::ONE,
+                0,
+                "minimum_commitment",
+                shortfall,
+                breakdown,
+                Vec::new(),
+            ));
         }
     }
 

@@ -26,7 +26,9 @@ pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, 
     Ok(invoices
         .iter()
         .map(|inv| {
-            let sum = |kinds: &[LineKind]| -> Decimal { inv.lines.iter().filter(|l| kinds.iter().any(|k| *k as i8 == l.kind)).map(|l| l.amount).sum() };
+            let sum = |kinds: &[LineKind]| -> Decimal {
+                inv.lines.iter().filter(|l| kinds.iter().any(|k| *k as i8 == l.kind)).map(|l| l.amount).sum()
+            };
             let usage_amount = sum(&[LineKind::Usage, LineKind::Commitment]);
             let fees = sum(&[LineKind::Recurring]);
             SpendRow {
@@ -46,7 +48,13 @@ pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, 
 }
 
 /// Computes and writes one refresh; returns the rows written.
-pub async fn refresh(ch: &ClickHouse, ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<Vec<SpendRow>> {
+pub async fn refresh(
+    ch: &ClickHouse,
+    ledger_root: &Path,
+    catalog: &Catalog,
+    label: PeriodLabel,
+    rounding: RoundingMode,
+) -> Result<Vec<SpendRow>> {
     let rows = compute(ledger_root, catalog, label, rounding).await?;
     if !rows.is_empty() {
         let mut insert = ch.client().insert::<SpendRow>("current_spend").await?;
@@ -60,5 +68,10 @@ pub async fn refresh(ch: &ClickHouse, ledger_root: &Path, catalog: &Catalog, lab
 
 /// The latest spend rows of a period.
 pub async fn read(ch: &ClickHouse, period: &str) -> Result<Vec<SpendRow>> {
-    Ok(ch.client().query("SELECT ?fields FROM current_spend FINAL WHERE period = ? ORDER BY subscription_id").bind(period).fetch_all::<SpendRow>().await?)
+    Ok(ch
+        .client()
+        .query("SELECT ?fields FROM current_spend FINAL WHERE period = ? ORDER BY subscription_id")
+        .bind(period)
+        .fetch_all::<SpendRow>()
+        .await?)
 }

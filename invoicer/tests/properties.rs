@@ -100,12 +100,19 @@ fn close(accepted: &[Accepted], order: &[usize], cuts: &[usize], rt: &tokio::run
     })
 }
 
+/// One line as compared: kind, meter, quantity, event count, amount, exact amount.
+type LineEssence = (i8, String, Decimal, u64, Decimal, String);
+
 /// What must not change: every line's kind, meter, quantity, event count and amounts.
-fn essence(invoices: &[Invoice]) -> Vec<(String, Vec<(i8, String, Decimal, u64, Decimal, String)>)> {
+fn essence(invoices: &[Invoice]) -> Vec<(String, Vec<LineEssence>)> {
     invoices
         .iter()
         .map(|i| {
-            let lines = i.lines.iter().map(|l| (l.kind, l.meter.clone(), l.quantity, l.event_count, l.amount, l.amount_unrounded.clone())).collect();
+            let lines = i
+                .lines
+                .iter()
+                .map(|l| (l.kind, l.meter.clone(), l.quantity, l.event_count, l.amount, l.amount_unrounded.clone()))
+                .collect();
             (i.row.subscription_id.clone(), lines)
         })
         .collect()

@@ -43,6 +43,11 @@ pub enum Command {
     Events(EventsCommand),
     /// Consume usage events into the ledger.
     Ingest(IngestArgs),
+    /// Run the HTTP ingest endpoint (POST /v1/events) until interrupted.
+    Serve(ServeArgs),
+    /// Manage the API keys of the HTTP endpoint.
+    #[command(subcommand, name = "apikeys")]
+    ApiKeys(ApiKeysCommand),
     /// Close a billing period into invoices.
     Close(CloseArgs),
     /// Refresh the open period's current spend in ClickHouse, once or every few seconds.
@@ -96,6 +101,36 @@ pub struct IngestArgs {
     /// Exit once the stream is drained and every message is acked.
     #[arg(long)]
     pub until_idle: bool,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, `host:port` (overrides `http.listen`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+}
+
+/// `apikeys …`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create a key; it is printed once and stored only as a hash.
+    Create {
+        /// Who or what the key is for, e.g. `api-gateway`.
+        #[arg(long)]
+        name: String,
+    },
+    /// List key ids and names (never secrets).
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Revoke a key by id; requests using it are refused from then on.
+    Revoke {
+        /// The key id (the part after `ml_`, shown by `apikeys list`).
+        id: String,
+    },
 }
 
 /// `close`.

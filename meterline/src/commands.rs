@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches.
 
+mod apikeys;
 mod catalog;
 mod close;
 mod events;
@@ -8,6 +9,7 @@ mod invoices;
 mod migrate;
 mod price;
 mod rerate;
+mod serve;
 mod spend;
 
 use crate::cli::{Cli, Command};
@@ -24,6 +26,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Catalog(c) => catalog::run(&cfg, c).await,
         Command::Events(c) => events::run(&cfg, c).await,
         Command::Ingest(a) => ingest::run(&cfg, a).await,
+        Command::Serve(a) => serve::run(cfg, a).await,
+        Command::ApiKeys(c) => apikeys::run(&cfg, c).await,
         Command::Close(a) => close::run(&cfg, a).await,
         Command::Spend(a) => spend::run(&cfg, a).await,
         Command::Rerate(a) => rerate::run(&cfg, a).await,

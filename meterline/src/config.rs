@@ -14,6 +14,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use meterline_ingest::http::HttpConfig;
 use meterline_ingest::{IngestConfig, LedgerConfig};
 use meterline_schemas::clickhouse::{ClickHouseConfig, Secret};
 use meterline_schemas::money::RoundingMode;
@@ -34,6 +35,8 @@ pub struct Config {
     pub catalog: CatalogConfig,
     /// Billing rules.
     pub billing: BillingConfig,
+    /// HTTP ingest endpoint (`meterline serve`).
+    pub http: HttpConfig,
 }
 
 /// `[nats]`.
@@ -77,6 +80,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             catalog: CatalogConfig { bucket_prefix: "meterline_catalog_".into() },
             billing: BillingConfig { rounding: RoundingMode::HalfEven },
+            http: HttpConfig::default(),
         }
     }
 }
@@ -123,6 +127,7 @@ impl Config {
             self.catalog.bucket_prefix
         );
         self.ingest.validate().map_err(|e| anyhow::anyhow!(e))?;
+        self.http.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(())
     }
 }

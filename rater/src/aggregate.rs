@@ -13,9 +13,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
 use rust_decimal::Decimal;
 
 use meterline_schemas::ledger::col;
@@ -157,7 +157,11 @@ fn sql(part: Part, months: &BTreeSet<String>, meters: Option<&[String]>, grouped
     let meter_filter = meters.map_or_else(String::new, |ms| {
         format!(" AND l.{} IN ({})", col::METER, ms.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", "))
     });
-    let (group_select, group_by) = if grouped { (format!(", l.{} AS group_key", col::GROUP_KEY), format!(", l.{}", col::GROUP_KEY)) } else { (String::new(), String::new()) };
+    let (group_select, group_by) = if grouped {
+        (format!(", l.{} AS group_key", col::GROUP_KEY), format!(", l.{}", col::GROUP_KEY))
+    } else {
+        (String::new(), String::new())
+    };
     let aggregates = match part {
         // Segment names sort by stream sequence: the first and last bound where a line's rows are.
         Part::Base => format!(

@@ -102,7 +102,8 @@ pub fn price_line(p: &Price, quantity: Decimal, groups: &[(String, Decimal)]) ->
 fn matrix(meter: &str, entries: &[MatrixEntry], default_unit_price: Decimal, groups: &[(String, Decimal)]) -> Result<Priced> {
     let mut out = Priced::new(Decimal::ZERO, Vec::new());
     for (group, quantity) in groups {
-        let dims: BTreeMap<String, String> = if group.is_empty() { BTreeMap::new() } else { serde_json::from_str(group).unwrap_or_default() };
+        let dims: BTreeMap<String, String> =
+            if group.is_empty() { BTreeMap::new() } else { serde_json::from_str(group).unwrap_or_default() };
         let matched = entries.iter().position(|e| e.when.iter().all(|(k, v)| dims.get(k) == Some(v)));
         let unit_price = matched.map_or(default_unit_price, |i| entries[i].unit_price);
         let amount = mul(*quantity, unit_price, meter)?.normalize();
@@ -173,10 +174,10 @@ mod tests {
         ];
         let m = p(PriceModel::Matrix { entries, default_unit_price: d("0.02") }, "0", None);
         let groups = vec![
-            (r#"{"model":"large","region":"eu"}"#.to_string(), d("10")), // entry 1: 0.50
-            (r#"{"model":"large","region":"us"}"#.to_string(), d("10")), // entry 2: 0.40
+            (r#"{"model":"large","region":"eu"}"#.to_string(), d("10")),  // entry 1: 0.50
+            (r#"{"model":"large","region":"us"}"#.to_string(), d("10")),  // entry 2: 0.40
             (r#"{"model":"small","region":"us"}"#.to_string(), d("100")), // entry 3: 1.00
-            (r#"{"model":"medium","region":"us"}"#.to_string(), d("5")), // default: 0.10
+            (r#"{"model":"medium","region":"us"}"#.to_string(), d("5")),  // default: 0.10
         ];
         let x = price_line(&m, d("125"), &groups).unwrap();
         assert_eq!(x.amount, d("2.00"));

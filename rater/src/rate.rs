@@ -77,7 +77,8 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         .iter()
         .map(|(s, w)| SubWindow { subscription: s.id.clone(), customer: s.customer.clone(), start: w.start, end: w.end })
         .collect();
-    let of_kind = |agg: Aggregation| -> Vec<String> { catalog.meters.values().filter(|m| m.aggregation == agg).map(|m| m.key.clone()).collect() };
+    let of_kind =
+        |agg: Aggregation| -> Vec<String> { catalog.meters.values().filter(|m| m.aggregation == agg).map(|m| m.key.clone()).collect() };
     let (unique_meters, latest_meters) = (of_kind(Aggregation::UniqueCount), of_kind(Aggregation::Latest));
     let aggregates = aggregate(ledger_root, &windows, &unique_meters, &latest_meters).await?;
     let mut matrix_meters: Vec<String> = active

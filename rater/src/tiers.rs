@@ -60,7 +60,15 @@ impl Priced {
 }
 
 impl TierCharge {
-    pub(crate) fn new(tier: usize, from: Decimal, up_to: Option<Decimal>, quantity: Decimal, unit_price: Decimal, flat_fee: Decimal, amount: Decimal) -> Self {
+    pub(crate) fn new(
+        tier: usize,
+        from: Decimal,
+        up_to: Option<Decimal>,
+        quantity: Decimal,
+        unit_price: Decimal,
+        flat_fee: Decimal,
+        amount: Decimal,
+    ) -> Self {
         TierCharge { tier, from, up_to, quantity, unit_price, flat_fee, amount, packages: None, group: None }
     }
 }

@@ -277,7 +277,10 @@ impl Catalog {
         for plan in self.plans.values() {
             for p in &plan.prices {
                 let at = format!("plans[{}].versions[{}].prices[{}]", plan.plan, plan.version, p.meter);
-                let meter = self.meters.get(&p.meter).ok_or_else(|| Error::catalog(format!("{at}.meter"), format!("{:?} is not a known meter", p.meter)))?;
+                let meter = self
+                    .meters
+                    .get(&p.meter)
+                    .ok_or_else(|| Error::catalog(format!("{at}.meter"), format!("{:?} is not a known meter", p.meter)))?;
                 if matches!(p.model, PriceModel::Percentage { .. }) && meter.aggregation != crate::meter::Aggregation::Sum {
                     return Err(Error::catalog(
                         format!("{at}.model"),
@@ -289,7 +292,11 @@ impl Catalog {
                         if let Some(dim) = e.when.keys().find(|d| !meter.group_by.contains_key(*d)) {
                             return Err(Error::catalog(
                                 format!("{at}.entries[{i}].when"),
-                                format!("{dim:?} is not a group_by dimension of meter {} (it has: {})", meter.key, meter.group_by.keys().cloned().collect::<Vec<_>>().join(", ")),
+                                format!(
+                                    "{dim:?} is not a group_by dimension of meter {} (it has: {})",
+                                    meter.key,
+                                    meter.group_by.keys().cloned().collect::<Vec<_>>().join(", ")
+                                ),
                             ));
                         }
                     }
@@ -310,12 +317,16 @@ impl Catalog {
         for subs in by_customer.values() {
             for (i, a) in subs.iter().enumerate() {
                 for b in &subs[i + 1..] {
-                    let overlap = a.start < b.end.unwrap_or(DateTime::<Utc>::MAX_UTC) && b.start < a.end.unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    let overlap =
+                        a.start < b.end.unwrap_or(DateTime::<Utc>::MAX_UTC) && b.start < a.end.unwrap_or(DateTime::<Utc>::MAX_UTC);
                     if !overlap {
                         continue;
                     }
                     let meters = |s: &Subscription| -> BTreeSet<String> {
-                        self.plans.get(&(s.plan.clone(), s.plan_version)).map(|p| p.prices.iter().map(|x| x.meter.clone()).collect()).unwrap_or_default()
+                        self.plans
+                            .get(&(s.plan.clone(), s.plan_version))
+                            .map(|p| p.prices.iter().map(|x| x.meter.clone()).collect())
+                            .unwrap_or_default()
                     };
                     if let Some(m) = meters(a).intersection(&meters(b)).next() {
                         return Err(Error::catalog(
@@ -489,7 +500,10 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
     if let Some(m) = minimum_commitment
         && m.normalize().scale() > currency.minor_units()
     {
-        return Err(Error::catalog(format!("{at}.minimum_commitment"), format!("{m} has more decimals than {currency} allows ({})", currency.minor_units())));
+        return Err(Error::catalog(
+            format!("{at}.minimum_commitment"),
+            format!("{m} has more decimals than {currency} allows ({})", currency.minor_units()),
+        ));
     }
     Ok(PlanVersion {
         plan: p.key.clone(),
@@ -557,7 +571,11 @@ fn price_model(pat: &str, ps: &PriceSpec) -> Result<PriceModel> {
             if size.is_zero() {
                 return Err(Error::catalog(format!("{pat}.size"), "0 is not a package size; use 1 or more units"));
             }
-            PriceModel::Package { size, package_price: required("package_price", ps.package_price)?, round: ps.round.unwrap_or(PackageRounding::Up) }
+            PriceModel::Package {
+                size,
+                package_price: required("package_price", ps.package_price)?,
+                round: ps.round.unwrap_or(PackageRounding::Up),
+            }
         }
         "percentage" => {
             let rate = required("rate", ps.rate)?;
@@ -703,7 +721,12 @@ subscriptions:
     fn overlapping_subscriptions_on_the_same_meter_are_refused() {
         let second = "  - { id: sub-acme-2, customer: acme, plan: starter, plan_version: 1, start: \"2026-06-01T00:00:00Z\" }\n";
         let e = parse(&format!("{YAML}{second}")).unwrap_err().to_string();
-        assert!(e.contains("subscriptions[sub-acme-2].start: overlaps subscription sub-acme of customer \"acme\" and both price meter api_calls"), "{e}");
+        assert!(
+            e.contains(
+                "subscriptions[sub-acme-2].start: overlaps subscription sub-acme of customer \"acme\" and both price meter api_calls"
+            ),
+            "{e}"
+        );
         // Back to back (an upgrade at a point in time) is fine.
         let ended = YAML.replace("anchor_day: 1 }", "anchor_day: 1, end: \"2026-06-01T00:00:00Z\" }");
         assert!(parse(&format!("{ended}{second}")).is_ok());
@@ -720,25 +743,40 @@ subscriptions:
         let pkg = r#"{ meter: api_calls, model: package, size: "1000", package_price: "2.50", round: down, free_units: "500", max_amount: "100" }"#;
         let c = parse(&YAML.replace(r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#, pkg)).unwrap();
         let price = &c.plans[&("starter".to_string(), 1)].prices[0];
-        assert_eq!(price.model, PriceModel::Package { size: Decimal::from(1000), package_price: Decimal::new(250, 2), round: PackageRounding::Down });
+        assert_eq!(
+            price.model,
+            PriceModel::Package { size: Decimal::from(1000), package_price: Decimal::new(250, 2), round: PackageRounding::Down }
+        );
         assert_eq!((price.free_units, price.max_amount), (Decimal::from(500), Some(Decimal::from(100))));
 
-        let e = err(r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#, r#"{ meter: api_calls, model: package, size: "0", package_price: "1" }"#);
+        let e = err(
+            r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#,
+            r#"{ meter: api_calls, model: package, size: "0", package_price: "1" }"#,
+        );
         assert!(e.contains("prices[api_calls].size: 0 is not a package size"), "{e}");
-        let e = err(r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#, r#"{ meter: api_calls, model: per_unit, unit_price: "0.001", size: "5" }"#);
+        let e = err(
+            r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#,
+            r#"{ meter: api_calls, model: per_unit, unit_price: "0.001", size: "5" }"#,
+        );
         assert!(e.contains("prices[api_calls].size: is not used by model per_unit (it uses: unit_price)"), "{e}");
 
         let matrix = r#"{ meter: tokens, model: matrix, default_unit_price: "0.002", entries: [ { when: { model: large }, unit_price: "0.004" } ] }"#;
-        let text = YAML.replace("          - meter: tokens
+        let text = YAML.replace(
+            "          - meter: tokens
             model: graduated
             tiers:
               - { up_to: \"1000\", unit_price: \"0\" }
-              - { up_to: null, unit_price: \"0.002\", flat_fee: \"5\" }", &format!("          - {matrix}"));
+              - { up_to: null, unit_price: \"0.002\", flat_fee: \"5\" }",
+            &format!("          - {matrix}"),
+        );
         assert_ne!(text, YAML);
         let c = parse(&text).unwrap();
         assert_eq!(c.plans[&("starter".to_string(), 1)].prices[1].model.name(), "matrix");
         let e = parse(&text.replace("when: { model: large }", "when: { region: eu }")).unwrap_err().to_string();
-        assert!(e.contains("prices[tokens].entries[0].when: \"region\" is not a group_by dimension of meter tokens (it has: model)"), "{e}");
+        assert!(
+            e.contains("prices[tokens].entries[0].when: \"region\" is not a group_by dimension of meter tokens (it has: model)"),
+            "{e}"
+        );
         let e = parse(&text.replace(r#"default_unit_price: "0.002", "#, "")).unwrap_err().to_string();
         assert!(e.contains("prices[tokens].default_unit_price: is required for model matrix"), "{e}");
     }
@@ -752,7 +790,12 @@ subscriptions:
         assert_eq!(c.plans[&("starter".to_string(), 1)].prices[1].model.name(), "percentage");
         let e = parse(&text.replace(r#"max_fee: "10""#, r#"max_fee: "0.40""#)).unwrap_err().to_string();
         assert!(e.contains("prices[tokens].max_fee: 0.40 is below min_fee 0.50"), "{e}");
-        let e = parse(&text.replace("meter: tokens, model: percentage", "meter: api_calls, model: percentage").replace(r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#, r#"{ meter: tokens, model: per_unit, unit_price: "0.001" }"#)).unwrap_err().to_string();
+        let e = parse(&text.replace("meter: tokens, model: percentage", "meter: api_calls, model: percentage").replace(
+            r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#,
+            r#"{ meter: tokens, model: per_unit, unit_price: "0.001" }"#,
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("percentage prices charge each event's value and need a SUM meter; api_calls is COUNT"), "{e}");
         let e = parse(&text.replace(r#"rate: "0.029", "#, "")).unwrap_err().to_string();
         assert!(e.contains("prices[tokens].rate: is required for model percentage"), "{e}");

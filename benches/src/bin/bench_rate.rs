@@ -88,10 +88,12 @@ fn write_file(month: &Path, f: usize, rows: usize, customers: usize) -> anyhow::
     let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().context("date")?.timestamp_micros();
     let span = 31 * 86_400 * 1_000_000i64;
     let mut key = FixedSizeBinaryBuilder::with_capacity(rows, 16);
-    let (mut id, mut source, mut customer, mut meter) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut id, mut source, mut customer, mut meter) =
+        (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
     let mut time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
     let mut value = Decimal128Builder::with_capacity(rows).with_precision_and_scale(38, 9)?;
-    let (mut unique, mut group, mut seg, mut data) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut unique, mut group, mut seg, mut data) =
+        (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
     let mut ingested = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
     for r in 0..rows {
         key.append_value(rng.u128(..).to_be_bytes())?;
@@ -188,7 +190,9 @@ customers:
     }
     yaml.push_str("subscriptions:\n");
     for c in 0..customers {
-        yaml.push_str(&format!("  - {{ id: s{c:06}, customer: c{c:06}, plan: bench, plan_version: 1, start: \"2026-01-01T00:00:00Z\", anchor_day: 1 }}\n"));
+        yaml.push_str(&format!(
+            "  - {{ id: s{c:06}, customer: c{c:06}, plan: bench, plan_version: 1, start: \"2026-01-01T00:00:00Z\", anchor_day: 1 }}\n"
+        ));
     }
     let file = CatalogFile::parse(&yaml, "yaml").map_err(|e| anyhow::anyhow!(e))?;
     Ok(file.validate(&Catalog::default())?)
@@ -215,7 +219,9 @@ fn run(dir: &Path, customers: usize) -> anyhow::Result<()> {
 
     // The plain query: the same grouping and aggregates, no windows, no pricing.
     let plain = || async {
-        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get())));
+        let ctx = SessionContext::new_with_config(
+            SessionConfig::new().with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        );
         let opts = ParquetReadOptions::default().table_partition_cols(vec![("month".to_string(), DataType::Utf8)]);
         ctx.register_parquet("ledger", &format!("{}/", root.display()), opts).await?;
         let df = ctx.sql("SELECT customer, meter, sum(value), count(*), min(value), max(value) FROM ledger WHERE month = '2026-10' GROUP BY customer, meter").await?;
@@ -234,7 +240,10 @@ fn run(dir: &Path, customers: usize) -> anyhow::Result<()> {
         let m = t.elapsed().as_secs_f64();
         ours_best = ours_best.min(m);
         lines = rated.iter().map(|r| r.usage.len()).sum();
-        eprintln!("round {round}: plain GROUP BY {p:.2}s ({groups} groups), Meterline rating {m:.2}s ({} subscriptions, {lines} usage lines)", rated.len());
+        eprintln!(
+            "round {round}: plain GROUP BY {p:.2}s ({groups} groups), Meterline rating {m:.2}s ({} subscriptions, {lines} usage lines)",
+            rated.len()
+        );
     }
     let rss = peak_rss_mib();
     println!("| what | events | wall time | events/s | ratio to plain | peak RSS |");
@@ -255,9 +264,16 @@ fn breakdown(dir: &Path, customers: usize) -> anyhow::Result<()> {
     let t = Instant::now();
     let cat = catalog(customers)?;
     eprintln!("catalog: {:.2}s", t.elapsed().as_secs_f64());
-    let windows: Vec<meterline_rater::aggregate::SubWindow> = cat.subscriptions.values().map(|s| meterline_rater::aggregate::SubWindow {
-        subscription: s.id.clone(), customer: s.customer.clone(),
-        start: Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().expect("date"), end: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("date") }).collect();
+    let windows: Vec<meterline_rater::aggregate::SubWindow> = cat
+        .subscriptions
+        .values()
+        .map(|s| meterline_rater::aggregate::SubWindow {
+            subscription: s.id.clone(),
+            customer: s.customer.clone(),
+            start: Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().expect("date"),
+            end: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("date"),
+        })
+        .collect();
     for (u, l) in [(vec![], vec![]), (vec!["active_users".to_string()], vec![]), (vec![], vec!["peak_connections".to_string()])] {
         let t = Instant::now();
         let n = rt.block_on(meterline_rater::aggregate::aggregate(&root, &windows, &u, &l))?.len();

@@ -59,7 +59,8 @@ fn default_source() -> String {
 
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cases");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect();
     if let Ok(filter) = std::env::var("METERLINE_GOLDEN_FILTER") {
         v.retain(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&filter)));
     }
@@ -82,7 +83,12 @@ async fn run_case(path: &Path) -> String {
         });
         validator.check(json.to_string().as_bytes(), &mut accepted, &mut refused);
     }
-    assert!(refused.is_empty(), "{}: invalid events in the case: {:?}", path.display(), refused.iter().map(|r| r.error.to_string()).collect::<Vec<_>>());
+    assert!(
+        refused.is_empty(),
+        "{}: invalid events in the case: {:?}",
+        path.display(),
+        refused.iter().map(|r| r.error.to_string()).collect::<Vec<_>>()
+    );
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&LedgerConfig { path: dir.path().to_path_buf() }).unwrap();
     let refs: Vec<_> = accepted.iter().collect();
@@ -159,7 +165,11 @@ fn render_line(out: &mut String, l: &InvoiceLineRow, cur: Currency) {
         writeln!(
             out,
             "       percentage: {} events on {} charged {} ({} raised to min_fee, {} lowered to max_fee)",
-            p["events"], p["base"].as_str().unwrap_or("?"), p["charges"].as_str().unwrap_or("?"), p["at_min_fee"], p["at_max_fee"]
+            p["events"],
+            p["base"].as_str().unwrap_or("?"),
+            p["charges"].as_str().unwrap_or("?"),
+            p["at_min_fee"],
+            p["at_max_fee"]
         )
         .unwrap();
     }
@@ -191,5 +201,11 @@ async fn golden_cases() {
             failures.push(format!("--- {}\n+++ got\n{got}\n--- want\n{want}", out.display()));
         }
     }
-    assert!(failures.is_empty(), "{} of {} golden cases differ (METERLINE_BLESS=1 regenerates; review the diff):\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} golden cases differ (METERLINE_BLESS=1 regenerates; review the diff):\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

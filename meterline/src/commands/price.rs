@@ -24,7 +24,8 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
         }
     };
     let plan = find_plan(&catalog, &args.plan)?;
-    let quantity = parse_decimal(&args.quantity).ok_or_else(|| anyhow::anyhow!("--quantity {:?} is not a decimal number", args.quantity))?;
+    let quantity =
+        parse_decimal(&args.quantity).ok_or_else(|| anyhow::anyhow!("--quantity {:?} is not a decimal number", args.quantity))?;
     let price = plan.prices.iter().find(|p| p.meter == args.meter).ok_or_else(|| {
         let priced: Vec<&str> = plan.prices.iter().map(|p| p.meter.as_str()).collect();
         anyhow::anyhow!("plan {}@{} has no price for meter {:?}; it prices: {}", plan.plan, plan.version, args.meter, priced.join(", "))
@@ -37,7 +38,12 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
     // The same canonical group key ingest stores (a JSON object ordered by dimension).
     let groups = if dims.is_empty() { Vec::new() } else { vec![(serde_json::Value::Object(dims).to_string(), quantity)] };
     if matches!(price.model, meterline_schemas::price::PriceModel::Matrix { .. }) && groups.is_empty() {
-        anyhow::bail!("meter {} has a matrix price on {}@{}: give its group-by values with --group dimension=value", args.meter, plan.plan, plan.version);
+        anyhow::bail!(
+            "meter {} has a matrix price on {}@{}: give its group-by values with --group dimension=value",
+            args.meter,
+            plan.plan,
+            plan.version
+        );
     }
     let priced = meterline_rater::pricing::price_line(price, quantity, &groups)?;
     let rounding = cfg.billing.rounding;
@@ -60,7 +66,14 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
                     (None, None, Some(u)) => format!("({}, {u}]", c.from),
                     (None, None, None) => format!("({}, ∞)", c.from),
                 };
-                t.add_row([c.tier.to_string(), range, c.quantity.to_string(), c.unit_price.to_string(), c.flat_fee.to_string(), c.amount.to_string()]);
+                t.add_row([
+                    c.tier.to_string(),
+                    range,
+                    c.quantity.to_string(),
+                    c.unit_price.to_string(),
+                    c.flat_fee.to_string(),
+                    c.amount.to_string(),
+                ]);
             }
             for col in 2..=5 {
                 if let Some(c) = t.column_mut(col) {

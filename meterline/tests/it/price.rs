@@ -30,7 +30,10 @@ fn three_minor_units_and_bad_arguments() {
     assert!(ok);
     assert!(out.contains("amount 0.012 KWD (exact 0.0125, rounded half_even to 3 decimals)"), "{out}");
     let (ok, _, err) = price(&["--plan", "starter@3", "--meter", "api_calls", "--quantity", "1"]);
-    assert!(!ok && err.contains("--plan \"starter@3\" is not in the catalog; known: enterprise-jpy@1, gulf-kwd@1, scale@1, starter@1"), "{err}");
+    assert!(
+        !ok && err.contains("--plan \"starter@3\" is not in the catalog; known: enterprise-jpy@1, gulf-kwd@1, scale@1, starter@1"),
+        "{err}"
+    );
     let (ok, _, err) = price(&["--plan", "starter", "--meter", "api_calls", "--quantity", "ten"]);
     assert!(!ok && err.contains("--quantity \"ten\" is not a decimal number"), "{err}");
     let (ok, _, err) = price(&["--plan", "starter", "--meter", "peak_connections", "--quantity", "1"]);
@@ -44,9 +47,13 @@ fn modifiers_and_matrix_match_the_invoice_code() {
     let (ok, out, err) = price(&["--plan", "scale", "--meter", "api_calls", "--quantity", "123456", "--format", "json"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((v["amount"].as_str(), v["free_units"].as_str(), v["tiers"][0]["packages"].as_str()), (Some("24.00"), Some("50000"), Some("8")));
+    assert_eq!(
+        (v["amount"].as_str(), v["free_units"].as_str(), v["tiers"][0]["packages"].as_str()),
+        (Some("24.00"), Some("50000"), Some("8"))
+    );
     // scale@1 llm_tokens matrix: model=large at 0.000006 → 1,000,000 × 0.000006 = 6.00.
-    let (ok, out, err) = price(&["--plan", "scale", "--meter", "llm_tokens", "--quantity", "1000000", "--group", "model=large", "--format", "json"]);
+    let (ok, out, err) =
+        price(&["--plan", "scale", "--meter", "llm_tokens", "--quantity", "1000000", "--group", "model=large", "--format", "json"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["amount"], "6.00");

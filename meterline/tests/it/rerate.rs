@@ -47,11 +47,8 @@ async fn late_usage_shows_in_rerate_and_leaves_invoices_alone() {
     //        base (its quantity) changed, its amount did not, and rerate shows both.
     // bob: tokens 12345 → 17345 × 0.0001 = 1.7345 → 1.73 (was 1.23); subtotal 9.23,
     //      tax 9.23 × 0.19 = 1.7537 → 1.75 (was 1.66).
-    let diffs: Vec<(&str, &str, Decimal, Decimal, Decimal)> = r
-        .differences
-        .iter()
-        .map(|d| (d.customer.as_str(), d.description.as_str(), d.invoiced_amount, d.rerated_amount, d.delta))
-        .collect();
+    let diffs: Vec<(&str, &str, Decimal, Decimal, Decimal)> =
+        r.differences.iter().map(|d| (d.customer.as_str(), d.description.as_str(), d.invoiced_amount, d.rerated_amount, d.delta)).collect();
     let d = |s: &str| Decimal::from_str_exact(s).unwrap();
     assert_eq!(
         diffs,
