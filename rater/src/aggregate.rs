@@ -1,10 +1,17 @@
 //! DataFusion aggregation of ledger segments per subscription window and meter.
 //!
-//! One query computes, per (subscription, meter), every aggregate a meter may ask for: sum,
-//! count, min, max, distinct count of unique values, the latest value by event time, and the
-//! segments involved. Windows (customer, start, end) are joined in as an in-memory table, so
-//! subscriptions that start or end mid-period count only their own usage. Only the ledger's
-//! `month=` directories that overlap a window are read.
+//! Per (subscription, meter): sum, count, min, max and the segment range for every meter; the
+//! distinct count only for UNIQUE_COUNT meters and the latest value only for LATEST meters (each
+//! in its own query, since they cost far more). Only the ledger's `month=` directories that
+//! overlap a window are read.
+//!
+//! Windows are planned into scopes. Most customers have one subscription covering the whole
+//! cycle, and many share the same cycle: for such a shared range the ledger is filtered by time
+//! and grouped by customer with no join (customer → subscription is mapped afterwards). The
+//! remaining windows (mid-period starts and ends, several subscriptions of one customer, rare
+//! ranges) are joined in as an in-memory table, so each subscription counts only its own usage.
+//! The join costs several times the plain scan on large ledgers; the range path costs about the
+//! same as the plain GROUP BY (see docs/PERFORMANCE.md).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -14,7 +21,8 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, Timestamp
 use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{Expr, ParquetReadOptions, SessionConfig, SessionContext, col as df_col, lit};
+use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 use rust_decimal::Decimal;
 
@@ -125,6 +133,49 @@ enum Part {
     Latest,
 }
 
+/// A set of windows aggregated by one kind of query.
+enum Scope {
+    /// Customers with a single window, all `[start, end)`: customer → subscription.
+    Range { start: DateTime<Utc>, end: DateTime<Utc>, subs: HashMap<String, String> },
+    /// Everything else, joined with the windows table.
+    Join { windows: Vec<SubWindow> },
+}
+
+/// At most this many shared ranges get their own scan; each covers at least 5% of the windows.
+const MAX_RANGES: usize = 4;
+/// Below this many customers, the join input is narrowed by a customer IN-list first.
+const IN_LIST_MAX: usize = 1_000;
+
+fn plan_scopes(windows: &[SubWindow]) -> Vec<Scope> {
+    let mut per_customer: HashMap<&str, usize> = HashMap::new();
+    for w in windows {
+        *per_customer.entry(w.customer.as_str()).or_default() += 1;
+    }
+    let mut ranges: HashMap<(DateTime<Utc>, DateTime<Utc>), Vec<&SubWindow>> = HashMap::new();
+    for w in windows.iter().filter(|w| per_customer[w.customer.as_str()] == 1) {
+        ranges.entry((w.start, w.end)).or_default().push(w);
+    }
+    let mut ranges: Vec<_> = ranges.into_iter().collect();
+    ranges.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+    let min_size = (windows.len() / 20).max(1);
+    let mut scopes = Vec::new();
+    let mut covered: BTreeSet<&str> = BTreeSet::new();
+    for ((start, end), ws) in ranges.into_iter().take(MAX_RANGES).filter(|(_, ws)| ws.len() >= min_size) {
+        covered.extend(ws.iter().map(|w| w.subscription.as_str()));
+        let subs = ws.iter().map(|w| (w.customer.clone(), w.subscription.clone())).collect();
+        scopes.push(Scope::Range { start, end, subs });
+    }
+    let rest: Vec<SubWindow> = windows.iter().filter(|w| !covered.contains(w.subscription.as_str())).cloned().collect();
+    if !rest.is_empty() {
+        scopes.push(Scope::Join { windows: rest });
+    }
+    scopes
+}
+
+fn ts(t: DateTime<Utc>) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into())))
+}
+
 async fn query_all(
     root: &Path,
     windows: &[SubWindow],
@@ -137,50 +188,86 @@ async fn query_all(
     if windows.is_empty() || !ledger_has_months(root, &months) {
         return Ok(out);
     }
-    let ctx = context(root, windows).await?;
+    let ctx = context(root, &[]).await?;
+    let month_filter = df_col("month").in_list(months.iter().map(|m| lit(m.clone())).collect(), false);
     let parts = [(Part::Base, by_group), (Part::Unique, Some(unique_meters)), (Part::Latest, Some(latest_meters))];
-    for (part, meters) in parts {
-        if part != Part::Base && meters.is_none_or(<[String]>::is_empty) {
-            continue;
-        }
-        let batches = ctx.sql(&sql(part, &months, meters, by_group.is_some())).await?.collect().await?;
-        for b in &batches {
-            read_batch(b, part, by_group.is_some(), &mut out)?;
+    for scope in plan_scopes(windows) {
+        let mut scoped = ctx.table("ledger").await?.filter(month_filter.clone())?;
+        let (join, map) = match &scope {
+            Scope::Range { start, end, subs } => {
+                scoped = scoped.filter(df_col(col::EVENT_TIME).gt_eq(ts(*start)).and(df_col(col::EVENT_TIME).lt(ts(*end))))?;
+                (false, Some(subs))
+            }
+            Scope::Join { windows } => {
+                let customers: BTreeSet<&str> = windows.iter().map(|w| w.customer.as_str()).collect();
+                if customers.len() <= IN_LIST_MAX {
+                    scoped = scoped.filter(df_col(col::CUSTOMER).in_list(customers.iter().map(|c| lit(*c)).collect(), false))?;
+                }
+                ctx.deregister_table("windows")?;
+                ctx.register_table("windows", Arc::new(windows_table(windows)?))?;
+                (true, None)
+            }
+        };
+        ctx.deregister_table("scoped")?;
+        ctx.register_table("scoped", scoped.into_view())?;
+        for (part, meters) in parts {
+            if part != Part::Base && meters.is_none_or(<[String]>::is_empty) {
+                continue;
+            }
+            let batches = ctx.sql(&sql(part, meters, by_group.is_some(), join)).await?.collect().await?;
+            for b in &batches {
+                read_batch(b, part, by_group.is_some(), map, &mut out)?;
+            }
         }
     }
     Ok(out)
 }
 
-fn sql(part: Part, months: &BTreeSet<String>, meters: Option<&[String]>, grouped: bool) -> String {
-    let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+fn sql(part: Part, meters: Option<&[String]>, grouped: bool, join: bool) -> String {
     // Meter keys are validated to [A-Za-z0-9_-], so quoting them inline is safe.
     let meter_filter = meters.map_or_else(String::new, |ms| {
         format!(" AND l.{} IN ({})", col::METER, ms.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", "))
     });
-    let (group_select, group_by) = if grouped {
-        (format!(", l.{} AS group_key", col::GROUP_KEY), format!(", l.{}", col::GROUP_KEY))
+    let (from, key, window_filter) = if join {
+        (
+            format!("scoped l JOIN windows w ON l.{} = w.customer", col::CUSTOMER),
+            "w.subscription".to_owned(),
+            format!("l.{t} >= w.w_start AND l.{t} < w.w_end", t = col::EVENT_TIME),
+        )
     } else {
-        (String::new(), String::new())
+        ("scoped l".to_owned(), format!("l.{}", col::CUSTOMER), "TRUE".to_owned())
     };
-    let aggregates = match part {
+    let group = if grouped { format!(", l.{}", col::GROUP_KEY) } else { String::new() };
+    let group_out = if grouped { ", group_key".to_owned() } else { String::new() };
+    let meter = col::METER;
+    match part {
         // Segment names sort by stream sequence: the first and last bound where a line's rows are.
         Part::Base => format!(
-            "sum(l.{v}) AS v_sum, count(*) AS n, min(l.{v}) AS v_min, max(l.{v}) AS v_max, min(l.{s}) AS seg_first, max(l.{s}) AS seg_last",
+            "SELECT {key} AS k, l.{meter} AS meter, sum(l.{v}) AS v_sum, count(*) AS n, min(l.{v}) AS v_min, max(l.{v}) AS v_max, \
+                    min(l.{s}) AS seg_first, max(l.{s}) AS seg_last{group_sel} \
+             FROM {from} WHERE {window_filter}{meter_filter} GROUP BY {key}, l.{meter}{group}",
             v = col::VALUE,
-            s = col::SEGMENT
+            s = col::SEGMENT,
+            group_sel = if grouped { format!(", l.{} AS group_key", col::GROUP_KEY) } else { String::new() },
         ),
-        Part::Unique => format!("count(DISTINCT l.{}) AS n_unique", col::UNIQUE_VALUE),
-        Part::Latest => format!("last_value(l.{} ORDER BY l.{}, l.{}) AS v_latest", col::VALUE, col::EVENT_TIME, col::EVENT_ID),
-    };
-    format!(
-        "SELECT w.subscription, l.{meter} AS meter, {aggregates}{group_select} \
-         FROM ledger l JOIN windows w ON l.{customer} = w.customer \
-         WHERE l.month IN ({month_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end{meter_filter} \
-         GROUP BY w.subscription, l.{meter}{group_by}",
-        meter = col::METER,
-        customer = col::CUSTOMER,
-        time = col::EVENT_TIME,
-    )
+        // Distinct values first, then counted: a two-level GROUP BY beats count(DISTINCT) here.
+        Part::Unique => format!(
+            "SELECT k, meter, count(*) AS n_unique{group_out} FROM ( \
+                SELECT {key} AS k, l.{meter} AS meter, l.{u}{group_alias} FROM {from} \
+                WHERE {window_filter}{meter_filter} AND l.{u} IS NOT NULL GROUP BY {key}, l.{meter}, l.{u}{group} \
+             ) GROUP BY k, meter{group_out}",
+            u = col::UNIQUE_VALUE,
+            group_alias = if grouped { format!(", l.{} AS group_key", col::GROUP_KEY) } else { String::new() },
+        ),
+        Part::Latest => format!(
+            "SELECT {key} AS k, l.{meter} AS meter, last_value(l.{v} ORDER BY l.{t}, l.{id}) AS v_latest{group_sel} \
+             FROM {from} WHERE {window_filter}{meter_filter} GROUP BY {key}, l.{meter}{group}",
+            v = col::VALUE,
+            t = col::EVENT_TIME,
+            id = col::EVENT_ID,
+            group_sel = if grouped { format!(", l.{} AS group_key", col::GROUP_KEY) } else { String::new() },
+        ),
+    }
 }
 
 /// Streams every (subscription, meter, value) of `meters` inside the windows to `f`, batch by
@@ -275,8 +362,20 @@ fn decimal(a: &ArrayRef, i: usize) -> Result<Option<Decimal>> {
         .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
 }
 
-fn read_batch(b: &RecordBatch, part: Part, grouped: bool, out: &mut HashMap<(String, String, String), MeterAggregates>) -> Result<()> {
-    let subs = strings(b.column(0))?;
+/// Reads one result batch; `map` turns customer keys (range scopes) into subscription ids and
+/// drops customers outside the scope.
+fn read_batch(
+    b: &RecordBatch,
+    part: Part,
+    grouped: bool,
+    map: Option<&HashMap<String, String>>,
+    out: &mut HashMap<(String, String, String), MeterAggregates>,
+) -> Result<()> {
+    let keys = strings(b.column(0))?;
+    let subs: Vec<Option<String>> = match map {
+        Some(m) => keys.into_iter().map(|k| k.and_then(|c| m.get(&c).cloned())).collect(),
+        None => keys,
+    };
     let meters = strings(b.column(1))?;
     let group_col = match part {
         Part::Base => 8,
@@ -297,7 +396,8 @@ fn read_batch(b: &RecordBatch, part: Part, grouped: bool, out: &mut HashMap<(Str
         _ => (Vec::new(), Vec::new()),
     };
     for i in 0..b.num_rows() {
-        let key = (subs[i].clone().unwrap_or_default(), meters[i].clone().unwrap_or_default(), groups[i].clone().unwrap_or_default());
+        let Some(sub) = subs[i].clone() else { continue };
+        let key = (sub, meters[i].clone().unwrap_or_default(), groups[i].clone().unwrap_or_default());
         let agg = out.entry(key).or_default();
         match part {
             Part::Base => {
