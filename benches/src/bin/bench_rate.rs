@@ -219,13 +219,16 @@ fn run(dir: &Path, customers: usize) -> anyhow::Result<()> {
 
     // The ceilings: plain DataFusion GROUP BYs over the same files, without windows or pricing.
     // "simple" has the cheap aggregates only; "same" computes every aggregate the rating needs.
-    const SIMPLE: &str = "SELECT customer, meter, sum(value), count(*), min(value), max(value) FROM ledger WHERE month = '2026-10' GROUP BY customer, meter";
+    const SIMPLE: &str =
+        "SELECT customer, meter, sum(value), count(*), min(value), max(value) FROM ledger WHERE month = '2026-10' GROUP BY customer, meter";
     const SAME: &str = "SELECT customer, meter, sum(value), count(*), min(value), max(value), min(segment), max(segment), \
         count(DISTINCT unique_value), last_value(value ORDER BY event_time, event_id) FROM ledger WHERE month = '2026-10' GROUP BY customer, meter";
     let root_ref = &root;
     let plain = move |sql: &'static str| async move {
         let root = root_ref;
-        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get())));
+        let ctx = SessionContext::new_with_config(
+            SessionConfig::new().with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        );
         let opts = ParquetReadOptions::default().table_partition_cols(vec![("month".to_string(), DataType::Utf8)]);
         ctx.register_parquet("ledger", &format!("{}/", root.display()), opts).await?;
         Ok::<usize, anyhow::Error>(ctx.sql(sql).await?.collect().await?.iter().map(RecordBatch::num_rows).sum())
@@ -246,8 +249,16 @@ fn run(dir: &Path, customers: usize) -> anyhow::Result<()> {
     let rss = peak_rss_mib();
     println!("| what | events | wall time | events/s | Meterline ÷ this | peak RSS (process) |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    println!("| plain DataFusion GROUP BY: sum, count, min, max | {events} | {simple:.2} s | {:.0} | {:.2}× | |", events as f64 / simple, ours / simple);
-    println!("| plain DataFusion GROUP BY: the same aggregates as the rating (ceiling) | {events} | {same:.2} s | {:.0} | {:.2}× | |", events as f64 / same, ours / same);
+    println!(
+        "| plain DataFusion GROUP BY: sum, count, min, max | {events} | {simple:.2} s | {:.0} | {:.2}× | |",
+        events as f64 / simple,
+        ours / simple
+    );
+    println!(
+        "| plain DataFusion GROUP BY: the same aggregates as the rating (ceiling) | {events} | {same:.2} s | {:.0} | {:.2}× | |",
+        events as f64 / same,
+        ours / same
+    );
     println!(
         "| Meterline full rating: windows, {} subscriptions, {lines} priced lines | {events} | {ours:.2} s | {:.0} | 1.00× | {rss} MiB |",
         rated.len(),
