@@ -16,6 +16,7 @@ use meterline_schemas::period::PeriodLabel;
 
 use crate::build::build_invoices;
 use crate::error::Result;
+use crate::writer::insert_all;
 
 /// Rates `label` as of now and returns one row per active subscription.
 pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<Vec<SpendRow>> {
@@ -56,13 +57,7 @@ pub async fn refresh(
     rounding: RoundingMode,
 ) -> Result<Vec<SpendRow>> {
     let rows = compute(ledger_root, catalog, label, rounding).await?;
-    if !rows.is_empty() {
-        let mut insert = ch.client().insert::<SpendRow>("current_spend").await?;
-        for r in &rows {
-            insert.write(r).await?;
-        }
-        insert.end().await?;
-    }
+    insert_all(ch.client(), "current_spend", &rows.iter().collect::<Vec<_>>()).await?;
     Ok(rows)
 }
 

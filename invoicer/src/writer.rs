@@ -80,7 +80,7 @@ pub async fn write_invoices(ch: &ClickHouse, period: &str, invoices: &[Invoice])
 }
 
 /// Inserts `rows` in one batch (nothing when empty).
-async fn insert_all<T>(c: &clickhouse::Client, table: &str, rows: &[&T]) -> Result<()>
+pub(crate) async fn insert_all<T>(c: &clickhouse::Client, table: &str, rows: &[&T]) -> Result<()>
 where
     T: clickhouse::RowOwned + clickhouse::RowWrite,
 {
