@@ -8,6 +8,7 @@ mod connect;
 mod demo;
 mod output;
 mod progress;
+mod shutdown;
 
 use clap::Parser;
 

@@ -12,14 +12,7 @@ use crate::config::Config;
 use crate::connect;
 
 pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    let s = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("interrupt: finishing the current batch and stopping");
-            s.cancel();
-        }
-    });
+    let shutdown = crate::shutdown::on_interrupt("finishing the current batch and stopping");
     let report = ingest(cfg, args.until_idle, Arc::new(IngestCounters::default()), shutdown).await?;
     crate::output::emit(format!(
         "ingested {} messages: {} events to the ledger, {} duplicates dropped, {} dead-lettered, {} segments ({:.2}s)",

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio_util::sync::CancellationToken;
 
 use meterline_ingest::apikeys::ApiKeyStore;
 use meterline_ingest::http::{self, HttpIngest};
@@ -32,14 +31,7 @@ pub async fn run(mut cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let app = http::router(HttpIngest::new(client.clone(), js, cfg.ingest.publish_subject(), keys), &cfg.http);
 
-    let shutdown = CancellationToken::new();
-    let s = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("interrupt: finishing requests in flight and stopping");
-            s.cancel();
-        }
-    });
+    let shutdown = crate::shutdown::on_interrupt("finishing requests in flight and stopping");
     crate::output::emit(format!(
         "listening on http://{addr}: POST /v1/events → {} (stream {}); Ctrl-C stops",
         cfg.ingest.publish_subject(),
