@@ -29,6 +29,17 @@ pub struct IngestConfig {
     pub idle_timeout_ms: u64,
     /// JetStream duplicate window for `Nats-Msg-Id` (s); exact dedup does not depend on it.
     pub duplicate_window_secs: u64,
+    /// Partitions of the usage stream (fixed for the stream's life; see [`crate::partition`]).
+    pub partitions: u32,
+    /// Partition lease lifetime (s): how long a crashed worker on another host blocks its
+    /// partitions.
+    pub lease_secs: u64,
+    /// Dedup keys of event months newer than this many days stay in memory; older months are
+    /// read from the ledger when a late event for them arrives.
+    pub dedup_horizon_days: u32,
+    /// Prometheus metrics endpoint of `meterline ingest` (`GET /metrics`, API key required);
+    /// empty to disable.
+    pub metrics_listen: String,
 }
 
 impl Default for IngestConfig {
@@ -44,14 +55,23 @@ impl Default for IngestConfig {
             ack_wait_secs: 30,
             idle_timeout_ms: 1_000,
             duplicate_window_secs: 120,
+            partitions: 1,
+            lease_secs: 15,
+            dedup_horizon_days: 45,
+            metrics_listen: "127.0.0.1:9464".into(),
         }
     }
 }
 
 impl IngestConfig {
-    /// Subject that `events publish` sends to.
-    pub fn publish_subject(&self) -> String {
-        format!("{}.events", self.subject_prefix)
+    /// Subject a producer publishes an event of `customer` to.
+    pub fn publish_subject(&self, customer: &str) -> String {
+        crate::partition::publish_subject(&self.subject_prefix, customer)
+    }
+
+    /// The dedup horizon.
+    pub fn dedup_horizon(&self) -> Duration {
+        Duration::from_secs(u64::from(self.dedup_horizon_days) * 86_400)
     }
 
     /// Linger as a duration.
@@ -76,6 +96,12 @@ impl IngestConfig {
         }
         if self.segment_max_events == 0 {
             return Err("ingest.segment_max_events = 0: must be at least 1".into());
+        }
+        if self.partitions == 0 || self.partitions > crate::partition::MAX_PARTITIONS {
+            return Err(format!("ingest.partitions = {}: must be 1..={}", self.partitions, crate::partition::MAX_PARTITIONS));
+        }
+        if self.lease_secs < 3 {
+            return Err(format!("ingest.lease_secs = {}: must be at least 3", self.lease_secs));
         }
         if self.ack_wait_secs == 0 {
             return Err("ingest.ack_wait_secs = 0: must be at least 1".into());

@@ -1,70 +1,258 @@
-//! Exact deduplication by (source, id) over the whole ledger.
+//! Exact deduplication by (source, id) over the dedup horizon.
 //!
-//! The index holds the 128-bit key of every event in the ledger. It is rebuilt at start by
-//! reading only the `event_key` column of every segment, so it is exactly as durable as the
-//! ledger itself: an event is a duplicate iff its key is in a durable segment (or earlier in the
-//! batch being written). Keys enter the index only after their segment is durable.
+//! The index holds the 128-bit key ([`meterline_schemas::ledger::event_key`]) of every durable
+//! event, grouped by the UTC month of the event time (the ledger's `month=` directories). It is
+//! rebuilt at start from the `event_key` column of the partition's segments, so it is exactly as
+//! durable as the ledger: an event is a duplicate iff its key is in a durable segment (or earlier
+//! in the batch being written). Keys enter the index only after their segment is durable.
 //!
-//! Memory: a `HashSet<u128>` costs 16 bytes per key plus hashbrown's control byte and load-factor
-//! slack (about 18–37 bytes per key). The horizon today is the whole ledger; bounding it to the
-//! open periods plus grace is the ingest issue's work (docs/ARCHITECTURE.md).
+//! # Horizon
+//! Months inside the horizon (the open billing periods plus the grace window: by default the
+//! current and the previous month) stay in memory. Older months are dropped from memory but not
+//! from the ledger: an event for such a month (a late event) makes the pipeline load that month's
+//! keys from the ledger first ([`DedupIndex::needs_load`]), so dedup stays exact for any age, and
+//! only memory is bounded.
+//!
+//! # Memory: 16–22 bytes per key
+//! Each month is a [`KeyTable`]: open addressing over buckets of 8 keys, 16 bytes per slot, no
+//! control bytes (the keys are uniform hashes, so the key itself picks the bucket and the empty
+//! slot is the value 0). It grows by 1.25× when 90 % full, so the load stays between 72 % and 90 %:
+//! 17.8–22.2 bytes per key between growths (a growth briefly holds both tables). A `HashSet<u128>`
+//! doubles and keeps a control byte per slot: 19–39 bytes per key.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 
-/// The keys are already uniform hashes: use their low 64 bits as the hash.
-#[derive(Default, Clone, Copy)]
-pub struct KeyHasher(u64);
+use meterline_schemas::period::PeriodLabel;
 
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        #[allow(clippy::cast_possible_truncation)]
-        {
-            self.0 = v as u64;
-        }
-    }
+const BUCKET: usize = 8;
+const MAX_LOAD_NUM: usize = 9;
+const MAX_LOAD_DEN: usize = 10;
+const MIN_BUCKETS: usize = 16;
+
+/// An exact set of 128-bit uniform hashes.
+#[derive(Clone)]
+pub struct KeyTable {
+    /// `buckets × BUCKET` slots; 0 is empty.
+    slots: Vec<u128>,
+    buckets: usize,
+    len: usize,
+    /// Whether the key 0 (which cannot be stored in a slot) is a member.
+    has_zero: bool,
 }
 
-/// The set of keys of durable events.
-#[derive(Debug, Default)]
-pub struct DedupIndex {
-    keys: HashSet<u128, BuildHasherDefault<KeyHasher>>,
-}
-
-impl std::fmt::Debug for KeyHasher {
+impl std::fmt::Debug for KeyTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyHasher")
+        f.debug_struct("KeyTable").field("len", &self.len).field("buckets", &self.buckets).finish()
     }
 }
 
-impl DedupIndex {
-    /// Whether the key belongs to a durable event.
-    pub fn contains(&self, key: u128) -> bool {
-        self.keys.contains(&key)
+impl Default for KeyTable {
+    fn default() -> Self {
+        KeyTable::with_buckets(MIN_BUCKETS)
+    }
+}
+
+impl KeyTable {
+    fn with_buckets(buckets: usize) -> Self {
+        KeyTable { slots: vec![0; buckets * BUCKET], buckets, len: 0, has_zero: false }
     }
 
-    /// Records keys whose segment is durable.
-    pub fn extend(&mut self, keys: impl IntoIterator<Item = u128>) {
-        self.keys.extend(keys);
+    /// A table sized for `n` keys without growing.
+    pub fn with_capacity(n: usize) -> Self {
+        KeyTable::with_buckets((n * MAX_LOAD_DEN / MAX_LOAD_NUM / BUCKET + 1).max(MIN_BUCKETS))
+    }
+
+    /// First bucket for a key: its high 64 bits mapped onto `buckets` without division.
+    #[inline]
+    fn home(&self, key: u128) -> usize {
+        #[allow(clippy::cast_possible_truncation)] // the product's high half is < buckets
+        {
+            (((key >> 64) as u64 as u128 * self.buckets as u128) >> 64) as usize
+        }
+    }
+
+    /// Whether `key` is a member.
+    #[inline]
+    pub fn contains(&self, key: u128) -> bool {
+        if key == 0 {
+            return self.has_zero;
+        }
+        let mut b = self.home(key);
+        loop {
+            let bucket = &self.slots[b * BUCKET..(b + 1) * BUCKET];
+            for &k in bucket {
+                if k == key {
+                    return true;
+                }
+                if k == 0 {
+                    return false;
+                }
+            }
+            b += 1;
+            if b == self.buckets {
+                b = 0;
+            }
+        }
+    }
+
+    /// Adds `key`; returns whether it was new.
+    pub fn insert(&mut self, key: u128) -> bool {
+        if key == 0 {
+            let new = !self.has_zero;
+            self.has_zero = true;
+            self.len += usize::from(new);
+            return new;
+        }
+        if (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM {
+            self.grow();
+        }
+        let new = self.place(key);
+        self.len += usize::from(new);
+        new
+    }
+
+    fn place(&mut self, key: u128) -> bool {
+        let mut b = self.home(key);
+        loop {
+            for slot in &mut self.slots[b * BUCKET..(b + 1) * BUCKET] {
+                if *slot == key {
+                    return false;
+                }
+                if *slot == 0 {
+                    *slot = key;
+                    return true;
+                }
+            }
+            b += 1;
+            if b == self.buckets {
+                b = 0;
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let mut next = KeyTable::with_buckets((self.buckets + self.buckets / 4).max(MIN_BUCKETS));
+        for &k in &self.slots {
+            if k != 0 {
+                next.place(k);
+            }
+        }
+        next.len = self.len;
+        next.has_zero = self.has_zero;
+        *self = next;
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.len
     }
 
     /// Whether empty.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len == 0
     }
+
+    /// Bytes of heap memory held.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * size_of::<u128>()
+    }
+}
+
+/// The dedup keys of durable events, by event month.
+#[derive(Debug, Default)]
+pub struct DedupIndex {
+    months: BTreeMap<PeriodLabel, KeyTable>,
+    /// Months with segments in the ledger whose keys are not in memory.
+    unloaded: std::collections::BTreeSet<PeriodLabel>,
+}
+
+impl DedupIndex {
+    /// Whether the keys of `month` must be loaded from the ledger before lookups in it.
+    pub fn needs_load(&self, month: PeriodLabel) -> bool {
+        self.unloaded.contains(&month)
+    }
+
+    /// Whether the key belongs to a durable event of `month`.
+    ///
+    /// # Panics
+    /// Debug builds panic when `month` is unloaded: callers load it first ([`Self::needs_load`]).
+    #[inline]
+    pub fn contains(&self, month: PeriodLabel, key: u128) -> bool {
+        debug_assert!(!self.unloaded.contains(&month), "month {month} must be loaded before a lookup");
+        self.months.get(&month).is_some_and(|t| t.contains(key))
+    }
+
+    /// Records keys of `month` whose segment is durable.
+    pub fn extend(&mut self, month: PeriodLabel, keys: impl IntoIterator<Item = u128>) {
+        let table = self.months.entry(month).or_default();
+        for k in keys {
+            table.insert(k);
+        }
+    }
+
+    /// Installs the keys of a month read from the ledger.
+    pub fn load(&mut self, month: PeriodLabel, keys: KeyTable) {
+        self.unloaded.remove(&month);
+        match self.months.get_mut(&month) {
+            Some(t) => {
+                for k in keys.slots.iter().copied().filter(|&k| k != 0) {
+                    t.insert(k);
+                }
+                if keys.has_zero {
+                    t.insert(0);
+                }
+            }
+            None => {
+                self.months.insert(month, keys);
+            }
+        }
+    }
+
+    /// Marks a month as present in the ledger but kept out of memory.
+    pub fn mark_unloaded(&mut self, month: PeriodLabel) {
+        if !self.months.contains_key(&month) {
+            self.unloaded.insert(month);
+        }
+    }
+
+    /// Drops months before `first` from memory (they stay in the ledger, and are reloaded when an
+    /// event for them arrives). Returns the keys released.
+    pub fn evict_before(&mut self, first: PeriodLabel) -> usize {
+        let keep = self.months.split_off(&first);
+        let old = std::mem::replace(&mut self.months, keep);
+        let mut released = 0;
+        for (m, t) in old {
+            released += t.len();
+            self.unloaded.insert(m);
+        }
+        released
+    }
+
+    /// Keys in memory.
+    pub fn len(&self) -> usize {
+        self.months.values().map(KeyTable::len).sum()
+    }
+
+    /// Whether no key is in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of heap memory held by the keys.
+    pub fn heap_bytes(&self) -> usize {
+        self.months.values().map(KeyTable::heap_bytes).sum()
+    }
+
+    /// Months in memory.
+    pub fn loaded_months(&self) -> Vec<PeriodLabel> {
+        self.months.keys().copied().collect()
+    }
+}
+
+/// The first month of the horizon: the month of `now - horizon`.
+pub fn horizon_start(now: chrono::DateTime<chrono::Utc>, horizon: std::time::Duration) -> PeriodLabel {
+    let back = chrono::Duration::from_std(horizon).unwrap_or(chrono::Duration::MAX);
+    PeriodLabel::containing(now.checked_sub_signed(back).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC))
 }
 
 #[cfg(test)]
@@ -72,13 +260,82 @@ mod tests {
     use super::*;
     use meterline_schemas::ledger::event_key;
 
+    fn oct() -> PeriodLabel {
+        "2026-10".parse().unwrap()
+    }
+
     #[test]
     fn exact_membership() {
         let mut d = DedupIndex::default();
-        d.extend([event_key("a", "1"), event_key("a", "2")]);
-        assert!(d.contains(event_key("a", "1")));
-        assert!(!d.contains(event_key("b", "1")));
-        d.extend([event_key("a", "1")]);
+        d.extend(oct(), [event_key("a", "1"), event_key("a", "2")]);
+        assert!(d.contains(oct(), event_key("a", "1")));
+        assert!(!d.contains(oct(), event_key("b", "1")));
+        assert!(!d.contains("2026-11".parse().unwrap(), event_key("a", "1")));
+        d.extend(oct(), [event_key("a", "1")]);
         assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn table_is_exact_through_growth_and_wraparound() {
+        let mut t = KeyTable::default();
+        // Keys whose high bits put them all in the last bucket exercise the wrap to bucket 0.
+        let crowded: Vec<u128> = (1..=40u128).map(|i| u128::MAX - i).collect();
+        for &k in &crowded {
+            assert!(t.insert(k));
+        }
+        let spread: Vec<u128> = (0..100_000u64).map(|i| event_key("s", &i.to_string())).collect();
+        for &k in &spread {
+            assert!(t.insert(k));
+        }
+        assert!(t.insert(0));
+        assert!(!t.insert(0));
+        assert_eq!(t.len(), 100_041);
+        for &k in crowded.iter().chain(&spread) {
+            assert!(t.contains(k));
+            assert!(!t.insert(k));
+        }
+        assert!(t.contains(0));
+        for i in 100_000..110_000u64 {
+            assert!(!t.contains(event_key("s", &i.to_string())));
+        }
+    }
+
+    #[test]
+    fn memory_per_key_stays_within_24_bytes() {
+        // Measured at every size from 10k to 1M keys (every growth step is crossed).
+        let mut t = KeyTable::default();
+        let mut worst: f64 = 0.0;
+        for i in 0..1_000_000u64 {
+            t.insert(event_key("m", &i.to_string()));
+            if i >= 10_000 && i % 997 == 0 {
+                #[allow(clippy::cast_precision_loss)]
+                let per = t.heap_bytes() as f64 / t.len() as f64;
+                worst = worst.max(per);
+            }
+        }
+        assert!(worst <= 24.0, "worst bytes per key {worst}");
+        assert!(worst >= 16.0);
+    }
+
+    #[test]
+    fn evicted_months_must_be_reloaded() {
+        let mut d = DedupIndex::default();
+        let sep: PeriodLabel = "2026-09".parse().unwrap();
+        d.extend(sep, [event_key("a", "old")]);
+        d.extend(oct(), [event_key("a", "new")]);
+        assert_eq!(d.evict_before(oct()), 1);
+        assert!(d.needs_load(sep));
+        assert!(!d.needs_load(oct()));
+        let mut keys = KeyTable::default();
+        keys.insert(event_key("a", "old"));
+        d.load(sep, keys);
+        assert!(!d.needs_load(sep));
+        assert!(d.contains(sep, event_key("a", "old")));
+    }
+
+    #[test]
+    fn horizon_starts_a_month_back() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").unwrap().to_utc();
+        assert_eq!(horizon_start(now, std::time::Duration::from_secs(40 * 86_400)).to_string(), "2026-10");
     }
 }

@@ -19,6 +19,9 @@ pub enum Error {
     /// Shared-type failure.
     #[error(transparent)]
     Schemas(#[from] meterline_schemas::Error),
+    /// A setting or option is invalid.
+    #[error("{0}")]
+    Config(String),
     /// Reading an input file failed.
     #[error("{path}: {message}")]
     Input { path: String, message: String },
@@ -31,7 +34,7 @@ impl Error {
         match self {
             Error::Nats(_) | Error::Ledger(_) => true,
             Error::Schemas(e) => e.is_transient(),
-            Error::Segment { .. } | Error::Encoding(_) | Error::Input { .. } => false,
+            Error::Segment { .. } | Error::Encoding(_) | Error::Input { .. } | Error::Config(_) => false,
         }
     }
 

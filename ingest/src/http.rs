@@ -23,10 +23,11 @@
 //! a missing or wrong key is 401. Bodies over `http.max_body_bytes` are 413. Error bodies are
 //! JSON: `{"error": "…"}`, plus `"errors": [...]` for invalid events.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::HeaderMap as NatsHeaders;
 use async_nats::jetstream;
-use async_nats::{HeaderMap as NatsHeaders, Subject};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -98,20 +99,20 @@ const SINGLE: &str = "application/cloudevents+json";
 const BATCH: &str = "application/cloudevents-batch+json";
 const NDJSON: &str = "application/x-ndjson";
 
-/// What the routes share: the NATS connection, the usage subject and the API keys.
+/// What the routes share: the NATS connection, the usage subject prefix and the API keys.
 #[derive(Debug, Clone)]
 pub struct HttpIngest {
     client: async_nats::Client,
     js: jetstream::Context,
-    subject: Subject,
+    subject_prefix: Arc<str>,
     keys: ApiKeyStore,
 }
 
 impl HttpIngest {
-    /// Publishes to `subject` (normally [`crate::IngestConfig::publish_subject`]), whose stream
-    /// must exist ([`crate::streams::ensure_streams`]).
-    pub fn new(client: async_nats::Client, js: jetstream::Context, subject: String, keys: ApiKeyStore) -> Self {
-        HttpIngest { client, js, subject: Subject::from(subject), keys }
+    /// Publishes each event to `<subject_prefix>.events.<customer token>` (see
+    /// [`crate::partition`]), whose stream must exist ([`crate::streams::ensure_streams`]).
+    pub fn new(client: async_nats::Client, js: jetstream::Context, subject_prefix: String, keys: ApiKeyStore) -> Self {
+        HttpIngest { client, js, subject_prefix: subject_prefix.into(), keys }
     }
 }
 
@@ -240,6 +241,8 @@ struct Invalid {
 struct Outgoing {
     payload: Bytes,
     msg_id: String,
+    /// The customer's routing token (the subject's last token, see [`crate::partition`]).
+    token: String,
 }
 
 async fn post_events(State(st): State<HttpIngest>, req: Request) -> Response {
@@ -268,7 +271,7 @@ async fn post_events(State(st): State<HttpIngest>, req: Request) -> Response {
         }
     };
     let n = events.len();
-    match publish(&st.js, &st.subject, events).await {
+    match publish(&st.js, &st.subject_prefix, events).await {
         Ok(duplicates) => {
             tracing::info!(events = n, duplicates, "accepted");
             (StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": n, "duplicates": duplicates }))).into_response()
@@ -324,6 +327,7 @@ fn decode_body(kind: BodyKind, body: &Bytes, max_event_bytes: usize) -> Result<V
                 // `raw` is a sub-slice of `text`, which is `body` itself: shares the buffer, no copy.
                 payload: body.slice_ref(raw.as_bytes()),
                 msg_id: msg_id(&ev.source, &ev.id),
+                token: crate::partition::customer_token(&ev.subject),
             }),
             Err(e) => refused.push(invalid(index, line, e)),
         }
@@ -336,7 +340,7 @@ fn invalid(index: usize, line: Option<usize>, e: EventError) -> Invalid {
 }
 
 /// Publishes every event as its own message and awaits every ack; returns the duplicates.
-async fn publish(js: &jetstream::Context, subject: &Subject, events: Vec<Outgoing>) -> Result<u64, String> {
+async fn publish(js: &jetstream::Context, prefix: &str, events: Vec<Outgoing>) -> Result<u64, String> {
     let mut pending = FuturesUnordered::new();
     let mut duplicates = 0;
     let mut settle = |r: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>| -> Result<(), String> {
@@ -346,7 +350,8 @@ async fn publish(js: &jetstream::Context, subject: &Subject, events: Vec<Outgoin
     for ev in events {
         let mut headers = NatsHeaders::new();
         headers.insert("Nats-Msg-Id", ev.msg_id.as_str());
-        let ack = js.publish_with_headers(subject.clone(), headers, ev.payload).await.map_err(|e| format!("publish: {e}"))?;
+        let subject = format!("{prefix}.events.{}", ev.token);
+        let ack = js.publish_with_headers(subject, headers, ev.payload).await.map_err(|e| format!("publish: {e}"))?;
         pending.push(ack.into_future());
         while pending.len() >= IN_FLIGHT {
             if let Some(r) = pending.next().await {

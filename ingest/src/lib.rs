@@ -4,7 +4,9 @@
 //! - [`config`]: stream, consumer and batching settings; the ledger location.
 //! - [`streams`]: creating the usage and dead-letter streams and the durable consumer.
 //! - [`validate`]: decoding a message into events and checking them against the meters.
-//! - [`dedup`]: the exact (source, id) index, rebuilt from the ledger at start.
+//! - [`partition`]: subject mapping of customers onto partitions; [`lease`]: one owner each.
+//! - [`dedup`]: the exact (source, id) index over the horizon, rebuilt from the ledger at start.
+//! - [`metrics`]: the Prometheus endpoint of `meterline ingest`.
 //! - [`segment`]: Arrow batch building and atomic, fsynced Parquet segment writes.
 //! - [`dlq`]: dead letters with their reason.
 //! - [`pipeline`]: the consume loop; acks only after segments and dead letters are durable.
@@ -21,6 +23,9 @@ pub mod dlq;
 pub mod error;
 pub mod failpoint;
 pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod partition;
 pub mod pipeline;
 pub mod publish;
 pub mod segment;
@@ -29,4 +34,4 @@ pub mod validate;
 
 pub use config::{IngestConfig, LedgerConfig};
 pub use error::{Error, Result};
-pub use pipeline::{IngestCounters, IngestReport, run};
+pub use pipeline::{IngestCounters, IngestReport, RunOptions, run};

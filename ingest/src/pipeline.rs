@@ -1,29 +1,42 @@
 //! The consume loop: pull → validate → dedup → dead letters and segments durable → ack.
 //!
 //! Invariant (nothing lost): a message is acked only after every event in it is durable, either
-//! in a ledger segment (fsynced) or in the dead-letter stream (JetStream publish ack). A crash
-//! anywhere before the acks means redelivery; the dedup index, rebuilt from the ledger, then
-//! drops the events that were already written (counted once).
+//! in a ledger segment (fsynced), in the dead-letter stream, or republished to its own partition
+//! (JetStream publish acks). A crash anywhere before the ack means redelivery; the dedup index,
+//! rebuilt from the ledger, then drops the events that were already written (counted once).
+//!
+//! Each owned partition runs its own worker: a lease ([`crate::lease`]), a consumer, a dedup
+//! index and a two-stage pipeline. A receiver task fills the next batch while the current one is
+//! decoded, deduplicated and encoded on a blocking thread (in parallel halves when large) and
+//! then written; one cumulative ack (`AckPolicy::All`) per batch follows the fsync. The channel
+//! between the stages holds one batch, so memory is bounded by about three batches.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, Message};
 use chrono::Utc;
 use futures::StreamExt;
+use futures::future::try_join_all;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use meterline_schemas::catalog::Catalog;
+use meterline_schemas::period::PeriodLabel;
 
 use crate::config::IngestConfig;
-use crate::dedup::DedupIndex;
+use crate::dedup::{DedupIndex, KeyTable, horizon_start};
 use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::segment::{Ledger, RebuildReport, build_segments};
+use crate::lease;
+use crate::partition::PartitionSet;
+use crate::segment::{Ledger, RebuildReport, Segment, build_segments};
 use crate::streams::{ensure_consumer, ensure_streams};
-use crate::validate::{Accepted, Refused, Validator};
+use crate::validate::{Accepted, Refused, Rerouted, Route, Validator};
 
 /// Live counters, readable while ingest runs (progress bars, metrics).
 #[derive(Debug, Default)]
@@ -38,18 +51,36 @@ pub struct IngestCounters {
     pub invalid: AtomicU64,
     /// Events dropped as duplicates of durable ones.
     pub duplicates: AtomicU64,
+    /// Events republished to the partition owning their customer.
+    pub rerouted: AtomicU64,
     /// Ledger rows written (one per event and meter).
     pub rows: AtomicU64,
     /// Segments written.
     pub segments: AtomicU64,
     /// Segment bytes written.
     pub bytes: AtomicU64,
+    /// Messages delivered but not yet acked, summed over partitions (consumer lag is
+    /// `pending`).
+    pub pending: AtomicU64,
+    /// Ack latency: time from JetStream storing a message to its ack, per batch.
+    pub ack_latency: crate::metrics::LatencyHistogram,
+    /// Whether the ledger store is failing right now (1) or not (0).
+    pub ledger_down: AtomicU64,
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop once every owned partition is drained.
+    pub until_idle: bool,
+    /// Partitions to own (default: all of `ingest.partitions`).
+    pub partitions: Option<PartitionSet>,
 }
 
 /// Summary of a run.
 #[derive(Debug, Clone)]
 pub struct IngestReport {
-    /// Dedup index rebuild at start.
+    /// Dedup index rebuild at start (summed over partitions).
     pub rebuild: RebuildReport,
     /// Messages acked.
     pub messages: u64,
@@ -59,97 +90,284 @@ pub struct IngestReport {
     pub invalid: u64,
     /// Duplicates dropped.
     pub duplicates: u64,
+    /// Events republished to their own partition.
+    pub rerouted: u64,
     /// Segments written.
     pub segments: u64,
     /// Time spent consuming (after the rebuild).
     pub elapsed: Duration,
 }
 
-/// Runs ingest until `shutdown` is cancelled or, with `until_idle`, until the stream is drained
-/// (no message for `idle_timeout_ms`, nothing pending and nothing awaiting ack).
+/// Runs ingest until `shutdown` is cancelled or, with `until_idle`, until every owned partition
+/// is drained (no message for `idle_timeout_ms`, nothing pending and nothing awaiting ack).
 pub async fn run(
     js: &jetstream::Context,
     cfg: &IngestConfig,
     ledger: &Ledger,
     catalog: &Catalog,
-    until_idle: bool,
+    opts: RunOptions,
     counters: Arc<IngestCounters>,
     shutdown: CancellationToken,
 ) -> Result<IngestReport> {
     let (usage, _dlq) = ensure_streams(js, cfg).await?;
-    let mut consumer = ensure_consumer(&usage, cfg).await?;
-    let mut index = DedupIndex::default();
-    let rebuild = ledger.rebuild(&mut index).await?;
-    tracing::info!(
-        segments = rebuild.segments,
-        keys = rebuild.keys,
-        quarantined = rebuild.quarantined.len(),
-        "dedup index rebuilt from the ledger"
-    );
-    let validator = Validator::new(catalog.meters_by_event_type());
+    let owned = opts.partitions.clone().unwrap_or_else(|| PartitionSet::all(cfg.partitions));
+    owned.check(cfg.partitions).map_err(Error::Config)?;
+    let leases = lease::bucket(js, &cfg.consumer, cfg.lease_secs).await?;
+    let validator = Arc::new(Validator::new(catalog.meters_by_event_type()));
     let started = Instant::now();
-
-    let batch_size = cfg.segment_max_events.min(10_000);
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(batch_size)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .map_err(Error::nats("consume"))?;
-    let idle = Duration::from_millis(cfg.idle_timeout_ms);
-    loop {
-        let mut batch: Vec<Message> = Vec::new();
-        let mut events_in_batch = 0usize;
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let mut stop = false;
-        loop {
-            let wait = match deadline {
-                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
-                None => idle,
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => { stop = true; break; }
-                next = tokio::time::timeout(wait, messages.next()) => match next {
-                    Ok(Some(Ok(msg))) => {
-                        events_in_batch += estimate_events(&msg.payload);
-                        batch.push(msg);
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.linger());
-                        if events_in_batch >= cfg.segment_max_events { break; }
-                    }
-                    Ok(Some(Err(e))) => {
-                        tracing::warn!(error = %e, "jetstream consume error; continuing");
-                        if batch.is_empty() { break; }
-                    }
-                    Ok(None) => { stop = true; break; }
-                    Err(_elapsed) => break,
-                },
+    let stop_all = shutdown.child_token();
+    let mut workers = tokio::task::JoinSet::new();
+    for partition in owned.0.iter().copied() {
+        let w = Worker {
+            js: js.clone(),
+            usage: usage.clone(),
+            cfg: cfg.clone(),
+            ledger: ledger.clone(),
+            validator: validator.clone(),
+            counters: counters.clone(),
+            partition,
+            until_idle: opts.until_idle,
+        };
+        let (stop, leases) = (stop_all.clone(), leases.clone());
+        workers.spawn(async move { w.run(leases, stop).await });
+    }
+    let mut rebuild = RebuildReport::default();
+    let mut first_error = None;
+    while let Some(joined) = workers.join_next().await {
+        match joined.map_err(|e| Error::Ledger(format!("partition worker panicked: {e}"))).and_then(|r| r) {
+            Ok(r) => {
+                rebuild.segments += r.segments;
+                rebuild.keys += r.keys;
+                rebuild.quarantined.extend(r.quarantined);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "partition worker failed; stopping the others");
+                stop_all.cancel();
+                first_error.get_or_insert(e);
             }
         }
-        if !batch.is_empty() {
-            process(js, cfg, ledger, &validator, &mut index, &batch, &counters).await?;
-        } else if until_idle && drained(&mut consumer).await? {
-            break;
-        }
-        if stop {
-            break;
-        }
     }
-    js_flush(js).await;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     Ok(IngestReport {
         rebuild,
         messages: counters.messages.load(Ordering::Relaxed),
         valid: counters.valid.load(Ordering::Relaxed),
         invalid: counters.invalid.load(Ordering::Relaxed),
         duplicates: counters.duplicates.load(Ordering::Relaxed),
+        rerouted: counters.rerouted.load(Ordering::Relaxed),
         segments: counters.segments.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     })
 }
 
-async fn js_flush(_js: &jetstream::Context) {
-    // Acks are plain publishes on the shared client; the caller flushes the client before exit.
+struct Worker {
+    js: jetstream::Context,
+    usage: jetstream::stream::Stream,
+    cfg: IngestConfig,
+    ledger: Ledger,
+    validator: Arc<Validator>,
+    counters: Arc<IngestCounters>,
+    partition: u32,
+    until_idle: bool,
+}
+
+/// A batch of messages and the events estimated in it.
+struct Batch {
+    messages: Vec<Message>,
+}
+
+impl Worker {
+    async fn run(self, leases: jetstream::kv::Store, shutdown: CancellationToken) -> Result<RebuildReport> {
+        let p = self.partition;
+        let Some(lease) = lease::acquire(&leases, p, self.cfg.lease_secs, &shutdown).await? else {
+            return Ok(RebuildReport::default());
+        };
+        let result = self.run_leased(&lease, &shutdown).await;
+        lease.release().await;
+        result
+    }
+
+    async fn run_leased(&self, lease: &lease::Lease, shutdown: &CancellationToken) -> Result<RebuildReport> {
+        let p = self.partition;
+        let mut consumer = ensure_consumer(&self.usage, &self.cfg, p).await?;
+        let (ledger, horizon) = (self.ledger.clone(), self.cfg.dedup_horizon());
+        let (index, rebuild) = tokio::task::spawn_blocking(move || {
+            let mut index = DedupIndex::default();
+            let report = ledger.rebuild_blocking(p, horizon_start(Utc::now(), horizon), &mut index);
+            report.map(|r| (index, r))
+        })
+        .await
+        .map_err(|e| Error::Ledger(format!("rebuild task: {e}")))??;
+        tracing::info!(
+            partition = p,
+            segments = rebuild.segments,
+            keys = rebuild.keys,
+            months = ?index.loaded_months().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            key_bytes = index.heap_bytes(),
+            quarantined = rebuild.quarantined.len(),
+            "dedup index rebuilt from the ledger"
+        );
+
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.cfg.segment_max_events.min(10_000))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(Error::nats("consume"))?;
+        let stop = CancellationToken::new();
+        let (tx, mut rx) = mpsc::channel::<Batch>(1);
+        let receiver = tokio::spawn(receive(messages, tx, self.cfg.clone(), stop.clone()));
+
+        let mut index = Some(index);
+        let mut idle_checks = tokio::time::interval(Duration::from_millis(self.cfg.idle_timeout_ms.max(50)));
+        let result: Result<()> = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                _ = lease.lost.cancelled() => break Err(Error::Nats(format!("partition {p}: lease lost"))),
+                batch = rx.recv() => match batch {
+                    Some(batch) => {
+                        let idx = index.take().expect("index is returned after each batch");
+                        match self.process(idx, batch, &lease.lost, shutdown).await {
+                            Ok(idx) => index = Some(idx),
+                            Err(e) => break Err(e),
+                        }
+                    }
+                    None => break Ok(()),
+                },
+                _ = idle_checks.tick(), if self.until_idle => {
+                    if rx.is_empty() && drained(&mut consumer).await? {
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        stop.cancel();
+        let _ = receiver.await;
+        result.map(|()| rebuild)
+    }
+
+    async fn process(
+        &self,
+        index: DedupIndex,
+        batch: Batch,
+        lease_lost: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> Result<DedupIndex> {
+        let route = Route { partition: self.partition, partitions: self.cfg.partitions };
+        let (validator, ledger) = (self.validator.clone(), self.ledger.clone());
+        let prepared = tokio::task::spawn_blocking(move || prepare(&validator, &ledger, route, index, batch))
+            .await
+            .map_err(|e| Error::Encoding(format!("batch task: {e}")))??;
+        let Prepared { mut index, batch, refused, rerouted, segments, duplicates, events, fresh } = prepared;
+        let c = &self.counters;
+        c.events.fetch_add(events, Ordering::Relaxed);
+
+        // Dead letters and rerouted events first (JetStream-acked), then segments (fsynced).
+        let letters: Vec<DeadLetter<'_>> = refused
+            .iter()
+            .map(|(msg_idx, r)| DeadLetter {
+                refused: r,
+                subject: batch.messages[*msg_idx].subject.as_str(),
+                stream_seq: batch.messages[*msg_idx].info().map(|i| i.stream_sequence).unwrap_or_default(),
+            })
+            .collect();
+        for l in &letters {
+            tracing::debug!(reason = %l.refused.error, seq = l.stream_seq, "event dead-lettered");
+        }
+        if !letters.is_empty() {
+            retry_until("dead letters", shutdown, &c.ledger_down, false, || dlq::publish(&self.js, &self.cfg.dlq_subject_prefix, &letters))
+                .await?;
+        }
+        if !rerouted.is_empty() {
+            retry_until("reroute", shutdown, &c.ledger_down, false, || reroute(&self.js, &self.cfg.subject_prefix, &rerouted)).await?;
+        }
+        let mut rows = 0u64;
+        for seg in &segments {
+            let bytes = retry_until("segment write", shutdown, &c.ledger_down, true, || self.ledger.write(seg)).await?;
+            rows += seg.rows as u64;
+            c.segments.fetch_add(1, Ordering::Relaxed);
+            c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            tracing::debug!(segment = %seg.name, rows = seg.rows, bytes, "segment durable");
+        }
+        for seg in segments {
+            index.extend(seg.month, seg.keys);
+        }
+        if rows > 0 {
+            failpoint::hit("ingest.after_segment");
+        }
+        if lease_lost.is_cancelled() {
+            return Err(Error::Nats(format!("partition {}: lease lost before the ack; not acking", self.partition)));
+        }
+
+        // One cumulative ack covers the batch: the message with the highest stream sequence.
+        let last = batch.messages.iter().max_by_key(|m| m.info().map(|i| i.stream_sequence).unwrap_or_default());
+        if let Some(last) = last {
+            last.ack().await.map_err(|e| Error::Nats(format!("ack: {e}")))?;
+        }
+        let now = Utc::now();
+        for m in &batch.messages {
+            if let Ok(info) = m.info() {
+                let stored =
+                    chrono::DateTime::<Utc>::from_timestamp_nanos(info.published.unix_timestamp_nanos().try_into().unwrap_or(i64::MAX));
+                c.ack_latency.record((now - stored).to_std().unwrap_or_default());
+            }
+        }
+        if let Some(info) = last.and_then(|m| m.info().ok()) {
+            c.pending.store(info.pending, Ordering::Relaxed);
+        }
+        c.valid.fetch_add(fresh, Ordering::Relaxed);
+        c.invalid.fetch_add(refused.len() as u64, Ordering::Relaxed);
+        c.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        c.rerouted.fetch_add(rerouted.len() as u64, Ordering::Relaxed);
+        c.rows.fetch_add(rows, Ordering::Relaxed);
+        c.messages.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+        Ok(index)
+    }
+}
+
+/// Fills batches: up to `segment_max_events` events, or whatever arrived within `linger_ms` of
+/// the batch's first message.
+async fn receive(mut messages: jetstream::consumer::pull::Stream, tx: mpsc::Sender<Batch>, cfg: IngestConfig, stop: CancellationToken) {
+    let idle = Duration::from_millis(cfg.idle_timeout_ms);
+    loop {
+        let mut batch = Vec::new();
+        let mut events = 0usize;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut ended = false;
+        loop {
+            let wait = deadline.map_or(idle, |d| d.saturating_duration_since(tokio::time::Instant::now()));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                next = tokio::time::timeout(wait, messages.next()) => match next {
+                    Ok(Some(Ok(msg))) => {
+                        events += estimate_events(&msg.payload);
+                        batch.push(msg);
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.linger());
+                        if events >= cfg.segment_max_events { break; }
+                    }
+                    Ok(Some(Err(e))) => {
+                        tracing::warn!(error = %e, "jetstream consume error; continuing");
+                        if !batch.is_empty() { break; }
+                    }
+                    Ok(None) => { ended = true; break; }
+                    Err(_elapsed) => break,
+                },
+            }
+        }
+        if !batch.is_empty() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                sent = tx.send(Batch { messages: batch }) => if sent.is_err() { return },
+            }
+        }
+        if ended {
+            return;
+        }
+    }
 }
 
 /// A batch message holds many events; count array elements cheaply (upper bound).
@@ -162,100 +380,141 @@ async fn drained(consumer: &mut jetstream::consumer::PullConsumer) -> Result<boo
     Ok(info.num_pending == 0 && info.num_ack_pending == 0)
 }
 
-async fn process(
-    js: &jetstream::Context,
-    cfg: &IngestConfig,
-    ledger: &Ledger,
-    validator: &Validator,
-    index: &mut DedupIndex,
-    batch: &[Message],
-    counters: &IngestCounters,
-) -> Result<()> {
-    let mut accepted: Vec<Accepted> = Vec::new();
-    let mut refused: Vec<Refused> = Vec::new();
-    let mut letters_at: Vec<(usize, usize, u64)> = Vec::new(); // (message idx, refused range start, seq)
-    let mut first_seq = u64::MAX;
-    let mut last_seq = 0;
-    for (i, msg) in batch.iter().enumerate() {
-        let seq = msg.info().map(|m| m.stream_sequence).unwrap_or_default();
-        first_seq = first_seq.min(seq);
-        last_seq = last_seq.max(seq);
-        let before = refused.len();
-        validator.check(&msg.payload, &mut accepted, &mut refused);
-        if refused.len() > before {
-            letters_at.push((i, before, seq));
+/// A batch decoded, deduplicated and encoded, ready to make durable.
+struct Prepared {
+    index: DedupIndex,
+    batch: Batch,
+    /// (message index, refusal).
+    refused: Vec<(usize, Refused)>,
+    rerouted: Vec<Rerouted>,
+    segments: Vec<Segment>,
+    duplicates: u64,
+    events: u64,
+    fresh: u64,
+}
+
+/// Payload bytes above which a batch is decoded in two halves on two threads.
+const PARALLEL_DECODE_BYTES: usize = 256 * 1024;
+
+/// The CPU part of a batch (runs on a blocking thread).
+fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: DedupIndex, batch: Batch) -> Result<Prepared> {
+    let msgs = &batch.messages;
+    let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
+    let decode = |range: std::ops::Range<usize>| {
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        let mut refused = Vec::new();
+        for i in range {
+            validator.check_routed(&msgs[i].payload, Some(route), &mut out.0, &mut refused, &mut out.2);
+            out.1.extend(refused.drain(..).map(|r| (i, r)));
         }
+        out
+    };
+    let (mut accepted, mut refused, mut rerouted): (Vec<Accepted>, Vec<(usize, Refused)>, Vec<Rerouted>) =
+        if bytes >= PARALLEL_DECODE_BYTES && msgs.len() >= 2 {
+            let mid = msgs.len() / 2;
+            let (a, b) = std::thread::scope(|s| {
+                let h = s.spawn(|| decode(mid..msgs.len()));
+                let a = decode(0..mid);
+                (a, h.join())
+            });
+            let mut a = a;
+            let b = b.map_err(|_| Error::Encoding("decode thread panicked".into()))?;
+            a.0.extend(b.0);
+            a.1.extend(b.1);
+            a.2.extend(b.2);
+            a
+        } else {
+            decode(0..msgs.len())
+        };
+    let events = (accepted.len() + refused.len() + rerouted.len()) as u64;
+
+    // Months outside the in-memory horizon (late events) are loaded from the ledger first.
+    let mut report = RebuildReport::default();
+    let mut months: Vec<PeriodLabel> = accepted.iter().map(|a| a.month).filter(|m| index.needs_load(*m)).collect();
+    months.sort();
+    months.dedup();
+    for m in months {
+        let keys = ledger.month_keys_blocking(route.partition, m, &mut report)?;
+        tracing::info!(partition = route.partition, month = %m, keys = keys.len(), "loaded an older month's dedup keys for a late event");
+        index.load(m, keys);
     }
-    counters.events.fetch_add((accepted.len() + refused.len()) as u64, Ordering::Relaxed);
 
     // Exact dedup: against durable keys, and within this batch.
-    let mut fresh: Vec<&Accepted> = Vec::with_capacity(accepted.len());
-    let mut seen = std::collections::HashSet::with_capacity(accepted.len());
+    let mut seen: HashMap<PeriodLabel, KeyTable> = HashMap::new();
     let mut duplicates = 0u64;
+    let mut fresh: Vec<&Accepted> = Vec::with_capacity(accepted.len());
     for a in &accepted {
-        if index.contains(a.key) || !seen.insert(a.key) {
+        if index.contains(a.month, a.key) || !seen.entry(a.month).or_insert_with(|| KeyTable::with_capacity(accepted.len())).insert(a.key) {
             duplicates += 1;
         } else {
             fresh.push(a);
         }
     }
+    let (first_seq, last_seq) =
+        msgs.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence)).fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
+    let segments = build_segments(route.partition, &fresh, first_seq, last_seq, Utc::now())?;
+    let fresh_count = fresh.len() as u64;
+    drop(fresh);
+    accepted.clear();
+    refused.shrink_to_fit();
+    rerouted.shrink_to_fit();
+    Ok(Prepared { index, batch, refused, rerouted, segments, duplicates, events, fresh: fresh_count })
+}
 
-    // Dead letters first (JetStream-acked), then segments (fsynced); only then ack the messages.
-    let mut letters = Vec::with_capacity(refused.len());
-    for (k, &(msg_idx, start, seq)) in letters_at.iter().enumerate() {
-        let end = letters_at.get(k + 1).map_or(refused.len(), |n| n.1);
-        for r in &refused[start..end] {
-            letters.push(DeadLetter { refused: r, subject: batch[msg_idx].subject.as_str(), stream_seq: seq });
-        }
+/// Republishes events to the subject of the partition owning their customer.
+async fn reroute(js: &jetstream::Context, prefix: &str, events: &[Rerouted]) -> Result<()> {
+    let mut acks = Vec::with_capacity(events.len());
+    for r in events {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{:032x}", r.key).as_str());
+        let ack = js
+            .publish_with_headers(format!("{prefix}.events.{}", r.token), headers, r.raw.clone().into())
+            .await
+            .map_err(|e| Error::Nats(format!("reroute publish: {e}")))?;
+        acks.push(ack.into_future());
     }
-    for l in &letters {
-        tracing::debug!(reason = %l.refused.error, seq = l.stream_seq, "event dead-lettered");
-    }
-    retry("dead letters", || dlq::publish(js, &cfg.dlq_subject_prefix, &letters)).await?;
-
-    let segments = build_segments(&fresh, first_seq, last_seq, Utc::now())?;
-    let mut rows = 0u64;
-    for seg in &segments {
-        let bytes = retry("segment write", || ledger.write(seg)).await?;
-        rows += seg.batch.num_rows() as u64;
-        counters.segments.fetch_add(1, Ordering::Relaxed);
-        counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        tracing::debug!(segment = %seg.name, rows = seg.batch.num_rows(), bytes, "segment durable");
-    }
-    index.extend(fresh.iter().map(|a| a.key));
-    if !segments.is_empty() {
-        failpoint::hit("ingest.after_segment");
-    }
-
-    for msg in batch {
-        msg.ack().await.map_err(|e| Error::Nats(format!("ack: {e}")))?;
-    }
-    counters.valid.fetch_add(fresh.len() as u64, Ordering::Relaxed);
-    counters.invalid.fetch_add(refused.len() as u64, Ordering::Relaxed);
-    counters.duplicates.fetch_add(duplicates, Ordering::Relaxed);
-    counters.rows.fetch_add(rows, Ordering::Relaxed);
-    counters.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    try_join_all(acks).await.map_err(|e| Error::Nats(format!("reroute ack: {e}")))?;
     Ok(())
 }
 
-/// Retries a transient failure with capped exponential backoff (nothing is acked meanwhile);
-/// gives up on a permanent one.
-async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T>
+/// Retries a transient failure with capped exponential backoff until it succeeds or ingest is
+/// stopped; nothing is acked meanwhile, and the receiver stops pulling once its one-batch buffer
+/// is full (back-pressure). A permanent failure returns at once.
+async fn retry_until<T, F, Fut>(what: &str, shutdown: &CancellationToken, down: &AtomicU64, is_ledger: bool, mut f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
     let mut delay = Duration::from_millis(100);
-    for attempt in 1.. {
+    let mut since: Option<Instant> = None;
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
         match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_transient() && attempt < 10 => {
-                tracing::warn!(what, attempt, error = %e, "transient failure; retrying");
-                tokio::time::sleep(delay).await;
+            Ok(v) => {
+                if let Some(t) = since {
+                    tracing::warn!(what, attempts = attempt, outage_secs = t.elapsed().as_secs_f64(), "recovered; resuming");
+                    if is_ledger {
+                        down.store(0, Ordering::Relaxed);
+                    }
+                }
+                return Ok(v);
+            }
+            Err(e) if e.is_transient() => {
+                if since.is_none() || attempt.is_power_of_two() {
+                    tracing::warn!(what, attempt, error = %e, "failing; not acking, not pulling, retrying with backoff");
+                }
+                since.get_or_insert_with(Instant::now);
+                if is_ledger {
+                    down.store(1, Ordering::Relaxed);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(delay) => {}
+                }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(e),
         }
     }
-    unreachable!("the loop returns")
 }

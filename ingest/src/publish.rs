@@ -20,6 +20,7 @@ use meterline_schemas::event::decode_event;
 use meterline_schemas::ledger::msg_id;
 
 use crate::error::{Error, Result};
+use crate::partition::publish_subject;
 
 /// What a publish run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,10 +32,12 @@ pub struct PublishReport {
     pub duplicates: u64,
 }
 
-/// Publishes every non-empty line of `path` to `subject`.
+/// Publishes every non-empty line of `path` to the usage stream: a single event to
+/// `<prefix>.events.<customer token>` ([`crate::partition`]); a batch array or an undecodable line
+/// to the plain `<prefix>.events` (ingest reroutes or dead-letters what is in it).
 pub async fn publish_file(
     js: &jetstream::Context,
-    subject: &str,
+    prefix: &str,
     path: &Path,
     in_flight: usize,
     published: Arc<AtomicU64>,
@@ -48,13 +51,14 @@ pub async fn publish_file(
             continue;
         }
         let mut headers = HeaderMap::new();
-        if let Ok(ev) = decode_event(&line) {
-            headers.insert("Nats-Msg-Id", msg_id(&ev.source, &ev.id).as_str());
-        }
-        let ack = js
-            .publish_with_headers(subject.to_owned(), headers, Bytes::from(line))
-            .await
-            .map_err(|e| Error::Nats(format!("publish: {e}")))?;
+        let subject = match decode_event(&line) {
+            Ok(ev) => {
+                headers.insert("Nats-Msg-Id", msg_id(&ev.source, &ev.id).as_str());
+                publish_subject(prefix, &ev.subject)
+            }
+            Err(_) => format!("{prefix}.events"),
+        };
+        let ack = js.publish_with_headers(subject, headers, Bytes::from(line)).await.map_err(|e| Error::Nats(format!("publish: {e}")))?;
         pending.push(ack.into_future());
         report.messages += 1;
         while pending.len() >= in_flight {

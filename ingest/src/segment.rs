@@ -1,7 +1,7 @@
 //! Ledger segments: Arrow batches written as Parquet through `object_store`, atomically and
 //! durably, and read back to rebuild the dedup index.
 //!
-//! A segment is named `month=YYYY-MM/seg-<first stream seq>-<last stream seq>-<content hash>.parquet`.
+//! A segment is named `month=YYYY-MM/seg-p<partition>-<first stream seq>-<last stream seq>-<content hash>.parquet`.
 //! The content hash (xxh3-64 over its event keys) makes a name identify its content, so writing
 //! is create-only: if the name exists, the same rows are already durable and the write succeeds
 //! without touching it. Object stores write atomically (local: staging file + link); on local
@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use object_store::{ObjectStore, PutMode, PutOptions};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -29,7 +29,7 @@ use meterline_schemas::money::to_scaled_i128;
 use meterline_schemas::period::PeriodLabel;
 
 use crate::config::LedgerConfig;
-use crate::dedup::DedupIndex;
+use crate::dedup::{DedupIndex, KeyTable};
 use crate::error::{Error, Result};
 use crate::validate::Accepted;
 
@@ -40,13 +40,19 @@ pub struct Ledger {
     root: PathBuf,
 }
 
-/// One segment ready to write.
+/// One segment, encoded and ready to write.
 #[derive(Debug)]
 pub struct Segment {
     /// Path relative to the ledger root.
     pub name: String,
-    /// Its rows.
-    pub batch: RecordBatch,
+    /// The month of its events.
+    pub month: PeriodLabel,
+    /// Ledger rows in it.
+    pub rows: usize,
+    /// Dedup keys of its events.
+    pub keys: Vec<u128>,
+    /// The Parquet file.
+    pub bytes: Bytes,
 }
 
 /// What rebuilding the dedup index found.
@@ -77,11 +83,10 @@ impl Ledger {
 
     /// Writes a segment durably; returns its size in bytes.
     pub async fn write(&self, seg: &Segment) -> Result<usize> {
-        let bytes = encode(&seg.batch)?;
-        let size = bytes.len();
+        let size = seg.bytes.len();
         let path = StorePath::from(seg.name.as_str());
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&path, bytes.into(), opts).await {
+        match self.store.put_opts(&path, seg.bytes.clone().into(), opts).await {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 tracing::info!(segment = %seg.name, "segment already durable (same content); not rewritten");
@@ -117,37 +122,90 @@ impl Ledger {
         Ok(names)
     }
 
-    /// Loads the event keys of every segment into `index`. A segment that cannot be read (torn by
-    /// a power loss before its fsync completed, hence never acked) is moved to `quarantine/`.
-    pub async fn rebuild(&self, index: &mut DedupIndex) -> Result<RebuildReport> {
-        let mut report = RebuildReport::default();
-        for name in self.list().await? {
-            let bytes = self
-                .store
-                .get(&StorePath::from(name.as_str()))
-                .await
-                .map_err(|e| Error::Ledger(format!("read {name}: {e}")))?
-                .bytes()
-                .await;
-            let keys = bytes.map_err(|e| Error::Ledger(format!("read {name}: {e}"))).and_then(|b| read_keys(&name, b));
+    /// Names of a partition's segments in one month directory, sorted (blocking file system
+    /// calls: for worker threads).
+    pub fn month_segments_blocking(&self, partition: u32, month: PeriodLabel) -> Result<Vec<String>> {
+        let dir = self.root.join(format!("month={month}"));
+        let mut names = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+            Err(e) => return Err(Error::Ledger(format!("list {}: {e}", dir.display()))),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::Ledger(format!("list {}: {e}", dir.display())))?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.ends_with(".parquet") && segment_partition(&file) == Some(partition) {
+                names.push(format!("month={month}/{file}"));
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The event keys of a partition's segments in `month`, read from the ledger. A segment that
+    /// cannot be read (torn by a power loss before its fsync completed, hence never acked) is
+    /// moved to `quarantine/`: its events are redelivered by JetStream.
+    pub fn month_keys_blocking(&self, partition: u32, month: PeriodLabel, report: &mut RebuildReport) -> Result<KeyTable> {
+        let mut table = KeyTable::default();
+        for name in self.month_segments_blocking(partition, month)? {
+            let path = self.root.join(&name);
+            let keys =
+                std::fs::read(&path).map_err(|e| Error::Ledger(format!("read {name}: {e}"))).and_then(|b| read_keys(&name, b.into()));
             match keys {
                 Ok(keys) => {
-                    index.extend(keys);
+                    for k in keys {
+                        table.insert(k);
+                    }
                     report.segments += 1;
                 }
                 Err(e) => {
                     tracing::error!(segment = %name, error = %e, "unreadable ledger segment moved to quarantine; its events will be redelivered");
-                    let to = StorePath::from(format!("quarantine/{}", name.replace('/', "_")));
-                    self.store
-                        .rename(&StorePath::from(name.as_str()), &to)
-                        .await
-                        .map_err(|e| Error::Ledger(format!("quarantine {name}: {e}")))?;
+                    let to = self.root.join("quarantine").join(name.replace('/', "_"));
+                    std::fs::create_dir_all(self.root.join("quarantine")).map_err(|e| Error::Ledger(format!("quarantine: {e}")))?;
+                    std::fs::rename(&path, &to).map_err(|e| Error::Ledger(format!("quarantine {name}: {e}")))?;
                     report.quarantined.push(name);
                 }
             }
         }
+        Ok(table)
+    }
+
+    /// Rebuilds a partition's dedup index: keys of the months from `horizon_start` on are loaded;
+    /// older months are only noted, and loaded when an event for them arrives.
+    pub fn rebuild_blocking(&self, partition: u32, horizon_start: PeriodLabel, index: &mut DedupIndex) -> Result<RebuildReport> {
+        let mut report = RebuildReport::default();
+        let mut months = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.root) {
+            for entry in rd.flatten() {
+                if let Some(m) =
+                    entry.file_name().to_str().and_then(|n| n.strip_prefix("month=")).and_then(|m| m.parse::<PeriodLabel>().ok())
+                {
+                    months.push(m);
+                }
+            }
+        }
+        months.sort();
+        for month in months {
+            if month >= horizon_start {
+                let keys = self.month_keys_blocking(partition, month, &mut report)?;
+                index.load(month, keys);
+            } else if !self.month_segments_blocking(partition, month)?.is_empty() {
+                index.mark_unloaded(month);
+            }
+        }
         report.keys = index.len();
         Ok(report)
+    }
+}
+
+/// The partition a segment file name belongs to: `seg-p<n>-…`; names written before partitions
+/// existed (`seg-<seq>-…`) belong to partition 0.
+pub fn segment_partition(file: &str) -> Option<u32> {
+    let rest = file.strip_prefix("seg-")?;
+    match rest.strip_prefix('p') {
+        Some(p) => p.split('-').next()?.parse().ok(),
+        None => Some(0),
     }
 }
 
@@ -183,10 +241,16 @@ fn read_keys(name: &str, bytes: Bytes) -> Result<Vec<u128>> {
 }
 
 /// Builds the segments (one per event month) for accepted events of one batch of messages.
-pub fn build_segments(accepted: &[&Accepted], first_seq: u64, last_seq: u64, ingested_at: DateTime<Utc>) -> Result<Vec<Segment>> {
+pub fn build_segments(
+    partition: u32,
+    accepted: &[&Accepted],
+    first_seq: u64,
+    last_seq: u64,
+    ingested_at: DateTime<Utc>,
+) -> Result<Vec<Segment>> {
     let mut by_month: BTreeMap<PeriodLabel, Vec<&Accepted>> = BTreeMap::new();
     for a in accepted {
-        by_month.entry(PeriodLabel::containing(a.event.time)).or_default().push(a);
+        by_month.entry(a.month).or_default().push(a);
     }
     let mut out = Vec::with_capacity(by_month.len());
     for (month, events) in by_month {
@@ -194,9 +258,10 @@ pub fn build_segments(accepted: &[&Accepted], first_seq: u64, last_seq: u64, ing
         for a in &events {
             h.update(&a.key.to_be_bytes());
         }
-        let name = format!("month={month}/seg-{first_seq:012}-{last_seq:012}-{:016x}.parquet", h.digest());
+        let name = format!("month={month}/seg-p{partition:03}-{first_seq:012}-{last_seq:012}-{:016x}.parquet", h.digest());
         let batch = build_batch(&events, &name, ingested_at)?;
-        out.push(Segment { name, batch });
+        let bytes = encode(&batch)?;
+        out.push(Segment { name, month, rows: batch.num_rows(), keys: events.iter().map(|a| a.key).collect(), bytes: bytes.into() });
     }
     Ok(out)
 }

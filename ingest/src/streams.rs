@@ -1,4 +1,5 @@
-//! The usage stream, the dead-letter stream and the durable ingest consumer.
+//! The usage stream (partitioned by subject mapping), the dead-letter stream and the durable
+//! per-partition consumers.
 
 use std::time::Duration;
 
@@ -6,42 +7,94 @@ use async_nats::jetstream::{self, consumer, stream};
 
 use crate::config::IngestConfig;
 use crate::error::{Error, Result};
+use crate::partition;
 
 /// Creates the usage and dead-letter streams when missing (file storage, limits retention).
+///
+/// The usage stream captures `<prefix>.events` and `<prefix>.events.<token>`, and its subject
+/// transform stores the latter as `<prefix>.p.<partition>.<token>` ([`crate::partition`]).
 pub async fn ensure_streams(js: &jetstream::Context, cfg: &IngestConfig) -> Result<(stream::Stream, stream::Stream)> {
-    let usage = ensure_stream(js, &cfg.stream, &cfg.subject_prefix, cfg.duplicate_window_secs).await?;
-    let dlq = ensure_stream(js, &cfg.dlq_stream, &cfg.dlq_subject_prefix, cfg.duplicate_window_secs).await?;
+    let (subjects, src, dest) = partition::stream_subjects(&cfg.subject_prefix, cfg.partitions);
+    let usage = ensure_stream(
+        js,
+        stream::Config {
+            name: cfg.stream.clone(),
+            subjects,
+            subject_transform: Some(stream::SubjectTransform { source: src, destination: dest }),
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(cfg.duplicate_window_secs),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let dlq = ensure_stream(
+        js,
+        stream::Config {
+            name: cfg.dlq_stream.clone(),
+            subjects: vec![format!("{}.>", cfg.dlq_subject_prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(cfg.duplicate_window_secs),
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok((usage, dlq))
 }
 
-async fn ensure_stream(js: &jetstream::Context, name: &str, subject_prefix: &str, duplicate_window_secs: u64) -> Result<stream::Stream> {
-    js.get_or_create_stream(stream::Config {
-        name: name.to_owned(),
-        subjects: vec![format!("{subject_prefix}.>")],
-        storage: stream::StorageType::File,
-        duplicate_window: Duration::from_secs(duplicate_window_secs),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| Error::Nats(format!("stream {name}: {e}")))
+async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream> {
+    let name = config.name.clone();
+    js.get_or_create_stream(config).await.map_err(|e| Error::Nats(format!("stream {name}: {e}")))
 }
 
-/// The durable pull consumer with explicit acks. `max_ack_pending` leaves room for two full
-/// segments in flight, since messages stay unacked until their segment is durable.
-pub async fn ensure_consumer(usage: &stream::Stream, cfg: &IngestConfig) -> Result<consumer::PullConsumer> {
+/// Name of a partition's durable consumer.
+pub fn consumer_name(cfg: &IngestConfig, partition: u32) -> String {
+    format!("{}-p{partition}", cfg.consumer)
+}
+
+/// The partition's durable pull consumer, acknowledged cumulatively (`AckPolicy::All`: one ack
+/// per batch covers every message delivered before it).
+///
+/// Messages still awaiting ack belong to a previous owner that stopped without acking (a crash:
+/// the partition lease guarantees nobody else is working on them). With cumulative acks, acking a
+/// later message would ack those too, unprocessed; so the consumer is recreated to start right
+/// after its ack floor, and they are delivered again at once (their events already in the ledger
+/// are dropped by dedup). Everything at or below the ack floor is durable.
+pub async fn ensure_consumer(usage: &stream::Stream, cfg: &IngestConfig, partition: u32) -> Result<consumer::PullConsumer> {
+    let name = consumer_name(cfg, partition);
+    let err = |what: &'static str| {
+        let name = name.clone();
+        move |e: &dyn std::fmt::Display| Error::Nats(format!("consumer {name}: {what}: {e}"))
+    };
+    let mut deliver_policy = consumer::DeliverPolicy::All;
+    if let Ok(mut existing) = usage.get_consumer::<consumer::pull::Config>(&name).await {
+        let info = existing.info().await.map_err(|e| err("info")(&e))?;
+        if info.num_ack_pending == 0 && info.config.ack_policy == consumer::AckPolicy::All {
+            return Ok(existing);
+        }
+        let floor = info.ack_floor.stream_sequence;
+        tracing::warn!(
+            consumer = %name,
+            unacked = info.num_ack_pending,
+            ack_floor = floor,
+            "messages delivered to a previous owner were never acked; restarting the consumer after its ack floor"
+        );
+        usage.delete_consumer(&name).await.map_err(|e| err("delete")(&e))?;
+        if floor > 0 {
+            deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence: floor + 1 };
+        }
+    }
+    // Room for two full segments in flight, since messages stay unacked until theirs is durable.
     let max_ack_pending = i64::try_from(cfg.segment_max_events.saturating_mul(2)).unwrap_or(i64::MAX).max(1_000);
     usage
-        .get_or_create_consumer(
-            &cfg.consumer,
-            consumer::pull::Config {
-                durable_name: Some(cfg.consumer.clone()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(cfg.ack_wait_secs),
-                max_ack_pending,
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            },
-        )
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subjects: partition::consumer_filters(&cfg.subject_prefix, partition),
+            ack_policy: consumer::AckPolicy::All,
+            ack_wait: Duration::from_secs(cfg.ack_wait_secs),
+            max_ack_pending,
+            deliver_policy,
+            ..Default::default()
+        })
         .await
-        .map_err(|e| Error::Nats(format!("consumer {}: {e}", cfg.consumer)))
+        .map_err(|e| err("create")(&e))
 }

@@ -101,6 +101,10 @@ pub struct IngestArgs {
     /// Exit once the stream is drained and every message is acked.
     #[arg(long)]
     pub until_idle: bool,
+    /// Partitions this worker owns, e.g. `0-3` or `1,5` (default: all of ingest.partitions).
+    /// Several workers run side by side on disjoint sets; each partition has one owner (lease).
+    #[arg(long, value_name = "SET")]
+    pub partitions: Option<meterline_ingest::partition::PartitionSet>,
 }
 
 /// `serve`.

@@ -74,8 +74,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     let published = Arc::new(AtomicU64::new(0));
     let bar = Progress::start("publish", truth.lines, published.clone());
     let t = Instant::now();
-    let published =
-        meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &events_path, 2048, published.clone()).await?;
+    let published = meterline_ingest::publish::publish_file(&js, &cfg.ingest.subject_prefix, &events_path, 2048, published.clone()).await?;
     client.flush().await?;
     bar.finish(published.messages);
     stages.push(Stage { name: "publish", items: published.messages, unit: "events", time: t.elapsed() });
@@ -84,7 +83,8 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     eprintln!("==> ingesting into the ledger at {}", cfg.ledger.path.display());
     let counters = Arc::new(IngestCounters::default());
     let bar = Progress::start("ingest", n, counters_messages(&counters));
-    let report = commands::ingest(&cfg, true, counters.clone(), CancellationToken::new()).await?;
+    let opts = meterline_ingest::RunOptions { until_idle: true, partitions: None };
+    let report = commands::ingest(&cfg, opts, counters.clone(), CancellationToken::new()).await?;
     bar.finish(report.messages);
     // Idle detection waits `idle_timeout` after the last message; report the working time.
     let ingest_time = report.elapsed.saturating_sub(Duration::from_millis(cfg.ingest.idle_timeout_ms));

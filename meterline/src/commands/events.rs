@@ -14,16 +14,15 @@ pub async fn run(cfg: &Config, cmd: EventsCommand) -> anyhow::Result<()> {
     let (client, js) = connect::nats(cfg).await?;
     meterline_ingest::streams::ensure_streams(&js, &cfg.ingest).await?;
     let t = Instant::now();
-    let r =
-        meterline_ingest::publish::publish_file(&js, &cfg.ingest.publish_subject(), &file, in_flight.max(1), Arc::new(AtomicU64::new(0)))
-            .await?;
+    let r = meterline_ingest::publish::publish_file(&js, &cfg.ingest.subject_prefix, &file, in_flight.max(1), Arc::new(AtomicU64::new(0)))
+        .await?;
     client.flush().await?;
     let secs = t.elapsed().as_secs_f64();
     crate::output::emit(format!(
-        "published {} messages from {} to {} in {secs:.2}s ({:.0} msg/s); {} were duplicates JetStream already had",
+        "published {} messages from {} to {}.events.* in {secs:.2}s ({:.0} msg/s); {} were duplicates JetStream already had",
         r.messages,
         file.display(),
-        cfg.ingest.publish_subject(),
+        cfg.ingest.subject_prefix,
         r.messages as f64 / secs.max(1e-9),
         r.duplicates
     ))?;

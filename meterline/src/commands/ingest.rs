@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use meterline_ingest::apikeys::ApiKeyStore;
 use meterline_ingest::segment::Ledger;
-use meterline_ingest::{IngestCounters, IngestReport};
+use meterline_ingest::{IngestCounters, IngestReport, RunOptions};
 
 use crate::cli::IngestArgs;
 use crate::config::Config;
@@ -13,23 +15,25 @@ use crate::connect;
 
 pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_interrupt("finishing the current batch and stopping");
-    let report = ingest(cfg, args.until_idle, Arc::new(IngestCounters::default()), shutdown).await?;
+    let opts = RunOptions { until_idle: args.until_idle, partitions: args.partitions };
+    let report = ingest(cfg, opts, Arc::new(IngestCounters::default()), shutdown).await?;
     crate::output::emit(format!(
-        "ingested {} messages: {} events to the ledger, {} duplicates dropped, {} dead-lettered, {} segments ({:.2}s)",
+        "ingested {} messages: {} events to the ledger, {} duplicates dropped, {} dead-lettered, {} rerouted, {} segments ({:.2}s)",
         report.messages,
         report.valid,
         report.duplicates,
         report.invalid,
+        report.rerouted,
         report.segments,
         report.elapsed.as_secs_f64()
     ))?;
     Ok(())
 }
 
-/// Runs ingest with the stored catalog.
+/// Runs ingest with the stored catalog, and its metrics endpoint when configured.
 pub async fn ingest(
     cfg: &Config,
-    until_idle: bool,
+    opts: RunOptions,
     counters: Arc<IngestCounters>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<IngestReport> {
@@ -37,7 +41,24 @@ pub async fn ingest(
     let catalog = connect::catalog(cfg, &js).await?.load().await?;
     anyhow::ensure!(!catalog.meters.is_empty(), "the catalog has no meters: apply a catalog first (`meterline catalog apply <file>`)");
     let ledger = Ledger::open(&cfg.ledger)?;
-    let report = meterline_ingest::run(&js, &cfg.ingest, &ledger, &catalog, until_idle, counters, shutdown).await?;
+    let metrics = if cfg.ingest.metrics_listen.is_empty() {
+        None
+    } else {
+        let keys = ApiKeyStore::open(&js, &cfg.catalog.bucket_prefix).await?;
+        let listener = tokio::net::TcpListener::bind(cfg.ingest.metrics_listen.as_str()).await.with_context(|| {
+            format!("cannot listen on ingest.metrics_listen = {} (set it to \"\" to disable metrics)", cfg.ingest.metrics_listen)
+        })?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics on GET /metrics (API key required)");
+        let app = meterline_ingest::metrics::router(counters.clone(), keys);
+        let stop = shutdown.child_token();
+        let server = tokio::spawn(meterline_ingest::http::serve(listener, app, stop.clone(), std::time::Duration::from_secs(1)));
+        Some((stop, server))
+    };
+    let report = meterline_ingest::run(&js, &cfg.ingest, &ledger, &catalog, opts, counters, shutdown).await;
+    if let Some((stop, server)) = metrics {
+        stop.cancel();
+        let _ = server.await;
+    }
     client.flush().await?;
-    Ok(report)
+    Ok(report?)
 }

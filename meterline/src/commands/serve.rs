@@ -29,13 +29,12 @@ pub async fn run(mut cfg: Config, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on http.listen = {}", cfg.http.listen))?;
     let addr = listener.local_addr()?;
-    let app = http::router(HttpIngest::new(client.clone(), js, cfg.ingest.publish_subject(), keys), &cfg.http);
+    let app = http::router(HttpIngest::new(client.clone(), js, cfg.ingest.subject_prefix.clone(), keys), &cfg.http);
 
     let shutdown = crate::shutdown::on_interrupt("finishing requests in flight and stopping");
     crate::output::emit(format!(
-        "listening on http://{addr}: POST /v1/events → {} (stream {}); Ctrl-C stops",
-        cfg.ingest.publish_subject(),
-        cfg.ingest.stream
+        "listening on http://{addr}: POST /v1/events → {}.events.<customer token> (stream {}); Ctrl-C stops",
+        cfg.ingest.subject_prefix, cfg.ingest.stream
     ))?;
     // Requests in flight end within the request timeout; the margin covers writing the answers.
     let drain = cfg.http.request_timeout() + Duration::from_secs(2);

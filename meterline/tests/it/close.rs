@@ -29,9 +29,17 @@ async fn closing_twice_writes_identical_rows_once() {
     let catalog = store.load().await.unwrap();
     let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    meterline_ingest::run(&env.js, &env.ingest, &ledger, &catalog, true, std::sync::Arc::new(IngestCounters::default()), shutdown)
-        .await
-        .unwrap();
+    meterline_ingest::run(
+        &env.js,
+        &env.ingest,
+        &ledger,
+        &catalog,
+        meterline_ingest::RunOptions { until_idle: true, partitions: None },
+        std::sync::Arc::new(IngestCounters::default()),
+        shutdown,
+    )
+    .await
+    .unwrap();
 
     let ch = env.clickhouse().await;
     let period = "2026-10".parse().unwrap();

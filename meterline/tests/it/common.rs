@@ -42,6 +42,10 @@ impl TestEnv {
             ack_wait_secs: 2,
             idle_timeout_ms: 300,
             duplicate_window_secs: 120,
+            partitions: 1,
+            lease_secs: 3,
+            dedup_horizon_days: 45,
+            metrics_listen: String::new(),
         };
         let ch = ClickHouseConfig { url: ch_url, database: name.clone(), user: "default".into(), password: Secret::default() };
         let client = async_nats::connect(nats_url.as_str())
@@ -77,11 +81,20 @@ impl TestEnv {
             headers.insert("Nats-Msg-Id", msg_id(&ev.source, &ev.id).as_str());
         }
         self.js
-            .publish_with_headers(self.ingest.publish_subject(), headers, body.to_owned().into())
+            .publish_with_headers(self.subject_for(body), headers, body.to_owned().into())
             .await
             .expect("publish")
             .await
             .expect("publish ack");
+    }
+
+    /// The subject a producer would use: the customer's for a single event, the plain one
+    /// otherwise (ingest reroutes or dead-letters what is in it).
+    pub fn subject_for(&self, body: &str) -> String {
+        match meterline_schemas::event::decode_event(body) {
+            Ok(ev) => self.ingest.publish_subject(&ev.subject),
+            Err(_) => format!("{}.events", self.ingest.subject_prefix),
+        }
     }
 
     /// Environment for a `meterline` child process pointing at this test's namespace.
@@ -101,6 +114,10 @@ impl TestEnv {
             ("INGEST__LINGER_MS", i.linger_ms.to_string()),
             ("INGEST__ACK_WAIT_SECS", i.ack_wait_secs.to_string()),
             ("INGEST__IDLE_TIMEOUT_MS", i.idle_timeout_ms.to_string()),
+            ("INGEST__PARTITIONS", i.partitions.to_string()),
+            ("INGEST__LEASE_SECS", i.lease_secs.to_string()),
+            ("INGEST__DUPLICATE_WINDOW_SECS", i.duplicate_window_secs.to_string()),
+            ("INGEST__METRICS_LISTEN", i.metrics_listen.clone()),
             ("CATALOG__BUCKET_PREFIX", self.bucket_prefix.clone()),
         ]
         .into_iter()

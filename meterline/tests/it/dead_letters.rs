@@ -27,7 +27,7 @@ async fn invalid_event_is_dead_lettered_with_reason_and_acked() {
         &env.ingest,
         &ledger,
         &catalog,
-        true,
+        meterline_ingest::RunOptions { until_idle: true, partitions: None },
         Arc::new(IngestCounters::default()),
         tokio_util::sync::CancellationToken::new(),
     )
@@ -36,8 +36,14 @@ async fn invalid_event_is_dead_lettered_with_reason_and_acked() {
     assert_eq!((report.valid, report.invalid, report.messages), (1, 3, 4));
 
     // Every message is acked: nothing pending, nothing awaiting an ack.
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-        env.js.get_stream(&env.ingest.stream).await.unwrap().get_consumer(&env.ingest.consumer).await.unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = env
+        .js
+        .get_stream(&env.ingest.stream)
+        .await
+        .unwrap()
+        .get_consumer(&meterline_ingest::streams::consumer_name(&env.ingest, 0))
+        .await
+        .unwrap();
     let info = consumer.info().await.unwrap();
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
 

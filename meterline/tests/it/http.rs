@@ -43,11 +43,11 @@ impl Server {
         Self::start_with(env, cfg, None).await
     }
 
-    /// `subject` overrides the usage subject (to publish where no stream listens).
+    /// `subject` overrides the usage subject prefix (to publish where no stream listens).
     async fn start_with(env: TestEnv, cfg: HttpConfig, subject: Option<String>) -> Server {
         let keys = ApiKeyStore::open(&env.js, &env.bucket_prefix).await.unwrap();
         let key = keys.create("test producer").await.unwrap().expose().to_owned();
-        let subject = subject.unwrap_or_else(|| env.ingest.publish_subject());
+        let subject = subject.unwrap_or_else(|| env.ingest.subject_prefix.clone());
         let app = router(HttpIngest::new(env.client.clone(), env.js.clone(), subject, keys.clone()), &cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -280,7 +280,7 @@ async fn limits_and_content_types() {
 async fn nats_failure_is_503_and_never_success() {
     // A subject no stream captures: JetStream cannot store the events.
     let env = TestEnv::new("http_503").await;
-    let subject = format!("{}.nowhere.events", env.bucket_prefix.trim_end_matches('_'));
+    let subject = format!("{}.nowhere", env.bucket_prefix.trim_end_matches('_'));
     let s = Server::start_with(env, HttpConfig::default(), Some(subject)).await;
     let r = s.post(BATCH, format!("[{},{}]", ev("u1"), ev("u2"))).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);

@@ -23,7 +23,17 @@ async fn late_usage_shows_in_rerate_and_leaves_invoices_alone() {
     let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
     let ingest = || async {
         let token = tokio_util::sync::CancellationToken::new();
-        meterline_ingest::run(&env.js, &env.ingest, &ledger, &catalog, true, Arc::new(IngestCounters::default()), token).await.unwrap()
+        meterline_ingest::run(
+            &env.js,
+            &env.ingest,
+            &ledger,
+            &catalog,
+            meterline_ingest::RunOptions { until_idle: true, partitions: None },
+            Arc::new(IngestCounters::default()),
+            token,
+        )
+        .await
+        .unwrap()
     };
     for m in messages() {
         env.publish(&m).await;
