@@ -176,3 +176,52 @@ pub fn segment_count(root: &Path) -> usize {
     }
     walk(root)
 }
+
+/// What the ledger under `root` holds, read straight from its Parquet files.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    /// Rows (one per event and meter).
+    pub rows: usize,
+    /// Distinct event keys.
+    pub distinct_events: usize,
+    /// Σ value, as integer units of 10⁻⁹ (the column's scale).
+    pub value_sum_nanos: i128,
+    /// Segment files.
+    pub segments: usize,
+}
+
+pub fn ledger_totals(root: &Path) -> LedgerTotals {
+    use arrow::array::{Array, Decimal128Array, FixedSizeBinaryArray};
+    fn files(p: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "quarantine") {
+                    files(&path, out);
+                }
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    files(root, &mut paths);
+    let mut t = LedgerTotals { segments: paths.len(), ..Default::default() };
+    let mut keys = std::collections::HashSet::new();
+    for p in paths {
+        let file = std::fs::File::open(&p).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            t.rows += batch.num_rows();
+            let k = batch.column_by_name("event_key").unwrap().as_any().downcast_ref::<FixedSizeBinaryArray>().unwrap();
+            for i in 0..k.len() {
+                keys.insert(k.value(i).to_vec());
+            }
+            let v = batch.column_by_name("value").unwrap().as_any().downcast_ref::<Decimal128Array>().unwrap();
+            t.value_sum_nanos += v.iter().flatten().sum::<i128>();
+        }
+    }
+    t.distinct_events = keys.len();
+    t
+}
