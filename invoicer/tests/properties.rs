@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use meterline_ingest::LedgerConfig;
 use meterline_ingest::segment::{Ledger, build_segments};
 use meterline_ingest::validate::{Accepted, Validator};
-use meterline_invoicer::{Invoice, build_invoices};
+use meterline_invoicer::{CreditUsage, Invoice, build_invoices};
 use meterline_schemas::catalog::{Catalog, CatalogFile};
 use meterline_schemas::invoice::LineKind;
 use meterline_schemas::money::RoundingMode;
@@ -96,7 +96,7 @@ fn close(accepted: &[Accepted], order: &[usize], cuts: &[usize], rt: &tokio::run
             }
         }
         let rated = meterline_rater::rate_period(dir.path(), &catalog(), "2026-10".parse().unwrap()).await.unwrap();
-        build_invoices(&rated, &catalog(), "2026-10".parse().unwrap(), RoundingMode::HalfUp).unwrap()
+        build_invoices(&rated, &catalog(), "2026-10".parse().unwrap(), RoundingMode::HalfUp, &CreditUsage::none()).unwrap()
     })
 }
 

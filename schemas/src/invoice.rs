@@ -31,6 +31,12 @@ pub enum LineKind {
     Tax = 3,
     /// True-up to a plan's minimum usage commitment.
     Commitment = 4,
+    /// Seats: per-seat price × seat count, prorated by seconds (and seat-change true-ups).
+    Seats = 5,
+    /// A coupon's discount (zero or negative).
+    Discount = 6,
+    /// A prepaid credit grant applied to the amount due (negative).
+    Credit = 7,
 }
 
 /// One row of `invoices`.
@@ -55,13 +61,13 @@ pub struct InvoiceRow {
     pub plan: String,
     /// Plan version.
     pub plan_version: u32,
-    /// Sum of non-tax lines.
+    /// Sum of the lines before tax: charges and discounts (not credits).
     #[serde(with = "ch_decimal")]
     pub subtotal: Decimal,
     /// Sum of tax lines.
     #[serde(with = "ch_decimal")]
     pub tax: Decimal,
-    /// `subtotal + tax`.
+    /// The amount due: `subtotal + tax` minus prepaid credits applied, i.e. the sum of all lines.
     #[serde(with = "ch_decimal")]
     pub total: Decimal,
     /// Number of lines.
@@ -140,10 +146,10 @@ pub struct SpendRow {
     /// Rounded usage lines (including a commitment true-up).
     #[serde(with = "ch_decimal")]
     pub usage_amount: Decimal,
-    /// Rounded recurring fees.
+    /// Rounded recurring fees and seats (including fees billed in advance).
     #[serde(with = "ch_decimal")]
     pub fees: Decimal,
-    /// `usage_amount + fees`.
+    /// `usage_amount + fees` plus coupon discounts (negative): the invoice subtotal so far.
     #[serde(with = "ch_decimal")]
     pub subtotal: Decimal,
     /// Ledger rows behind the usage.
