@@ -105,6 +105,8 @@ fn discount(coupon: &Coupon, cycle: u32, left: Decimal, target: &str, currency: 
             (-(off.min(base)), desc)
         }
     };
+    // No "-0": a zero discount is written as 0.
+    let unrounded = if unrounded.is_zero() { Decimal::ZERO } else { unrounded };
     let mut c = Charge::new(LineKind::Discount, desc, base, "discount", unrounded, breakdown);
     c.meter = coupon.meter.clone().unwrap_or_default();
     Ok(c)
