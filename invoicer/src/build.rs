@@ -101,7 +101,13 @@ pub fn build_invoices(
     rated.iter().map(|r| build_one(r, catalog, label, rounding, &mut usage)).collect()
 }
 
-fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode, credits: &mut CreditUsage) -> Result<Invoice> {
+fn build_one(
+    r: &RatedSubscription,
+    catalog: &Catalog,
+    label: PeriodLabel,
+    rounding: RoundingMode,
+    credits: &mut CreditUsage,
+) -> Result<Invoice> {
     let period = label.to_string();
     let currency: Currency = r.plan.currency;
     let id = invoice_id(&r.subscription.id, &period, FIRST_REVISION);

@@ -111,7 +111,13 @@ impl CreditUsage {
 }
 
 /// Credit lines paying `due` on `r`'s invoice, recording what they use in `usage`.
-pub(crate) fn apply_credits(r: &RatedSubscription, catalog: &Catalog, due: Decimal, currency: Currency, usage: &mut CreditUsage) -> Vec<Charge> {
+pub(crate) fn apply_credits(
+    r: &RatedSubscription,
+    catalog: &Catalog,
+    due: Decimal,
+    currency: Currency,
+    usage: &mut CreditUsage,
+) -> Vec<Charge> {
     let period_end = r.window.period_end;
     let mut grants: Vec<&CreditGrant> =
         catalog.credit_grants.values().filter(|g| g.customer == r.customer.key && g.usable_for(period_end)).collect();
@@ -141,12 +147,7 @@ pub(crate) fn apply_credits(r: &RatedSubscription, catalog: &Catalog, due: Decim
             "remaining": currency.format(remaining),
         });
         let name = g.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-        let desc = format!(
-            "Prepaid credit {}{name}: {} applied, {} remaining",
-            g.id,
-            currency.format(applied),
-            currency.format(remaining)
-        );
+        let desc = format!("Prepaid credit {}{name}: {} applied, {} remaining", g.id, currency.format(applied), currency.format(remaining));
         out.push(Charge::new(LineKind::Credit, desc, balance, "credit", -applied, breakdown));
     }
     out

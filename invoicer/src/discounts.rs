@@ -52,9 +52,9 @@ pub(crate) fn discounts(
     let mut left_by_meter: std::collections::HashMap<&str, Decimal> = std::collections::HashMap::new();
     for (coupon, cycle) in in_effect.iter().filter(|(c, _)| c.meter.is_some()) {
         let meter = coupon.meter.as_deref().unwrap_or_default();
-        let left = left_by_meter.entry(meter).or_insert_with(|| {
-            charges.iter().filter(|l| l.kind == LineKind::Usage as i8 && l.meter == meter).map(|l| l.amount).sum()
-        });
+        let left = left_by_meter
+            .entry(meter)
+            .or_insert_with(|| charges.iter().filter(|l| l.kind == LineKind::Usage as i8 && l.meter == meter).map(|l| l.amount).sum());
         let target = catalog.meters.get(meter).and_then(|m| m.name.clone()).unwrap_or_else(|| meter.to_owned());
         let c = discount(coupon, *cycle, *left, &target, currency, rounding)?;
         let amount = round_line(c.unrounded, currency, rounding);

@@ -372,8 +372,8 @@ impl Catalog {
             let customer = self.customers.get(&g.customer).ok_or_else(|| {
                 Error::catalog(format!("credit_grants[{id}].customer"), format!("{:?} is not a known customer", g.customer))
             })?;
-            let currency =
-                Currency::from_code(&customer.currency).map_err(|e| Error::catalog(format!("customers[{}].currency", customer.key), e.to_string()))?;
+            let currency = Currency::from_code(&customer.currency)
+                .map_err(|e| Error::catalog(format!("customers[{}].currency", customer.key), e.to_string()))?;
             g.validate(Some(currency))?;
         }
         self.check_overlaps()?;
@@ -422,8 +422,10 @@ impl Catalog {
         let mut seen = BTreeSet::new();
         for (i, r) in s.coupons.iter().enumerate() {
             let at = format!("subscriptions[{}].coupons[{i}]", s.id);
-            let coupon =
-                self.coupons.get(&r.code).ok_or_else(|| Error::catalog(format!("{at}.code"), format!("{:?} is not a known coupon", r.code)))?;
+            let coupon = self
+                .coupons
+                .get(&r.code)
+                .ok_or_else(|| Error::catalog(format!("{at}.code"), format!("{:?} is not a known coupon", r.code)))?;
             if !seen.insert(r.code.as_str()) {
                 return Err(Error::catalog(format!("{at}.code"), format!("{:?} is redeemed twice", r.code)));
             }
@@ -1016,7 +1018,10 @@ subscriptions:
         let e = parse(&with_seats.replace("seat_price: \"12\"\n        ", "")).unwrap_err().to_string();
         assert!(e.contains("subscriptions[sub-acme].seats: plan starter@1 has no seat_price"), "{e}");
         let e = parse(&with_seats.replace("2026-03-01T00:00:00Z\", seats: 2", "2026-02-01T00:00:00Z\", seats: 2")).unwrap_err().to_string();
-        assert!(e.contains("subscriptions[sub-acme].seat_changes[1].at: 2026-02-01 00:00:00 UTC must be after 2026-02-10 00:00:00 UTC"), "{e}");
+        assert!(
+            e.contains("subscriptions[sub-acme].seat_changes[1].at: 2026-02-01 00:00:00 UTC must be after 2026-02-10 00:00:00 UTC"),
+            "{e}"
+        );
         let e = parse(&seats.replace("billing: advance", "billing: upfront")).unwrap_err().to_string();
         assert!(e.contains("plans[0].versions[0].billing"), "{e}");
 
@@ -1041,7 +1046,10 @@ credit_grants:
         let e = parse(&text.replace("{ code: WELCOME }", "{ code: NOPE }")).unwrap_err().to_string();
         assert!(e.contains("subscriptions[sub-acme].coupons[0].code: \"NOPE\" is not a known coupon"), "{e}");
         let e = parse(&text.replace("currency: USD, meter", "currency: EUR, meter")).unwrap_err().to_string();
-        assert!(e.contains("subscriptions[sub-acme].coupons[1].code: coupon TOKENS5 takes EUR off but plan starter@1 is priced in USD"), "{e}");
+        assert!(
+            e.contains("subscriptions[sub-acme].coupons[1].code: coupon TOKENS5 takes EUR off but plan starter@1 is priced in USD"),
+            "{e}"
+        );
         let e = parse(&text.replace("meter: tokens, duration", "meter: api_calls2, duration")).unwrap_err().to_string();
         assert!(e.contains("coupons[TOKENS5].meter: \"api_calls2\" is not a known meter"), "{e}");
         let e = parse(&text.replace("start: \"2026-03-01T00:00:00Z\"", "start: \"2025-03-01T00:00:00Z\"")).unwrap_err().to_string();

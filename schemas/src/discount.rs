@@ -108,7 +108,8 @@ impl Coupon {
                 }
             }
             (None, Some(a)) => {
-                let code = self.currency.as_deref().ok_or_else(|| Error::catalog(format!("{at}.currency"), "is required with amount_off"))?;
+                let code =
+                    self.currency.as_deref().ok_or_else(|| Error::catalog(format!("{at}.currency"), "is required with amount_off"))?;
                 let currency = Currency::from_code(code).map_err(|e| Error::catalog(format!("{at}.currency"), e.to_string()))?;
                 if a <= Decimal::ZERO {
                     return Err(Error::catalog(format!("{at}.amount_off"), format!("{a} must be greater than 0")));
