@@ -41,8 +41,10 @@ pub(crate) fn fixed_charges(r: &RatedSubscription, label: PeriodLabel) -> Result
             if let Some(fee) = fee {
                 out.push(arrears_fee(r, fee)?);
             }
-            if let Some(price) = r.plan.seat_price {
-                out.push(seats(r, price, label, &r.window, Part::Whole, format!("{} seats", r.plan.name))?);
+            match (r.plan.seat_price, r.metered_seats) {
+                (Some(price), Some(n)) => out.push(metered_seats(r, price, n, label)?),
+                (Some(price), None) => out.push(seats(r, price, label, &r.window, Part::Whole, format!("{} seats", r.plan.name))?),
+                _ => {}
             }
         }
         FeeBilling::Advance => {
@@ -113,6 +115,32 @@ fn advance_fee(r: &RatedSubscription, fee: Decimal, service: PeriodLabel, w: &Wi
     let prorated = if w.is_full() { "" } else { " (prorated)" };
     let desc = format!("{} plan fee, {service} {why}{prorated}", r.plan.name);
     Ok(Charge::new(LineKind::Recurring, desc, Decimal::ONE, "recurring", unrounded, breakdown))
+}
+
+/// Seats counted by the plan's `seat_meter` (MAX: the peak, LATEST: the last value in the
+/// active part of the period), in arrears, prorated like the fee by the active part of the
+/// period: `price × n × active_seconds ÷ period_seconds`.
+fn metered_seats(r: &RatedSubscription, price: Decimal, n: Decimal, service: PeriodLabel) -> Result<Charge> {
+    let meter = r.plan.seat_meter.clone().unwrap_or_default();
+    if n < Decimal::ZERO {
+        return Err(Error::Catalog(format!("seat meter {meter} of subscription {} is negative: {n}", r.subscription.id)));
+    }
+    let (active, total) = r.window.seconds();
+    let unrounded = prorate(price, n, active, total)?;
+    let seat_periods = prorate(Decimal::ONE, n, active, total)?;
+    let breakdown = json!({
+        "seat_price": price.to_string(),
+        "billing": "arrears",
+        "service_period": service.to_string(),
+        "basis": "seconds",
+        "period_seconds": total,
+        "seat_meter": meter,
+        "segments": [ { "from": r.window.start.to_rfc3339(), "until": r.window.end.to_rfc3339(), "seats": n.to_string(), "seconds": active } ],
+        "seat_periods": seat_periods.normalize().to_string(),
+    });
+    let mut c = Charge::new(LineKind::Seats, format!("{} seats", r.plan.name), seat_periods, "seats", unrounded, breakdown);
+    c.meter = meter;
+    Ok(c)
 }
 
 /// Which part of a window's seats a line bills.

@@ -104,9 +104,13 @@ pub struct PlanVersionSpec {
     /// Flat fee per billing period, prorated for partial periods.
     #[serde(default, with = "exact::option")]
     pub recurring_fee: Option<Decimal>,
-    /// Price of one seat per billing period; the subscription says how many seats.
+    /// Price of one seat per billing period; the subscription says how many seats, or
+    /// `seat_meter` does.
     #[serde(default, with = "exact::option")]
     pub seat_price: Option<Decimal>,
+    /// A MAX or LATEST meter whose period value is the seat count (billed in arrears).
+    #[serde(default)]
+    pub seat_meter: Option<String>,
     /// `arrears` (default) or `advance`: when the recurring fee and seats are billed.
     #[serde(default)]
     pub billing: Option<FeeBilling>,
@@ -184,6 +188,9 @@ pub struct PlanVersion {
     /// Price of one seat per period.
     #[serde(default, with = "exact::option")]
     pub seat_price: Option<Decimal>,
+    /// Meter giving the seat count per period, instead of the subscription's `seats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat_meter: Option<String>,
     /// When the fee and seats are billed.
     #[serde(default)]
     pub billing: FeeBilling,
@@ -351,20 +358,29 @@ impl Catalog {
                     ),
                 ));
             }
-            match (plan.seat_price.is_some(), s.seats.is_some()) {
-                (true, false) => {
+            if let Some(m) = &plan.seat_meter {
+                if s.seats.is_some() {
                     return Err(Error::catalog(
                         format!("{at}.seats"),
-                        format!("is required: plan {}@{} has a seat_price", s.plan, s.plan_version),
+                        format!("plan {}@{} counts seats with meter {m}; remove seats", s.plan, s.plan_version),
                     ));
                 }
-                (false, true) => {
-                    return Err(Error::catalog(
-                        format!("{at}.seats"),
-                        format!("plan {}@{} has no seat_price; remove seats or use a plan with one", s.plan, s.plan_version),
-                    ));
+            } else {
+                match (plan.seat_price.is_some(), s.seats.is_some()) {
+                    (true, false) => {
+                        return Err(Error::catalog(
+                            format!("{at}.seats"),
+                            format!("is required: plan {}@{} has a seat_price", s.plan, s.plan_version),
+                        ));
+                    }
+                    (false, true) => {
+                        return Err(Error::catalog(
+                            format!("{at}.seats"),
+                            format!("plan {}@{} has no seat_price; remove seats or use a plan with one", s.plan, s.plan_version),
+                        ));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
             self.check_redemptions(s, plan)?;
         }
@@ -386,6 +402,16 @@ impl Catalog {
             }
         }
         for plan in self.plans.values() {
+            if let Some(m) = &plan.seat_meter {
+                let at = format!("plans[{}].versions[{}].seat_meter", plan.plan, plan.version);
+                let meter = self.meters.get(m).ok_or_else(|| Error::catalog(&at, format!("{m:?} is not a known meter")))?;
+                if !matches!(meter.aggregation, crate::meter::Aggregation::Max | crate::meter::Aggregation::Latest) {
+                    return Err(Error::catalog(
+                        &at,
+                        format!("a seat count comes from a MAX or LATEST meter; {m} is {}", meter.aggregation),
+                    ));
+                }
+            }
             for p in &plan.prices {
                 let at = format!("plans[{}].versions[{}].prices[{}]", plan.plan, plan.version, p.meter);
                 let meter = self
@@ -473,7 +499,7 @@ impl Catalog {
                     let meters = |s: &Subscription| -> BTreeSet<String> {
                         self.plans
                             .get(&(s.plan.clone(), s.plan_version))
-                            .map(|p| p.prices.iter().map(|x| x.meter.clone()).collect())
+                            .map(|p| p.prices.iter().map(|x| x.meter.clone()).chain(p.seat_meter.clone()).collect())
                             .unwrap_or_default()
                     };
                     if let Some(m) = meters(a).intersection(&meters(b)).next() {
@@ -662,6 +688,20 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         return Err(Error::catalog(format!("{at}.recurring_fee"), format!("{fee} must not be negative")));
     }
     let seat_price = non_negative(&format!("{at}.seat_price"), v.seat_price)?;
+    if let Some(m) = &v.seat_meter {
+        if seat_price.is_none() {
+            return Err(Error::catalog(format!("{at}.seat_meter"), format!("{m:?} needs a seat_price")));
+        }
+        if v.billing == Some(FeeBilling::Advance) {
+            return Err(Error::catalog(
+                format!("{at}.seat_meter"),
+                "seats counted by a meter are only known at the period's end: use billing arrears or subscription seats",
+            ));
+        }
+        if v.prices.iter().any(|p| &p.meter == m) {
+            return Err(Error::catalog(format!("{at}.seat_meter"), format!("{m:?} is also priced as usage; it would be billed twice")));
+        }
+    }
     let mut seen = BTreeSet::new();
     let mut prices = Vec::with_capacity(v.prices.len());
     for ps in &v.prices {
@@ -693,6 +733,7 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         currency,
         recurring_fee: v.recurring_fee,
         seat_price,
+        seat_meter: v.seat_meter.clone(),
         billing: v.billing.unwrap_or_default(),
         prices,
         minimum_commitment,
@@ -1024,6 +1065,18 @@ subscriptions:
         );
         let e = parse(&seats.replace("billing: advance", "billing: upfront")).unwrap_err().to_string();
         assert!(e.contains("plans[0].versions[0].billing"), "{e}");
+
+        // Seats from a meter (MAX or LATEST), in arrears only.
+        let metered = YAML
+            .replace(r#"recurring_fee: "29""#, "recurring_fee: \"29\"\n        seat_price: \"12\"\n        seat_meter: peak")
+            .replace("meters:\n", "meters:\n  - { key: peak, event_type: seats, aggregation: MAX, value: n }\n");
+        assert_eq!(parse(&metered).unwrap().plans[&("starter".to_string(), 1)].seat_meter.as_deref(), Some("peak"));
+        let e = parse(&metered.replace("aggregation: MAX, value: n", "aggregation: SUM, value: n")).unwrap_err().to_string();
+        assert!(e.contains("plans[starter].versions[1].seat_meter: a seat count comes from a MAX or LATEST meter; peak is SUM"), "{e}");
+        let e = parse(&metered.replace("seat_meter: peak", "seat_meter: peak\n        billing: advance")).unwrap_err().to_string();
+        assert!(e.contains("plans[starter].versions[1].seat_meter: seats counted by a meter are only known at the period's end"), "{e}");
+        let e = parse(&metered.replace("anchor_day: 1 }", "anchor_day: 1, seats: 3 }")).unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme].seats: plan starter@1 counts seats with meter peak; remove seats"), "{e}");
 
         let coupons = r#"
 coupons:
