@@ -9,6 +9,7 @@
 mod catalog_store;
 mod close;
 mod common;
+mod credits;
 mod dead_letters;
 mod http;
 mod price;
