@@ -15,9 +15,9 @@
 pub mod build;
 pub mod close;
 pub mod credits;
-mod discounts;
+pub mod discounts;
 pub mod error;
-mod fees;
+pub mod fees;
 pub mod ids;
 pub mod rerate;
 pub mod spend;

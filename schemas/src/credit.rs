@@ -102,6 +102,27 @@ mod tests {
     }
 
     #[test]
+    fn burn_order_is_priority_then_expiry_then_grant_time() {
+        let g = |id: &str, prio: u32, exp: Option<&str>, at: &str| CreditGrant {
+            id: id.into(),
+            priority: prio,
+            expires_at: exp.map(t),
+            granted_at: t(at),
+            ..grant()
+        };
+        let mut gs = [
+            g("never", 1, None, "2026-01-01T00:00:00Z"),
+            g("late-grant", 1, Some("2026-12-01T00:00:00Z"), "2026-10-10T00:00:00Z"),
+            g("early-grant", 1, Some("2026-12-01T00:00:00Z"), "2026-10-01T00:00:00Z"),
+            g("soon", 1, Some("2026-11-01T00:00:00Z"), "2026-10-20T00:00:00Z"),
+            g("first", 0, None, "2026-10-25T00:00:00Z"),
+        ];
+        gs.sort_by(|a, b| a.burn_order().cmp(&b.burn_order()));
+        let ids: Vec<&str> = gs.iter().map(|g| g.id.as_str()).collect();
+        assert_eq!(ids, ["first", "soon", "early-grant", "late-grant", "never"]);
+    }
+
+    #[test]
     fn validation_names_entry_and_field() {
         let usd = Some(Currency::from_code("USD").unwrap());
         let mut g = grant();

@@ -39,6 +39,30 @@ pub enum LineKind {
     Credit = 7,
 }
 
+impl LineKind {
+    /// Every kind, in `Enum8` order.
+    pub const ALL: [LineKind; 7] =
+        [LineKind::Recurring, LineKind::Usage, LineKind::Tax, LineKind::Commitment, LineKind::Seats, LineKind::Discount, LineKind::Credit];
+
+    /// The `Enum8` name, as in ClickHouse.
+    pub fn name(self) -> &'static str {
+        match self {
+            LineKind::Recurring => "recurring",
+            LineKind::Usage => "usage",
+            LineKind::Tax => "tax",
+            LineKind::Commitment => "commitment",
+            LineKind::Seats => "seats",
+            LineKind::Discount => "discount",
+            LineKind::Credit => "credit",
+        }
+    }
+
+    /// The name of a stored `kind` value; `"unknown"` for a value this build does not know.
+    pub fn name_of(kind: i8) -> &'static str {
+        Self::ALL.iter().find(|k| **k as i8 == kind).map_or("unknown", |k| k.name())
+    }
+}
+
 /// One row of `invoices`.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
 pub struct InvoiceRow {
