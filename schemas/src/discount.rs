@@ -134,15 +134,43 @@ impl Coupon {
     }
 }
 
-/// A subscription's redemption of a coupon.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A subscription's redemption of a coupon: `{ code, start }`, or just the code (`WELCOME20`)
+/// to start with the subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Redemption {
     /// Coupon code.
     pub code: String,
     /// From when it applies; the subscription's start when absent.
-    #[serde(default)]
     pub start: Option<DateTime<Utc>>,
+}
+
+/// The map form of [`Redemption`], with the derived (field-naming) errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedemptionMap {
+    code: String,
+    #[serde(default)]
+    start: Option<DateTime<Utc>>,
+}
+
+impl<'de> Deserialize<'de> for Redemption {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Redemption;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a coupon code or { code, start }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Redemption, E> {
+                Ok(Redemption { code: v.to_owned(), start: None })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> std::result::Result<Redemption, A::Error> {
+                let m = RedemptionMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Redemption { code: m.code, start: m.start })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The 1-based cycle number of `label` counted from the cycle containing `start`, for a
@@ -208,6 +236,19 @@ mod tests {
         assert_eq!([oct, nov, dec].map(|l| applies_in(&two, l, 1, start)), [Some(1), Some(2), None]);
         let forever = coupon(CouponDuration::Forever, None);
         assert_eq!(applies_in(&forever, "2030-01".parse().unwrap(), 1, start), Some(40));
+    }
+
+    #[test]
+    fn redemptions_are_a_code_or_a_map() {
+        let v: Vec<Redemption> = serde_json::from_str(r#"["A", {"code": "B", "start": "2026-10-20T00:00:00Z"}, {"code": "C"}]"#).unwrap();
+        assert_eq!(v[0], Redemption { code: "A".into(), start: None });
+        assert_eq!(v[1].start, Some(t("2026-10-20T00:00:00Z")));
+        assert_eq!(v[2], Redemption { code: "C".into(), start: None });
+        let e = serde_json::from_str::<Vec<Redemption>>(r#"[{"code": "B", "from": "x"}]"#).unwrap_err().to_string();
+        assert!(e.contains("unknown field `from`"), "{e}");
+        // Stored form round-trips.
+        let back: Vec<Redemption> = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]
