@@ -1,10 +1,16 @@
 //! Rated usage → invoices. Every line is rounded exactly once, by
 //! [`meterline_schemas::money::round_line`]; subtotal, tax and total are sums of rounded lines.
 //!
-//! Line order: the recurring fee, usage lines in the plan's price order, the minimum-commitment
-//! true-up when usage falls short, then tax.
-//! Tax: one line per invoice at the customer's jurisdiction rate, computed on the rounded
-//! subtotal and rounded once (per-invoice tax rounding).
+//! Line order:
+//! 1. fixed charges: the recurring fee, then seats (`fees.rs`: arrears or advance);
+//! 2. usage lines in the plan's price order;
+//! 3. the minimum-commitment true-up when usage (before discounts) falls short;
+//! 4. coupon discounts, meter coupons first (`discounts.rs`);
+//! 5. tax: one line per invoice at the customer's jurisdiction rate, computed on the rounded
+//!    subtotal (charges and discounts) and rounded once (per-invoice tax rounding);
+//! 6. prepaid credits applied to the amount due after tax (`credits.rs`).
+//!
+//! Header: `subtotal` = lines 1–4, `tax` = line 5, `total` = the amount due = every line.
 
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -15,7 +21,10 @@ use meterline_schemas::invoice::{InvoiceLineRow, InvoiceRow, InvoiceStatus, Line
 use meterline_schemas::money::{COLUMN_SCALE, Currency, RoundingMode, round_line};
 use meterline_schemas::period::PeriodLabel;
 
+use crate::credits::{CreditUsage, apply_credits};
+use crate::discounts::discounts;
 use crate::error::{Error, Result};
+use crate::fees::fixed_charges;
 use crate::ids::invoice_id;
 
 /// An invoice with its lines.
@@ -41,67 +50,94 @@ fn column_quantity(q: Decimal) -> Decimal {
     q.round_dp(COLUMN_SCALE)
 }
 
-/// Builds the invoices of `label` from rated subscriptions.
-pub fn build_invoices(rated: &[RatedSubscription], catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<Vec<Invoice>> {
-    rated.iter().map(|r| build_one(r, catalog, label, rounding)).collect()
+/// A line before it is rounded and numbered.
+#[derive(Debug, Clone)]
+pub(crate) struct Charge {
+    pub kind: LineKind,
+    pub description: String,
+    pub meter: String,
+    pub quantity: Decimal,
+    pub event_count: u64,
+    pub model: String,
+    /// The exact amount; the line's `amount` is `round_line` of it.
+    pub unrounded: Decimal,
+    pub breakdown: serde_json::Value,
+    pub segments: Vec<String>,
 }
 
-fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<Invoice> {
+impl Charge {
+    pub(crate) fn new(
+        kind: LineKind,
+        description: String,
+        quantity: Decimal,
+        model: &str,
+        unrounded: Decimal,
+        breakdown: serde_json::Value,
+    ) -> Self {
+        Charge {
+            kind,
+            description,
+            meter: String::new(),
+            quantity,
+            event_count: 0,
+            model: model.to_owned(),
+            unrounded,
+            breakdown,
+            segments: Vec::new(),
+        }
+    }
+}
+
+/// Builds the invoices of `label` from rated subscriptions. `credits` holds what earlier
+/// periods' invoices used of each credit grant ([`CreditUsage::load_before`]).
+pub fn build_invoices(
+    rated: &[RatedSubscription],
+    catalog: &Catalog,
+    label: PeriodLabel,
+    rounding: RoundingMode,
+    credits: &CreditUsage,
+) -> Result<Vec<Invoice>> {
+    let mut usage = credits.clone();
+    rated.iter().map(|r| build_one(r, catalog, label, rounding, &mut usage)).collect()
+}
+
+fn build_one(
+    r: &RatedSubscription,
+    catalog: &Catalog,
+    label: PeriodLabel,
+    rounding: RoundingMode,
+    credits: &mut CreditUsage,
+) -> Result<Invoice> {
     let period = label.to_string();
     let currency: Currency = r.plan.currency;
     let id = invoice_id(&r.subscription.id, &period, FIRST_REVISION);
     let period_start = secs(r.window.period_start);
     let mut lines = Vec::new();
-    let line = |kind: LineKind,
-                description: String,
-                meter: &str,
-                quantity: Decimal,
-                event_count: u64,
-                model: &str,
-                unrounded: Decimal,
-                breakdown: serde_json::Value,
-                segments: Vec<String>| {
-        InvoiceLineRow {
-            invoice_id: id,
-            line_no: 0,
-            kind: kind as i8,
-            customer: r.customer.key.clone(),
-            period: period.clone(),
-            period_start,
-            currency: currency.code().to_owned(),
-            description,
-            meter: meter.to_owned(),
-            quantity: column_quantity(quantity),
-            event_count,
-            price_model: model.to_owned(),
-            plan: r.plan.plan.clone(),
-            plan_version: r.plan.version,
-            amount: round_line(unrounded, currency, rounding),
-            amount_unrounded: unrounded.normalize().to_string(),
-            rounding_mode: rounding.as_str().to_owned(),
-            breakdown: breakdown.to_string(),
-            segments,
-            version: 1,
-        }
+    // The one place a line's amount is rounded.
+    let line = |c: Charge| InvoiceLineRow {
+        invoice_id: id,
+        line_no: 0,
+        kind: c.kind as i8,
+        customer: r.customer.key.clone(),
+        period: period.clone(),
+        period_start,
+        currency: currency.code().to_owned(),
+        description: c.description,
+        meter: c.meter,
+        quantity: column_quantity(c.quantity),
+        event_count: c.event_count,
+        price_model: c.model,
+        plan: r.plan.plan.clone(),
+        plan_version: r.plan.version,
+        amount: round_line(c.unrounded, currency, rounding),
+        amount_unrounded: c.unrounded.normalize().to_string(),
+        rounding_mode: rounding.as_str().to_owned(),
+        breakdown: c.breakdown.to_string(),
+        segments: c.segments,
+        version: 1,
     };
 
-    if let Some(fee) = r.plan.recurring_fee.filter(|f| !f.is_zero()) {
-        let (active, total) = r.window.seconds();
-        let unrounded = if r.window.is_full() {
-            fee
-        } else {
-            fee.checked_mul(Decimal::from(active))
-                .and_then(|x| x.checked_div(Decimal::from(total)))
-                .ok_or_else(|| Error::Overflow(format!("proration of {fee}")))?
-        };
-        let breakdown = json!({
-            "fee": fee.to_string(),
-            "proration": { "basis": "seconds", "active_seconds": active, "period_seconds": total,
-                           "active_from": r.window.start.to_rfc3339(), "active_until": r.window.end.to_rfc3339() },
-        });
-        let desc = if r.window.is_full() { format!("{} plan fee", r.plan.name) } else { format!("{} plan fee (prorated)", r.plan.name) };
-        lines.push(line(LineKind::Recurring, desc, "", Decimal::ONE, 0, "recurring", unrounded, breakdown, Vec::new()));
-    }
+    lines.extend(fixed_charges(r, label)?.into_iter().map(&line));
 
     for u in &r.usage {
         let mut breakdown = json!({
@@ -120,17 +156,11 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
             breakdown["capped_from"] = json!(c.to_string());
         }
         let meter_name = catalog.meters.get(&u.meter).and_then(|m| m.name.clone()).unwrap_or_else(|| u.meter.clone());
-        lines.push(line(
-            LineKind::Usage,
-            meter_name,
-            &u.meter,
-            u.quantity,
-            u.event_count,
-            u.model.name(),
-            u.priced.amount,
-            breakdown,
-            u.segments.clone(),
-        ));
+        let mut c = Charge::new(LineKind::Usage, meter_name, u.quantity, u.model.name(), u.priced.amount, breakdown);
+        c.meter = u.meter.clone();
+        c.event_count = u.event_count;
+        c.segments = u.segments.clone();
+        lines.push(line(c));
     }
 
     if let Some(commitment) = r.plan.minimum_commitment {
@@ -144,19 +174,13 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
                 "usage": currency.format(usage),
                 "shortfall": currency.format(shortfall),
             });
-            lines.push(line(
-                LineKind::Commitment,
-                "Minimum commitment true-up".to_owned(),
-                "",
-                Decimal::ONE,
-                0,
-                "minimum_commitment",
-                shortfall,
-                breakdown,
-                Vec::new(),
-            ));
+            let desc = "Minimum commitment true-up".to_owned();
+            lines.push(line(Charge::new(LineKind::Commitment, desc, Decimal::ONE, "minimum_commitment", shortfall, breakdown)));
         }
     }
+
+    let discount_lines = discounts(r, catalog, label, &lines, currency, rounding)?;
+    lines.extend(discount_lines.into_iter().map(&line));
 
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
     let tax_rate = catalog.tax_rates.get(&r.customer.jurisdiction).ok_or_else(|| {
@@ -166,10 +190,13 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
     if !tax_rate.rate.is_zero() {
         let unrounded = subtotal.checked_mul(tax_rate.rate).ok_or_else(|| Error::Overflow(format!("tax on {subtotal}")))?;
         let breakdown = json!({ "jurisdiction": tax_rate.jurisdiction, "rate": tax_rate.rate.to_string(), "taxable": subtotal.to_string(), "rounding": "per_invoice" });
-        let l = line(LineKind::Tax, tax_rate.name.clone(), "", subtotal, 0, "tax", unrounded, breakdown, Vec::new());
+        let l = line(Charge::new(LineKind::Tax, tax_rate.name.clone(), subtotal, "tax", unrounded, breakdown));
         tax = l.amount;
         lines.push(l);
     }
+
+    let credit_lines = apply_credits(r, catalog, subtotal + tax, currency, credits);
+    lines.extend(credit_lines.into_iter().map(&line));
     for (i, l) in lines.iter_mut().enumerate() {
         l.line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
     }
@@ -186,7 +213,7 @@ fn build_one(r: &RatedSubscription, catalog: &Catalog, label: PeriodLabel, round
         plan_version: r.plan.version,
         subtotal,
         tax,
-        total: subtotal + tax,
+        total: lines.iter().map(|l| l.amount).sum(),
         line_count: u32::try_from(lines.len()).unwrap_or(u32::MAX),
         status: InvoiceStatus::Finalized as i8,
         revision: FIRST_REVISION,

@@ -9,6 +9,7 @@ use meterline_schemas::money::RoundingMode;
 use meterline_schemas::period::PeriodLabel;
 
 use crate::build::{Invoice, build_invoices};
+use crate::credits::CreditUsage;
 use crate::error::Result;
 use crate::writer::{WriteSummary, write_invoices};
 
@@ -39,7 +40,8 @@ pub async fn close_period(
     let t0 = Instant::now();
     let rated = meterline_rater::rate_period(ledger_root, catalog, label).await?;
     let rows_rated = rated.iter().flat_map(|r| r.usage.iter()).map(|u| u.event_count).sum();
-    let invoices = build_invoices(&rated, catalog, label, rounding)?;
+    let credits = CreditUsage::load_before(ch, catalog, label).await?;
+    let invoices = build_invoices(&rated, catalog, label, rounding, &credits)?;
     let rate_time = t0.elapsed();
     let t1 = Instant::now();
     let write = write_invoices(ch, &label.to_string(), &invoices).await?;

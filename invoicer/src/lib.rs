@@ -1,8 +1,10 @@
 //! Invoicing: closing a billing period into invoices stored in ClickHouse.
 //!
 //! # Layout
-//! - [`build`]: rated usage → invoices and lines (recurring fees with proration, usage lines,
-//!   tax by jurisdiction), each line rounded once; deterministic ids and content hashes.
+//! - [`build`]: rated usage → invoices and lines, each line rounded once; content hashes.
+//! - [`fees`]: the recurring fee and seats, prorated by seconds, in arrears or in advance.
+//! - [`discounts`]: coupon discount lines (percentage or fixed, on one meter or the subtotal).
+//! - [`credits`]: prepaid credit grants burned down after tax, balances carried across periods.
 //! - [`ids`]: deterministic invoice ids.
 //! - [`writer`]: idempotent writes to `invoices` / `invoice_lines` and reading them back.
 //! - [`close`]: the period close: catalog + ledger + period → rows in ClickHouse.
@@ -12,7 +14,10 @@
 
 pub mod build;
 pub mod close;
+pub mod credits;
+pub mod discounts;
 pub mod error;
+pub mod fees;
 pub mod ids;
 pub mod rerate;
 pub mod spend;
@@ -20,4 +25,5 @@ pub mod writer;
 
 pub use build::{Invoice, build_invoices};
 pub use close::{CloseReport, close_period};
+pub use credits::CreditUsage;
 pub use error::{Error, Result};

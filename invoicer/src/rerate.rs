@@ -14,6 +14,7 @@ use meterline_schemas::money::RoundingMode;
 use meterline_schemas::period::PeriodLabel;
 
 use crate::build::build_invoices;
+use crate::credits::CreditUsage;
 use crate::error::Result;
 use crate::writer::{list_invoices, list_lines};
 
@@ -67,7 +68,8 @@ pub async fn rerate(
         scoped.subscriptions.retain(|_, s| s.customer == c);
     }
     let rated = meterline_rater::rate_period(ledger_root, &scoped, label).await?;
-    let fresh = build_invoices(&rated, &scoped, label, rounding)?;
+    let credits = CreditUsage::load_before(ch, catalog, label).await?;
+    let fresh = build_invoices(&rated, &scoped, label, rounding, &credits)?;
     let period = label.to_string();
     let stored: HashMap<_, _> = list_invoices(ch, &period).await?.into_iter().map(|i| (i.invoice_id, i)).collect();
     let mut stored_lines: HashMap<_, Vec<_>> = HashMap::new();

@@ -15,13 +15,15 @@ use meterline_schemas::money::RoundingMode;
 use meterline_schemas::period::PeriodLabel;
 
 use crate::build::build_invoices;
+use crate::credits::CreditUsage;
 use crate::error::Result;
 use crate::writer::insert_all;
 
 /// Rates `label` as of now and returns one row per active subscription.
 pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<Vec<SpendRow>> {
     let rated = meterline_rater::rate_period(ledger_root, catalog, label).await?;
-    let invoices = build_invoices(&rated, catalog, label, rounding)?;
+    // Spend is before tax and credits, so earlier periods' credit use does not matter here.
+    let invoices = build_invoices(&rated, catalog, label, rounding, &CreditUsage::none())?;
     let now = chrono::Utc::now();
     let version = u64::try_from(now.timestamp_micros()).unwrap_or_default();
     Ok(invoices
@@ -31,7 +33,8 @@ pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, 
                 inv.lines.iter().filter(|l| kinds.iter().any(|k| *k as i8 == l.kind)).map(|l| l.amount).sum()
             };
             let usage_amount = sum(&[LineKind::Usage, LineKind::Commitment]);
-            let fees = sum(&[LineKind::Recurring]);
+            let fees = sum(&[LineKind::Recurring, LineKind::Seats]);
+            let discounts = sum(&[LineKind::Discount]);
             SpendRow {
                 subscription_id: inv.row.subscription_id.clone(),
                 customer: inv.row.customer.clone(),
@@ -39,7 +42,7 @@ pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, 
                 currency: inv.row.currency.clone(),
                 usage_amount,
                 fees,
-                subtotal: usage_amount + fees,
+                subtotal: usage_amount + fees + discounts,
                 ledger_rows: inv.lines.iter().map(|l| l.event_count).sum(),
                 as_of: u32::try_from(now.timestamp()).unwrap_or(u32::MAX),
                 version,

@@ -1,6 +1,7 @@
 //! Property tests over the whole rating and invoicing path (ledger segments → DataFusion →
 //! prices → invoices): the result does not depend on event order or on how events are split
-//! into segments, and every invoice's totals are sums of its rounded lines.
+//! into segments, and every invoice's totals are sums of its rounded lines; discounts and
+//! prepaid credits never make a line or a total negative, and never use more than a grant holds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -11,7 +12,7 @@ use rust_decimal::Decimal;
 use meterline_ingest::LedgerConfig;
 use meterline_ingest::segment::{Ledger, build_segments};
 use meterline_ingest::validate::{Accepted, Validator};
-use meterline_invoicer::{Invoice, build_invoices};
+use meterline_invoicer::{CreditUsage, Invoice, build_invoices};
 use meterline_schemas::catalog::{Catalog, CatalogFile};
 use meterline_schemas::invoice::LineKind;
 use meterline_schemas::money::RoundingMode;
@@ -96,7 +97,7 @@ fn close(accepted: &[Accepted], order: &[usize], cuts: &[usize], rt: &tokio::run
             }
         }
         let rated = meterline_rater::rate_period(dir.path(), &catalog(), "2026-10".parse().unwrap()).await.unwrap();
-        build_invoices(&rated, &catalog(), "2026-10".parse().unwrap(), RoundingMode::HalfUp).unwrap()
+        build_invoices(&rated, &catalog(), "2026-10".parse().unwrap(), RoundingMode::HalfUp, &CreditUsage::none()).unwrap()
     })
 }
 
@@ -158,6 +159,142 @@ proptest! {
             }
             let usage: Decimal = inv.lines.iter().filter(|l| l.kind == LineKind::Usage as i8).map(|l| l.amount).sum();
             prop_assert!(usage >= Decimal::from(50) || inv.lines.iter().any(|l| l.kind == LineKind::Commitment as i8));
+        }
+    }
+}
+
+/// A catalog with random coupons and grants; usage feeds one SUM meter.
+fn discount_catalog(percent: &str, off_cents: u32, meter_percent: &str, meter_off_cents: u32, grants: &[(u32, u8)], tax: &str) -> Catalog {
+    let grants: String = grants
+        .iter()
+        .enumerate()
+        .map(|(i, (cents, prio))| {
+            format!(
+                "  - {{ id: g{i}, customer: a, amount: \"{}\", granted_at: \"2026-09-0{}T00:00:00Z\", priority: {prio} }}\n",
+                Decimal::new(i64::from(*cents) + 1, 2),
+                i % 9 + 1
+            )
+        })
+        .collect();
+    let text = format!(
+        r#"
+meters:
+  - {{ key: total, event_type: u, aggregation: SUM, value: v }}
+  - {{ key: calls, event_type: u, aggregation: COUNT }}
+tax_rates:
+  - {{ jurisdiction: X, name: tax, rate: "{tax}" }}
+coupons:
+  - {{ code: PCT, percent: "{percent}", duration: forever }}
+  - {{ code: OFF, amount_off: "{off}", currency: USD, duration: forever }}
+  - {{ code: MPCT, percent: "{meter_percent}", meter: total, duration: forever }}
+  - {{ code: MOFF, amount_off: "{moff}", currency: USD, meter: calls, duration: forever }}
+plans:
+  - key: p
+    versions:
+      - version: 1
+        currency: USD
+        recurring_fee: "9.99"
+        seat_price: "3.33"
+        prices:
+          - {{ meter: total, model: per_unit, unit_price: "0.013" }}
+          - {{ meter: calls, model: per_unit, unit_price: "0.07" }}
+customers:
+  - {{ key: a, name: A, currency: USD, jurisdiction: X }}
+subscriptions:
+  - id: sub-a
+    customer: a
+    plan: p
+    plan_version: 1
+    start: "2026-10-07T05:00:00Z"
+    anchor_day: 1
+    seats: 3
+    seat_changes: [ {{ at: "2026-10-19T00:00:00Z", seats: 7 }} ]
+    coupons: [ {{ code: OFF }}, {{ code: MPCT }}, {{ code: PCT }}, {{ code: MOFF }} ]
+credit_grants:
+{grants}"#,
+        off = Decimal::new(i64::from(off_cents) + 1, 2),
+        moff = Decimal::new(i64::from(meter_off_cents) + 1, 2),
+    );
+    CatalogFile::parse(&text, "yaml").unwrap().validate(&Catalog::default()).unwrap()
+}
+
+fn percent() -> impl Strategy<Value = String> {
+    (0u32..=1000).prop_map(|p| Decimal::new(i64::from(p), 1).to_string())
+}
+
+fn rounding() -> impl Strategy<Value = RoundingMode> {
+    prop_oneof![Just(RoundingMode::HalfEven), Just(RoundingMode::HalfUp), Just(RoundingMode::Up), Just(RoundingMode::Down)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn discounts_and_credits_never_go_negative(
+        evs in prop::collection::vec(ev(), 0..30),
+        pct in percent(),
+        off in 0u32..20_000,
+        mpct in percent(),
+        moff in 0u32..500,
+        grants in prop::collection::vec((0u32..30_000, 0u8..3), 0..4),
+        tax in prop_oneof![Just("0"), Just("0.19"), Just("0.08875")],
+        mode in rounding(),
+    ) {
+        let cat = discount_catalog(&pct, off, &mpct, moff, &grants, tax);
+        let validator = Validator::new(cat.meters_by_event_type());
+        let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for (i, (_, cents, sec, _)) in evs.iter().enumerate() {
+            // Two months of usage: October and November.
+            let t = (start + Duration::seconds(i64::from(*sec) * 2)).to_rfc3339();
+            let json = serde_json::json!({ "specversion": "1.0", "id": format!("e{i}"), "source": "prop", "type": "u",
+                "subject": "a", "time": t, "data": { "v": Decimal::new(i64::from(*cents), 2).to_string() } });
+            validator.check(json.to_string().as_bytes(), &mut ok, &mut bad);
+        }
+        prop_assert!(bad.is_empty());
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&LedgerConfig { path: dir.path().to_path_buf() }).unwrap();
+        let refs: Vec<&Accepted> = ok.iter().collect();
+        let mut credits = CreditUsage::none();
+        for label in ["2026-10", "2026-11", "2026-12"] {
+            let label = label.parse().unwrap();
+            let invoices = rt.block_on(async {
+                if !refs.is_empty() && label == "2026-10".parse().unwrap() {
+                    for seg in build_segments(&refs, 1, refs.len() as u64, start).unwrap() {
+                        ledger.write(&seg).await.unwrap();
+                    }
+                }
+                let rated = meterline_rater::rate_period(dir.path(), &cat, label).await.unwrap();
+                build_invoices(&rated, &cat, label, mode, &credits).unwrap()
+            });
+            for inv in &invoices {
+                let sum = |f: &dyn Fn(i8) -> bool| -> Decimal { inv.lines.iter().filter(|l| f(l.kind)).map(|l| l.amount).sum() };
+                let (tax_k, credit_k, discount_k) = (LineKind::Tax as i8, LineKind::Credit as i8, LineKind::Discount as i8);
+                prop_assert_eq!(inv.row.total, sum(&|_| true), "total is the sum of every line");
+                prop_assert_eq!(inv.row.subtotal, sum(&|k| k != tax_k && k != credit_k));
+                prop_assert_eq!(inv.row.tax, sum(&|k| k == tax_k));
+                // Every charge here is positive, so nothing may go below zero.
+                prop_assert!(inv.row.subtotal >= Decimal::ZERO, "subtotal {}", inv.row.subtotal);
+                prop_assert!(inv.row.total >= Decimal::ZERO, "total {}", inv.row.total);
+                let charges = sum(&|k| k != tax_k && k != credit_k && k != discount_k);
+                prop_assert!(-sum(&|k| k == discount_k) <= charges);
+                for l in &inv.lines {
+                    prop_assert!(l.amount.scale() == 2, "line {} has scale {}", l.line_no, l.amount.scale());
+                    if l.kind == discount_k || l.kind == credit_k {
+                        prop_assert!(l.amount <= Decimal::ZERO, "{} is positive", l.description);
+                    }
+                    if l.kind == discount_k && !l.meter.is_empty() {
+                        let line = inv.lines.iter().find(|u| u.kind == LineKind::Usage as i8 && u.meter == l.meter).unwrap();
+                        prop_assert!(-l.amount <= line.amount.max(Decimal::ZERO), "{} exceeds its line", l.description);
+                    }
+                }
+                credits.add_lines(&inv.lines).unwrap();
+            }
+        }
+        for (i, (cents, _)) in grants.iter().enumerate() {
+            let id = format!("g{i}");
+            prop_assert!(credits.used(&id) <= Decimal::new(i64::from(*cents) + 1, 2), "grant {} overdrawn", id);
         }
     }
 }

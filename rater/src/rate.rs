@@ -47,6 +47,8 @@ pub struct RatedSubscription {
     pub window: Window,
     /// Usage per priced meter, in the plan's price order.
     pub usage: Vec<RatedUsage>,
+    /// The period's value of the plan's `seat_meter`, when it has one.
+    pub metered_seats: Option<Decimal>,
 }
 
 /// Quantity of a meter from its aggregates.
@@ -153,7 +155,24 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                 segments,
             });
         }
-        out.push(RatedSubscription { subscription: s.clone(), customer: customer.clone(), plan: plan.clone(), window, usage });
+        let metered_seats = match &plan.seat_meter {
+            Some(m) => {
+                let meter = catalog.meters.get(m).ok_or_else(|| Error::Ledger {
+                    location: "catalog".into(),
+                    message: format!("plan {}@{} counts seats with missing meter {m}", plan.plan, plan.version),
+                })?;
+                Some(quantity(meter.aggregation, aggregates.get(&(s.id.clone(), m.clone())).unwrap_or(&empty)))
+            }
+            None => None,
+        };
+        out.push(RatedSubscription {
+            subscription: s.clone(),
+            customer: customer.clone(),
+            plan: plan.clone(),
+            window,
+            usage,
+            metered_seats,
+        });
     }
     Ok(out)
 }

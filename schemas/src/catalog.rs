@@ -12,6 +12,8 @@ use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::credit::CreditGrant;
+use crate::discount::{Coupon, Redemption};
 use crate::error::{Error, Result};
 use crate::meter::Meter;
 use crate::money::{Currency, exact};
@@ -36,6 +38,46 @@ pub struct CatalogFile {
     /// Subscriptions.
     #[serde(default)]
     pub subscriptions: Vec<Subscription>,
+    /// Coupons that subscriptions redeem.
+    #[serde(default)]
+    pub coupons: Vec<Coupon>,
+    /// Prepaid credit grants of customers.
+    #[serde(default)]
+    pub credit_grants: Vec<CreditGrant>,
+}
+
+/// When a plan version's fixed charges (recurring fee and seats) are billed. Usage is always
+/// billed in arrears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeBilling {
+    /// A period's fixed charges are on that period's invoice (issued at its end).
+    #[default]
+    Arrears,
+    /// A period's fixed charges are on the previous period's invoice (issued at this period's
+    /// start); the first period is billed on its own invoice, and seat changes during a period
+    /// are trued up on that period's invoice. See docs/PRICING.md.
+    Advance,
+}
+
+impl FeeBilling {
+    /// The name used in catalog files and line breakdowns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeeBilling::Arrears => "arrears",
+            FeeBilling::Advance => "advance",
+        }
+    }
+}
+
+/// A dated change of a subscription's seat count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeatChange {
+    /// From when the new count applies (inclusive).
+    pub at: DateTime<Utc>,
+    /// The new number of seats.
+    pub seats: u32,
 }
 
 /// A plan and its versions, as written in a catalog file.
@@ -59,9 +101,19 @@ pub struct PlanVersionSpec {
     pub version: u32,
     /// Currency of every price in this version.
     pub currency: String,
-    /// Flat fee per billing period, charged in arrears and prorated for partial periods.
+    /// Flat fee per billing period, prorated for partial periods.
     #[serde(default, with = "exact::option")]
     pub recurring_fee: Option<Decimal>,
+    /// Price of one seat per billing period; the subscription says how many seats, or
+    /// `seat_meter` does.
+    #[serde(default, with = "exact::option")]
+    pub seat_price: Option<Decimal>,
+    /// A MAX or LATEST meter whose period value is the seat count (billed in arrears).
+    #[serde(default)]
+    pub seat_meter: Option<String>,
+    /// `arrears` (default) or `advance`: when the recurring fee and seats are billed.
+    #[serde(default)]
+    pub billing: Option<FeeBilling>,
     /// Usage prices, one per meter.
     #[serde(default)]
     pub prices: Vec<PriceSpec>,
@@ -133,6 +185,15 @@ pub struct PlanVersion {
     /// Flat fee per period.
     #[serde(with = "exact::option")]
     pub recurring_fee: Option<Decimal>,
+    /// Price of one seat per period.
+    #[serde(default, with = "exact::option")]
+    pub seat_price: Option<Decimal>,
+    /// Meter giving the seat count per period, instead of the subscription's `seats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat_meter: Option<String>,
+    /// When the fee and seats are billed.
+    #[serde(default)]
+    pub billing: FeeBilling,
     /// Usage prices in the order they appear on invoices.
     pub prices: Vec<Price>,
     /// Minimum usage spend per period.
@@ -193,6 +254,15 @@ pub struct Subscription {
     /// of `start`.
     #[serde(default)]
     pub anchor_day: Option<u32>,
+    /// Seats at the start, for plans with a `seat_price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
+    /// Later seat counts, in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seat_changes: Vec<SeatChange>,
+    /// Coupons redeemed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coupons: Vec<Redemption>,
 }
 
 fn default_cycle() -> Cycle {
@@ -203,6 +273,19 @@ impl Subscription {
     /// The anchor day in effect.
     pub fn anchor(&self) -> u32 {
         self.anchor_day.unwrap_or_else(|| self.start.day())
+    }
+
+    /// The seat count in effect at `t` (0 without seats).
+    pub fn seats_at(&self, t: DateTime<Utc>) -> u32 {
+        self.seat_changes.iter().rev().find(|c| c.at <= t).map_or(self.seats.unwrap_or(0), |c| c.seats)
+    }
+
+    /// `[from, until)` parts of `[start, end)` with a constant seat count, in time order.
+    pub fn seat_segments(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>, u32)> {
+        let mut cuts: Vec<DateTime<Utc>> = vec![start];
+        cuts.extend(self.seat_changes.iter().map(|c| c.at).filter(|t| start < *t && *t < end));
+        cuts.push(end);
+        cuts.windows(2).map(|w| (w[0], w[1], self.seats_at(w[0]))).collect()
     }
 }
 
@@ -232,6 +315,10 @@ pub struct Catalog {
     pub subscriptions: BTreeMap<String, Subscription>,
     /// Tax rates by jurisdiction.
     pub tax_rates: BTreeMap<String, TaxRate>,
+    /// Coupons by code.
+    pub coupons: BTreeMap<String, Coupon>,
+    /// Credit grants by id.
+    pub credit_grants: BTreeMap<String, CreditGrant>,
 }
 
 impl Catalog {
@@ -246,6 +333,13 @@ impl Catalog {
 
     /// Checks cross-references of an assembled catalog (as loaded from the store).
     pub fn check_references(&self) -> Result<()> {
+        for cp in self.coupons.values() {
+            if let Some(m) = &cp.meter
+                && !self.meters.contains_key(m)
+            {
+                return Err(Error::catalog(format!("coupons[{}].meter", cp.code), format!("{m:?} is not a known meter")));
+            }
+        }
         for (id, s) in &self.subscriptions {
             let at = format!("subscriptions[{id}]");
             let customer = self
@@ -264,6 +358,39 @@ impl Catalog {
                     ),
                 ));
             }
+            if let Some(m) = &plan.seat_meter {
+                if s.seats.is_some() {
+                    return Err(Error::catalog(
+                        format!("{at}.seats"),
+                        format!("plan {}@{} counts seats with meter {m}; remove seats", s.plan, s.plan_version),
+                    ));
+                }
+            } else {
+                match (plan.seat_price.is_some(), s.seats.is_some()) {
+                    (true, false) => {
+                        return Err(Error::catalog(
+                            format!("{at}.seats"),
+                            format!("is required: plan {}@{} has a seat_price", s.plan, s.plan_version),
+                        ));
+                    }
+                    (false, true) => {
+                        return Err(Error::catalog(
+                            format!("{at}.seats"),
+                            format!("plan {}@{} has no seat_price; remove seats or use a plan with one", s.plan, s.plan_version),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            self.check_redemptions(s, plan)?;
+        }
+        for (id, g) in &self.credit_grants {
+            let customer = self.customers.get(&g.customer).ok_or_else(|| {
+                Error::catalog(format!("credit_grants[{id}].customer"), format!("{:?} is not a known customer", g.customer))
+            })?;
+            let currency = Currency::from_code(&customer.currency)
+                .map_err(|e| Error::catalog(format!("customers[{}].currency", customer.key), e.to_string()))?;
+            g.validate(Some(currency))?;
         }
         self.check_overlaps()?;
         for (key, c) in &self.customers {
@@ -275,6 +402,16 @@ impl Catalog {
             }
         }
         for plan in self.plans.values() {
+            if let Some(m) = &plan.seat_meter {
+                let at = format!("plans[{}].versions[{}].seat_meter", plan.plan, plan.version);
+                let meter = self.meters.get(m).ok_or_else(|| Error::catalog(&at, format!("{m:?} is not a known meter")))?;
+                if !matches!(meter.aggregation, crate::meter::Aggregation::Max | crate::meter::Aggregation::Latest) {
+                    return Err(Error::catalog(
+                        &at,
+                        format!("a seat count comes from a MAX or LATEST meter; {m} is {}", meter.aggregation),
+                    ));
+                }
+            }
             for p in &plan.prices {
                 let at = format!("plans[{}].versions[{}].prices[{}]", plan.plan, plan.version, p.meter);
                 let meter = self
@@ -306,6 +443,43 @@ impl Catalog {
         Ok(())
     }
 
+    /// A subscription's coupons exist, fit its plan (currency, meter) and start while it is active.
+    fn check_redemptions(&self, s: &Subscription, plan: &PlanVersion) -> Result<()> {
+        let mut seen = BTreeSet::new();
+        for (i, r) in s.coupons.iter().enumerate() {
+            let at = format!("subscriptions[{}].coupons[{i}]", s.id);
+            let coupon = self
+                .coupons
+                .get(&r.code)
+                .ok_or_else(|| Error::catalog(format!("{at}.code"), format!("{:?} is not a known coupon", r.code)))?;
+            if !seen.insert(r.code.as_str()) {
+                return Err(Error::catalog(format!("{at}.code"), format!("{:?} is redeemed twice", r.code)));
+            }
+            if let Some(c) = &coupon.currency
+                && c != plan.currency.code()
+            {
+                return Err(Error::catalog(
+                    format!("{at}.code"),
+                    format!("coupon {} takes {c} off but plan {}@{} is priced in {}", r.code, plan.plan, plan.version, plan.currency),
+                ));
+            }
+            if let Some(m) = &coupon.meter
+                && !plan.prices.iter().any(|p| &p.meter == m)
+            {
+                return Err(Error::catalog(
+                    format!("{at}.code"),
+                    format!("coupon {} discounts meter {m}, which plan {}@{} does not price", r.code, plan.plan, plan.version),
+                ));
+            }
+            if let Some(start) = r.start
+                && (start < s.start || s.end.is_some_and(|e| start >= e))
+            {
+                return Err(Error::catalog(format!("{at}.start"), format!("{start} is outside the subscription")));
+            }
+        }
+        Ok(())
+    }
+
     /// Usage is matched to subscriptions by customer and time. Two subscriptions of one customer
     /// that overlap in time and price the same meter would both bill the same events, so that
     /// is refused (counted once). Overlaps on different meters (separate products) are fine.
@@ -325,7 +499,7 @@ impl Catalog {
                     let meters = |s: &Subscription| -> BTreeSet<String> {
                         self.plans
                             .get(&(s.plan.clone(), s.plan_version))
-                            .map(|p| p.prices.iter().map(|x| x.meter.clone()).collect())
+                            .map(|p| p.prices.iter().map(|x| x.meter.clone()).chain(p.seat_meter.clone()).collect())
                             .unwrap_or_default()
                     };
                     if let Some(m) = meters(a).intersection(&meters(b)).next() {
@@ -351,6 +525,8 @@ impl Catalog {
         c.customers.extend(other.customers.clone());
         c.subscriptions.extend(other.subscriptions.clone());
         c.tax_rates.extend(other.tax_rates.clone());
+        c.coupons.extend(other.coupons.clone());
+        c.credit_grants.extend(other.credit_grants.clone());
         c
     }
 }
@@ -461,8 +637,38 @@ impl CatalogFile {
             {
                 return Err(Error::catalog(format!("{at}.anchor_day"), format!("{a} is not a day of month (1-31)")));
             }
+            if s.seats.is_none() && !s.seat_changes.is_empty() {
+                return Err(Error::catalog(format!("{at}.seat_changes"), "needs seats (the count at the start)"));
+            }
+            let mut previous = s.start;
+            for (i, ch) in s.seat_changes.iter().enumerate() {
+                if ch.at <= previous {
+                    return Err(Error::catalog(
+                        format!("{at}.seat_changes[{i}].at"),
+                        format!("{} must be after {previous} (the start or the previous change)", ch.at),
+                    ));
+                }
+                if let Some(end) = s.end
+                    && ch.at >= end
+                {
+                    return Err(Error::catalog(format!("{at}.seat_changes[{i}].at"), format!("{} is not before the end {end}", ch.at)));
+                }
+                previous = ch.at;
+            }
             if c.subscriptions.insert(s.id.clone(), s.clone()).is_some() {
                 return Err(Error::catalog(format!("{at}.id"), "is defined twice"));
+            }
+        }
+        for cp in &self.coupons {
+            cp.validate()?;
+            if c.coupons.insert(cp.code.clone(), cp.clone()).is_some() {
+                return Err(Error::catalog(format!("coupons[{}].code", cp.code), "is defined twice"));
+            }
+        }
+        for g in &self.credit_grants {
+            g.validate(None)?;
+            if c.credit_grants.insert(g.id.clone(), g.clone()).is_some() {
+                return Err(Error::catalog(format!("credit_grants[{}].id", g.id), "is defined twice"));
             }
         }
         base.merged_with(&c).check_references()?;
@@ -480,6 +686,21 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         && fee < Decimal::ZERO
     {
         return Err(Error::catalog(format!("{at}.recurring_fee"), format!("{fee} must not be negative")));
+    }
+    let seat_price = non_negative(&format!("{at}.seat_price"), v.seat_price)?;
+    if let Some(m) = &v.seat_meter {
+        if seat_price.is_none() {
+            return Err(Error::catalog(format!("{at}.seat_meter"), format!("{m:?} needs a seat_price")));
+        }
+        if v.billing == Some(FeeBilling::Advance) {
+            return Err(Error::catalog(
+                format!("{at}.seat_meter"),
+                "seats counted by a meter are only known at the period's end: use billing arrears or subscription seats",
+            ));
+        }
+        if v.prices.iter().any(|p| &p.meter == m) {
+            return Err(Error::catalog(format!("{at}.seat_meter"), format!("{m:?} is also priced as usage; it would be billed twice")));
+        }
     }
     let mut seen = BTreeSet::new();
     let mut prices = Vec::with_capacity(v.prices.len());
@@ -511,6 +732,9 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         version: v.version,
         currency,
         recurring_fee: v.recurring_fee,
+        seat_price,
+        seat_meter: v.seat_meter.clone(),
+        billing: v.billing.unwrap_or_default(),
         prices,
         minimum_commitment,
     })
@@ -810,10 +1034,94 @@ subscriptions:
     }
 
     #[test]
+    fn seats_coupons_and_credits_validate() {
+        let seats = YAML.replace(r#"recurring_fee: "29""#, "recurring_fee: \"29\"\n        seat_price: \"12\"\n        billing: advance");
+        let with_seats = seats.replace(
+            "anchor_day: 1 }",
+            r#"anchor_day: 1, seats: 5, seat_changes: [ { at: "2026-02-10T00:00:00Z", seats: 8 }, { at: "2026-03-01T00:00:00Z", seats: 2 } ] }"#,
+        );
+        let c = parse(&with_seats).unwrap();
+        let plan = &c.plans[&("starter".to_string(), 1)];
+        assert_eq!((plan.seat_price, plan.billing), (Some(Decimal::from(12)), FeeBilling::Advance));
+        let s = &c.subscriptions["sub-acme"];
+        let t = |x: &str| DateTime::parse_from_rfc3339(x).unwrap().with_timezone(&Utc);
+        assert_eq!(
+            [s.seats_at(t("2026-02-09T23:59:59Z")), s.seats_at(t("2026-02-10T00:00:00Z")), s.seats_at(t("2026-03-05T00:00:00Z"))],
+            [5, 8, 2]
+        );
+        assert_eq!(
+            s.seat_segments(t("2026-02-01T00:00:00Z"), t("2026-03-01T00:00:00Z")),
+            vec![(t("2026-02-01T00:00:00Z"), t("2026-02-10T00:00:00Z"), 5), (t("2026-02-10T00:00:00Z"), t("2026-03-01T00:00:00Z"), 8)]
+        );
+
+        let e = parse(&seats).unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme].seats: is required: plan starter@1 has a seat_price"), "{e}");
+        let e = parse(&with_seats.replace("seat_price: \"12\"\n        ", "")).unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme].seats: plan starter@1 has no seat_price"), "{e}");
+        let e = parse(&with_seats.replace("2026-03-01T00:00:00Z\", seats: 2", "2026-02-01T00:00:00Z\", seats: 2")).unwrap_err().to_string();
+        assert!(
+            e.contains("subscriptions[sub-acme].seat_changes[1].at: 2026-02-01 00:00:00 UTC must be after 2026-02-10 00:00:00 UTC"),
+            "{e}"
+        );
+        let e = parse(&seats.replace("billing: advance", "billing: upfront")).unwrap_err().to_string();
+        assert!(e.contains("plans[0].versions[0].billing"), "{e}");
+
+        // Seats from a meter (MAX or LATEST), in arrears only.
+        let metered = YAML
+            .replace(r#"recurring_fee: "29""#, "recurring_fee: \"29\"\n        seat_price: \"12\"\n        seat_meter: peak")
+            .replace("meters:\n", "meters:\n  - { key: peak, event_type: seats, aggregation: MAX, value: n }\n");
+        assert_eq!(parse(&metered).unwrap().plans[&("starter".to_string(), 1)].seat_meter.as_deref(), Some("peak"));
+        let e = parse(&metered.replace("aggregation: MAX, value: n", "aggregation: SUM, value: n")).unwrap_err().to_string();
+        assert!(e.contains("plans[starter].versions[1].seat_meter: a seat count comes from a MAX or LATEST meter; peak is SUM"), "{e}");
+        let e = parse(&metered.replace("seat_meter: peak", "seat_meter: peak\n        billing: advance")).unwrap_err().to_string();
+        assert!(e.contains("plans[starter].versions[1].seat_meter: seats counted by a meter are only known at the period's end"), "{e}");
+        let e = parse(&metered.replace("anchor_day: 1 }", "anchor_day: 1, seats: 3 }")).unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme].seats: plan starter@1 counts seats with meter peak; remove seats"), "{e}");
+
+        let coupons = r#"
+coupons:
+  - { code: WELCOME, percent: "20", duration: repeating, periods: 3 }
+  - { code: TOKENS5, amount_off: "5", currency: USD, meter: tokens, duration: forever }
+  - { code: BIG, percent: "120", duration: once }
+credit_grants:
+  - { id: g1, customer: acme, amount: "100.50", granted_at: "2026-01-01T00:00:00Z", expires_at: "2027-01-01T00:00:00Z", priority: 1 }
+"#;
+        let redeem = "anchor_day: 1, coupons: [ { code: WELCOME }, { code: TOKENS5, start: \"2026-03-01T00:00:00Z\" } ] }";
+        let text = format!("{}{coupons}", YAML.replace("anchor_day: 1 }", redeem));
+        let e = parse(&text).unwrap_err().to_string();
+        assert_eq!(e, "coupons[BIG].percent: 120 must be between 0 and 100 (\"20\" is 20%)");
+        let text = text.replace(r#"percent: "120""#, r#"percent: "100""#);
+        let c = parse(&text).unwrap();
+        assert_eq!(c.coupons.len(), 3);
+        assert_eq!(c.subscriptions["sub-acme"].coupons.len(), 2);
+        assert_eq!(c.credit_grants["g1"].amount, Decimal::new(10050, 2));
+
+        let e = parse(&text.replace("{ code: WELCOME }", "{ code: NOPE }")).unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme].coupons[0].code: \"NOPE\" is not a known coupon"), "{e}");
+        let e = parse(&text.replace("currency: USD, meter", "currency: EUR, meter")).unwrap_err().to_string();
+        assert!(
+            e.contains("subscriptions[sub-acme].coupons[1].code: coupon TOKENS5 takes EUR off but plan starter@1 is priced in USD"),
+            "{e}"
+        );
+        let e = parse(&text.replace("meter: tokens, duration", "meter: api_calls2, duration")).unwrap_err().to_string();
+        assert!(e.contains("coupons[TOKENS5].meter: \"api_calls2\" is not a known meter"), "{e}");
+        let e = parse(&text.replace("start: \"2026-03-01T00:00:00Z\"", "start: \"2025-03-01T00:00:00Z\"")).unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme].coupons[1].start: 2025-03-01 00:00:00 UTC is outside the subscription"), "{e}");
+        let e = parse(&text.replace(r#"amount: "100.50""#, r#"amount: "100.505""#)).unwrap_err().to_string();
+        assert!(e.contains("credit_grants[g1].amount: 100.505 has more decimals than USD allows (2)"), "{e}");
+        let e = parse(&text.replace("customer: acme, amount", "customer: nobody, amount")).unwrap_err().to_string();
+        assert!(e.contains("credit_grants[g1].customer: \"nobody\" is not a known customer"), "{e}");
+        let e = parse(&text.replace("{ code: WELCOME }", "{ code: TOKENS5 }")).unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme].coupons[1].code: \"TOKENS5\" is redeemed twice"), "{e}");
+    }
+
+    #[test]
     fn shipped_example_catalog_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/catalog.yaml");
         let c = CatalogFile::read(&path).unwrap().validate(&Catalog::default()).unwrap();
-        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (5, 4, 3, 3));
+        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (5, 6, 4, 4));
+        assert_eq!((c.coupons.len(), c.credit_grants.len()), (2, 2));
+        assert_eq!(c.subscriptions["sub-team-1"].seats_at(DateTime::parse_from_rfc3339("2026-10-20T00:00:00Z").unwrap().into()), 12);
         assert_eq!(c.plans[&("gulf-kwd".to_string(), 1)].currency.minor_units(), 3);
     }
 

@@ -1,7 +1,7 @@
 //! The catalog persisted in NATS JetStream key-value buckets.
 //!
 //! One bucket per kind of entry, named `<prefix>meters`, `<prefix>plans`, `<prefix>customers`,
-//! `<prefix>subscriptions`, `<prefix>tax_rates`; values are JSON. Plan versions are stored under
+//! `<prefix>subscriptions`, `<prefix>tax_rates`, `<prefix>coupons`, `<prefix>credit_grants`; values are JSON. Plan versions are stored under
 //! `<plan>.v<version>` and are immutable: applying a file that changes a stored version fails
 //! before anything is written. Other entries are upserted. Nothing is deleted by `apply`.
 
@@ -32,6 +32,8 @@ pub struct CatalogStore {
     customers: kv::Store,
     subscriptions: kv::Store,
     tax_rates: kv::Store,
+    coupons: kv::Store,
+    credit_grants: kv::Store,
 }
 
 fn nats<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> Error + '_ {
@@ -61,6 +63,8 @@ impl CatalogStore {
             customers: bucket(js, format!("{prefix}customers")).await?,
             subscriptions: bucket(js, format!("{prefix}subscriptions")).await?,
             tax_rates: bucket(js, format!("{prefix}tax_rates")).await?,
+            coupons: bucket(js, format!("{prefix}coupons")).await?,
+            credit_grants: bucket(js, format!("{prefix}credit_grants")).await?,
         })
     }
 
@@ -71,6 +75,8 @@ impl CatalogStore {
             customers: load_all(&self.customers).await?,
             subscriptions: load_all(&self.subscriptions).await?,
             tax_rates: load_all(&self.tax_rates).await?,
+            coupons: load_all(&self.coupons).await?,
+            credit_grants: load_all(&self.credit_grants).await?,
             ..Default::default()
         };
         let plans: BTreeMap<String, crate::catalog::PlanVersion> = load_all(&self.plans).await?;
@@ -102,6 +108,15 @@ impl CatalogStore {
             "subscriptions",
             new.subscriptions.iter().map(|(k, v)| (k.clone(), v)),
             &stored.subscriptions,
+            &mut summary,
+        )
+        .await?;
+        write_all(&self.coupons, "coupons", new.coupons.iter().map(|(k, v)| (k.clone(), v)), &stored.coupons, &mut summary).await?;
+        write_all(
+            &self.credit_grants,
+            "credit_grants",
+            new.credit_grants.iter().map(|(k, v)| (k.clone(), v)),
+            &stored.credit_grants,
             &mut summary,
         )
         .await?;

@@ -134,11 +134,16 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// All migrations, in order. Applied ones are never edited: add a new one instead.
+/// All migrations, in order. Applied ones are never edited: add a new one instead. Versions
+/// strictly increase but need not be contiguous: `migrate` applies every listed version not yet
+/// recorded in `schema_migrations`, so a version merged later with a lower number is still
+/// applied (after the higher ones already there).
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "invoices", sql: include_str!("../migrations/0001_invoices.sql") },
     Migration { version: 2, name: "commitment_lines", sql: include_str!("../migrations/0002_commitment_lines.sql") },
     Migration { version: 3, name: "current_spend", sql: include_str!("../migrations/0003_current_spend.sql") },
+    // 0004 is being added on another branch; versions only need to increase, gaps are fine.
+    Migration { version: 5, name: "price_feature_lines", sql: include_str!("../migrations/0005_price_feature_lines.sql") },
 ];
 
 /// Splits a migration into statements (`;` at the end of a line), dropping comment-only parts.
@@ -211,6 +216,17 @@ mod tests {
         assert!(!old.supports_validation());
         assert!(ServerVersion::parse("23.8.2.7").unwrap().supports_validation());
         assert!(ServerVersion::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn migration_versions_strictly_increase() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+        let kinds = statements(MIGRATIONS.iter().find(|m| m.version == 5).unwrap().sql);
+        assert_eq!(kinds.len(), 1);
+        // The Enum8 lists exactly the Rust kinds.
+        for k in crate::invoice::LineKind::ALL {
+            assert!(kinds[0].contains(&format!("'{}' = {}", k.name(), k as i8)), "{k:?}");
+        }
     }
 
     #[test]

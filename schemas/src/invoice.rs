@@ -31,6 +31,36 @@ pub enum LineKind {
     Tax = 3,
     /// True-up to a plan's minimum usage commitment.
     Commitment = 4,
+    /// Seats: per-seat price × seat count, prorated by seconds (and seat-change true-ups).
+    Seats = 5,
+    /// A coupon's discount (zero or negative).
+    Discount = 6,
+    /// A prepaid credit grant applied to the amount due (negative).
+    Credit = 7,
+}
+
+impl LineKind {
+    /// Every kind, in `Enum8` order.
+    pub const ALL: [LineKind; 7] =
+        [LineKind::Recurring, LineKind::Usage, LineKind::Tax, LineKind::Commitment, LineKind::Seats, LineKind::Discount, LineKind::Credit];
+
+    /// The `Enum8` name, as in ClickHouse.
+    pub fn name(self) -> &'static str {
+        match self {
+            LineKind::Recurring => "recurring",
+            LineKind::Usage => "usage",
+            LineKind::Tax => "tax",
+            LineKind::Commitment => "commitment",
+            LineKind::Seats => "seats",
+            LineKind::Discount => "discount",
+            LineKind::Credit => "credit",
+        }
+    }
+
+    /// The name of a stored `kind` value; `"unknown"` for a value this build does not know.
+    pub fn name_of(kind: i8) -> &'static str {
+        Self::ALL.iter().find(|k| **k as i8 == kind).map_or("unknown", |k| k.name())
+    }
 }
 
 /// One row of `invoices`.
@@ -55,13 +85,13 @@ pub struct InvoiceRow {
     pub plan: String,
     /// Plan version.
     pub plan_version: u32,
-    /// Sum of non-tax lines.
+    /// Sum of the lines before tax: charges and discounts (not credits).
     #[serde(with = "ch_decimal")]
     pub subtotal: Decimal,
     /// Sum of tax lines.
     #[serde(with = "ch_decimal")]
     pub tax: Decimal,
-    /// `subtotal + tax`.
+    /// The amount due: `subtotal + tax` minus prepaid credits applied, i.e. the sum of all lines.
     #[serde(with = "ch_decimal")]
     pub total: Decimal,
     /// Number of lines.
@@ -140,10 +170,10 @@ pub struct SpendRow {
     /// Rounded usage lines (including a commitment true-up).
     #[serde(with = "ch_decimal")]
     pub usage_amount: Decimal,
-    /// Rounded recurring fees.
+    /// Rounded recurring fees and seats (including fees billed in advance).
     #[serde(with = "ch_decimal")]
     pub fees: Decimal,
-    /// `usage_amount + fees`.
+    /// `usage_amount + fees` plus coupon discounts (negative): the invoice subtotal so far.
     #[serde(with = "ch_decimal")]
     pub subtotal: Decimal,
     /// Ledger rows behind the usage.

@@ -5,9 +5,13 @@
 //! - [`meter`]: meters (what to count and how) and value extraction from event data.
 //! - [`money`]: currencies (ISO 4217 minor units), rounding modes and the one line-rounding
 //!   function, exact decimal (de)serialization.
-//! - [`price`]: price model definitions (per-unit, graduated, volume) and recurring fees.
+//! - [`price`]: price model definitions (per-unit, graduated, volume, package, matrix,
+//!   percentage) and their modifiers.
 //! - [`catalog`]: customers, plans with immutable versions, subscriptions, tax rates; catalog
 //!   files (YAML or TOML) and their validation.
+//! - [`discount`]: coupons (percentage or fixed amount, on the subtotal or one meter) and their
+//!   duration in billing cycles.
+//! - [`credit`]: prepaid credit grants, their validity and burn order.
 //! - [`catalog_store`]: the catalog persisted in NATS JetStream key-value buckets.
 //! - [`period`]: billing periods (monthly cycles with an anchor day) and proration windows.
 //! - [`ledger`]: the Arrow schema of ledger segments and the dedup key of an event.
@@ -18,6 +22,8 @@
 pub mod catalog;
 pub mod catalog_store;
 pub mod clickhouse;
+pub mod credit;
+pub mod discount;
 pub mod error;
 pub mod event;
 pub mod invoice;

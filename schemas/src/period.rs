@@ -46,6 +46,15 @@ impl PeriodLabel {
         }
     }
 
+    /// The previous month.
+    pub fn prev(&self) -> PeriodLabel {
+        if self.month == 1 {
+            PeriodLabel { year: self.year - 1, month: 12 }
+        } else {
+            PeriodLabel { year: self.year, month: self.month - 1 }
+        }
+    }
+
     /// The label of the month containing `t`.
     pub fn containing(t: DateTime<Utc>) -> PeriodLabel {
         PeriodLabel { year: t.year(), month: t.month() }
@@ -148,6 +157,8 @@ mod tests {
         assert_eq!((p.year(), p.month()), (2026, 10));
         assert_eq!(p.next().to_string(), "2026-11");
         assert_eq!("2026-12".parse::<PeriodLabel>().unwrap().next().to_string(), "2027-01");
+        assert_eq!("2027-01".parse::<PeriodLabel>().unwrap().prev().to_string(), "2026-12");
+        assert_eq!(p.prev().next(), p);
         for bad in ["2026-13", "2026-1", "26-10", "2026/10", "abcd-ef"] {
             let e = bad.parse::<PeriodLabel>().unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");

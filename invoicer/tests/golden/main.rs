@@ -6,6 +6,10 @@
 //! regenerate them after an intended change, run `METERLINE_BLESS=1 cargo test -p
 //! meterline-invoicer --test golden` and review the diff line by line;
 //! `METERLINE_GOLDEN_FILTER=<part of a file name>` runs only matching cases.
+//!
+//! A case closes one `period`, or several `periods` in order (coupon durations, fees in
+//! advance, credit balances): each close sees the credit lines of the closes before it, as a
+//! close sees the stored invoices of earlier periods.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -18,7 +22,7 @@ use serde::Deserialize;
 use meterline_ingest::LedgerConfig;
 use meterline_ingest::segment::{Ledger, build_segments};
 use meterline_ingest::validate::Validator;
-use meterline_invoicer::build_invoices;
+use meterline_invoicer::{CreditUsage, build_invoices};
 use meterline_schemas::catalog::{Catalog, CatalogFile};
 use meterline_schemas::invoice::InvoiceLineRow;
 use meterline_schemas::money::{Currency, RoundingMode};
@@ -28,7 +32,11 @@ use meterline_schemas::period::PeriodLabel;
 #[serde(deny_unknown_fields)]
 struct Case {
     /// Period to close.
-    period: String,
+    #[serde(default)]
+    period: Option<String>,
+    /// Periods to close one after the other (instead of `period`).
+    #[serde(default)]
+    periods: Vec<String>,
     /// Rounding mode (default half_even).
     #[serde(default)]
     rounding: RoundingMode,
@@ -71,7 +79,8 @@ fn cases() -> Vec<PathBuf> {
 async fn run_case(path: &Path) -> String {
     let case: Case = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let catalog = case.catalog.validate(&Catalog::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let label: PeriodLabel = case.period.parse().unwrap();
+    let labels: Vec<PeriodLabel> = case.period.iter().chain(&case.periods).map(|p| p.parse().unwrap()).collect();
+    assert!(!labels.is_empty(), "{}: give period or periods", path.display());
 
     // Events go through ingest's own validation and segment writer into a temporary ledger.
     let validator = Validator::new(catalog.meters_by_event_type());
@@ -97,11 +106,25 @@ async fn run_case(path: &Path) -> String {
         ledger.write(&seg).await.unwrap();
     }
 
-    let rated = meterline_rater::rate_period(dir.path(), &catalog, label).await.unwrap();
-    let invoices = build_invoices(&rated, &catalog, label, case.rounding).unwrap();
     let mut out = String::new();
-    writeln!(out, "period {label}, rounding {}", case.rounding.as_str()).unwrap();
-    for inv in &invoices {
+    let mut credits = CreditUsage::none();
+    for (i, label) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let rated = meterline_rater::rate_period(dir.path(), &catalog, *label).await.unwrap();
+        let invoices = build_invoices(&rated, &catalog, *label, case.rounding, &credits).unwrap();
+        for inv in &invoices {
+            credits.add_lines(&inv.lines).unwrap();
+        }
+        render_period(&mut out, *label, case.rounding, &invoices);
+    }
+    out
+}
+
+fn render_period(out: &mut String, label: PeriodLabel, rounding: RoundingMode, invoices: &[meterline_invoicer::Invoice]) {
+    writeln!(out, "period {label}, rounding {}", rounding.as_str()).unwrap();
+    for inv in invoices {
         let r = &inv.row;
         let cur = Currency::from_code(&r.currency).unwrap();
         writeln!(
@@ -118,10 +141,9 @@ async fn run_case(path: &Path) -> String {
         )
         .unwrap();
         for l in &inv.lines {
-            render_line(&mut out, l, cur);
+            render_line(out, l, cur);
         }
     }
-    out
 }
 
 fn render_line(out: &mut String, l: &InvoiceLineRow, cur: Currency) {
@@ -180,6 +202,39 @@ fn render_line(out: &mut String, l: &InvoiceLineRow, cur: Currency) {
     }
     if let Some(p) = b.get("proration") {
         writeln!(out, "       prorated {} s of {} s", p["active_seconds"], p["period_seconds"]).unwrap();
+    }
+    if let Some(period) = b.get("service_period").and_then(|v| v.as_str()) {
+        writeln!(out, "       {} for {period}", b["billing"].as_str().unwrap_or("?")).unwrap();
+    }
+    if let Some(segments) = b.get("segments").and_then(|v| v.as_array()) {
+        let relative = b.get("relative_to_seats").and_then(|v| v.as_str()).map(|n| format!(" relative to {n}")).unwrap_or_default();
+        for seg in segments {
+            writeln!(
+                out,
+                "       {} seats{relative} × {} s from {} (period {} s)",
+                seg["seats"].as_str().unwrap_or("?"),
+                seg["seconds"],
+                seg["from"].as_str().unwrap_or("?"),
+                b["period_seconds"]
+            )
+            .unwrap();
+        }
+    }
+    if let Some(code) = b.get("coupon").and_then(|v| v.as_str()) {
+        let cycles = b["cycles"].as_u64().map_or_else(|| "∞".to_owned(), |n| n.to_string());
+        writeln!(out, "       coupon {code} cycle {} of {cycles} on base {}", b["cycle"], b["base"].as_str().unwrap_or("?")).unwrap();
+    }
+    if let Some(grant) = b.get("grant").and_then(|v| v.as_str()) {
+        let text = |k: &str| b[k].as_str().unwrap_or("?").to_owned();
+        writeln!(
+            out,
+            "       grant {grant}: due {}, balance {} - applied {} = remaining {}",
+            text("amount_due"),
+            text("balance_before"),
+            text("applied"),
+            text("remaining")
+        )
+        .unwrap();
     }
 }
 

@@ -45,12 +45,14 @@ pub async fn run(cfg: &Config, cmd: CatalogCommand) -> anyhow::Result<()> {
 
 fn counts(c: &Catalog) -> String {
     format!(
-        "{} meters, {} plan versions, {} customers, {} subscriptions, {} tax rates",
+        "{} meters, {} plan versions, {} customers, {} subscriptions, {} tax rates, {} coupons, {} credit grants",
         c.meters.len(),
         c.plans.len(),
         c.customers.len(),
         c.subscriptions.len(),
-        c.tax_rates.len()
+        c.tax_rates.len(),
+        c.coupons.len(),
+        c.credit_grants.len()
     )
 }
 
@@ -61,6 +63,8 @@ fn catalog_json(c: &Catalog) -> serde_json::Value {
         "plans": c.plans.values().collect::<Vec<_>>(),
         "customers": c.customers.values().collect::<Vec<_>>(),
         "subscriptions": c.subscriptions.values().collect::<Vec<_>>(),
+        "coupons": c.coupons.values().collect::<Vec<_>>(),
+        "credit_grants": c.credit_grants.values().collect::<Vec<_>>(),
     })
 }
 
@@ -78,7 +82,7 @@ fn print_tables(c: &Catalog) -> anyhow::Result<()> {
     }
     crate::output::emit(format!("{t}"))?;
     let mut t = Table::new();
-    t.set_header(["plan", "version", "currency", "recurring fee", "prices"]);
+    t.set_header(["plan", "version", "currency", "recurring fee", "seat price", "billing", "prices"]);
     for p in c.plans.values() {
         let prices = p.prices.iter().map(|x| format!("{}:{}", x.meter, x.model.name())).collect::<Vec<_>>().join(", ");
         t.add_row([
@@ -86,6 +90,8 @@ fn print_tables(c: &Catalog) -> anyhow::Result<()> {
             p.version.to_string(),
             p.currency.to_string(),
             p.recurring_fee.map(|f| f.to_string()).unwrap_or_default(),
+            p.seat_price.map(|f| f.to_string()).unwrap_or_default(),
+            p.billing.as_str().to_owned(),
             prices,
         ]);
     }

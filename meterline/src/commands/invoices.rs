@@ -94,7 +94,7 @@ fn line_json(l: &meterline_schemas::invoice::InvoiceLineRow, i: &InvoiceRow) -> 
     let f = money(i);
     serde_json::json!({
         "line_no": l.line_no,
-        "kind": match l.kind { 1 => "recurring", 2 => "usage", 3 => "tax", _ => "commitment" },
+        "kind": meterline_schemas::invoice::LineKind::name_of(l.kind),
         "description": l.description,
         "meter": l.meter,
         "quantity": l.quantity.normalize().to_string(),

@@ -218,7 +218,10 @@ pub fn generate(customers: usize, label: PeriodLabel, seed: u64) -> CatalogFile 
             end,
             cycle: Cycle::Monthly,
             anchor_day: Some(1),
+            seats: None,
+            seat_changes: Vec::new(),
+            coupons: Vec::new(),
         });
     }
-    CatalogFile { meters, tax_rates, plans, customers: custs, subscriptions: subs }
+    CatalogFile { meters, tax_rates, plans, customers: custs, subscriptions: subs, ..Default::default() }
 }

@@ -10,6 +10,7 @@ mod catalog_store;
 mod close;
 mod common;
 mod crash;
+mod credits;
 mod dead_letters;
 mod http;
 mod price;
