@@ -117,6 +117,12 @@ impl Ledger {
         Ok(names)
     }
 
+    /// The bytes of one segment, by a name returned from [`Ledger::list`].
+    pub async fn read(&self, name: &str) -> Result<Bytes> {
+        let get = self.store.get(&StorePath::from(name)).await.map_err(|e| Error::Ledger(format!("read {name}: {e}")))?;
+        get.bytes().await.map_err(|e| Error::Ledger(format!("read {name}: {e}")))
+    }
+
     /// Loads the event keys of every segment into `index`. A segment that cannot be read (torn by
     /// a power loss before its fsync completed, hence never acked) is moved to `quarantine/`.
     pub async fn rebuild(&self, index: &mut DedupIndex) -> Result<RebuildReport> {

@@ -43,6 +43,8 @@ pub enum Command {
     Events(EventsCommand),
     /// Consume usage events into the ledger.
     Ingest(IngestArgs),
+    /// Copy ledger segments into ClickHouse for dashboards, continuously or once (`--once`).
+    Mirror(MirrorArgs),
     /// Run the HTTP ingest endpoint (POST /v1/events) until interrupted.
     Serve(ServeArgs),
     /// Manage the API keys of the HTTP endpoint.
@@ -101,6 +103,14 @@ pub struct IngestArgs {
     /// Exit once the stream is drained and every message is acked.
     #[arg(long)]
     pub until_idle: bool,
+}
+
+/// `mirror`.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Mirror every pending segment once and exit (non-zero when ClickHouse fails).
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// `serve`.
