@@ -11,6 +11,7 @@ mod close;
 mod common;
 mod dead_letters;
 mod http;
+mod mirror;
 mod price;
 mod rerate;
 mod scenario;
