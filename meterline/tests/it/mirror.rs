@@ -529,5 +529,15 @@ async fn ingest_starts_and_acks_while_clickhouse_is_unreachable() {
     assert_eq!(stderr.matches("clickhouse mirror paused").count(), 1, "{stderr}");
     assert!(!stderr.contains("ERROR"), "{stderr}");
     assert_eq!(ledger_rows(&env.ledger_path()), (3, d("3")));
+
+    // Later, with ClickHouse reachable, `meterline mirror --once` catches up, and only once.
+    let (ok, stdout, stderr) = env.meterline(&["mirror", "--once"], &[]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains(" segments, 3 rows inserted (0 resumed after an interrupted pass, 0 skipped)"), "{stdout}");
+    let (ok, stdout, stderr) = env.meterline(&["mirror", "--once"], &[]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("mirrored 0 segments, 0 rows inserted"), "{stdout}");
+    let ch = env.clickhouse().await;
+    assert_eq!(per_meter(&ch).await, vec![("tokens".to_string(), 3, Some(d("3")))]);
     env.cleanup().await;
 }
