@@ -123,3 +123,36 @@ impl Default for LedgerConfig {
         LedgerConfig { path: PathBuf::from(".local/ledger") }
     }
 }
+
+/// The ClickHouse mirror of the ledger (`[mirror]`): see [`crate::mirror`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// Run the mirror as a background task of `meterline ingest`. `meterline mirror` runs it
+    /// regardless. Run one mirror per ClickHouse database (see the module doc).
+    pub enabled: bool,
+    /// Pause between passes over the ledger (ms); also the first retry delay after a failure,
+    /// doubled per failed attempt up to [`crate::mirror::MAX_BACKOFF`].
+    pub interval_ms: u64,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig { enabled: true, interval_ms: 1_000 }
+    }
+}
+
+impl MirrorConfig {
+    /// The interval as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// Checks values.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval_ms == 0 {
+            return Err("mirror.interval_ms = 0: must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, PutMode, PutOptions};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -120,6 +120,12 @@ impl Ledger {
             .map_err(|e| Error::Ledger(format!("list: {e}")))?;
         names.sort();
         Ok(names)
+    }
+
+    /// The bytes of one segment, by a name returned from [`Ledger::list`].
+    pub async fn read(&self, name: &str) -> Result<Bytes> {
+        let get = self.store.get(&StorePath::from(name)).await.map_err(|e| Error::Ledger(format!("read {name}: {e}")))?;
+        get.bytes().await.map_err(|e| Error::Ledger(format!("read {name}: {e}")))
     }
 
     /// Names of a partition's segments in one month directory, sorted (blocking file system

@@ -92,7 +92,7 @@ fn close(accepted: &[Accepted], order: &[usize], cuts: &[usize], rt: &tokio::run
         for (n, w) in bounds.windows(2).enumerate() {
             let part = &ordered[w[0]..w[1]];
             let seq = u64::try_from(n).unwrap() * 1000;
-            for seg in build_segments(part, seq + 1, seq + 999, at).unwrap() {
+            for seg in build_segments(0, part, seq + 1, seq + 999, at).unwrap() {
                 ledger.write(&seg).await.unwrap();
             }
         }
@@ -261,7 +261,7 @@ proptest! {
             let label = label.parse().unwrap();
             let invoices = rt.block_on(async {
                 if !refs.is_empty() && label == "2026-10".parse().unwrap() {
-                    for seg in build_segments(&refs, 1, refs.len() as u64, start).unwrap() {
+                    for seg in build_segments(0, &refs, 1, refs.len() as u64, start).unwrap() {
                         ledger.write(&seg).await.unwrap();
                     }
                 }

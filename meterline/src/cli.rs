@@ -43,6 +43,8 @@ pub enum Command {
     Events(EventsCommand),
     /// Consume usage events into the ledger.
     Ingest(IngestArgs),
+    /// Copy ledger segments into ClickHouse for dashboards, continuously or once (`--once`).
+    Mirror(MirrorArgs),
     /// Run the HTTP ingest endpoint (POST /v1/events) until interrupted.
     Serve(ServeArgs),
     /// Manage the API keys of the HTTP endpoint.
@@ -105,6 +107,14 @@ pub struct IngestArgs {
     /// Several workers run side by side on disjoint sets; each partition has one owner (lease).
     #[arg(long, value_name = "SET")]
     pub partitions: Option<meterline_ingest::partition::PartitionSet>,
+}
+
+/// `mirror`.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Mirror every pending segment once and exit (non-zero when ClickHouse fails).
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// `serve`.

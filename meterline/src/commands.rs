@@ -7,6 +7,7 @@ mod events;
 mod ingest;
 mod invoices;
 mod migrate;
+mod mirror;
 mod price;
 mod rerate;
 mod serve;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Catalog(c) => catalog::run(&cfg, c).await,
         Command::Events(c) => events::run(&cfg, c).await,
         Command::Ingest(a) => ingest::run(&cfg, a).await,
+        Command::Mirror(a) => mirror::run(&cfg, a).await,
         Command::Serve(a) => serve::run(cfg, a).await,
         Command::ApiKeys(c) => apikeys::run(&cfg, c).await,
         Command::Close(a) => close::run(&cfg, a).await,

@@ -15,7 +15,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use meterline_ingest::http::HttpConfig;
-use meterline_ingest::{IngestConfig, LedgerConfig};
+use meterline_ingest::{IngestConfig, LedgerConfig, MirrorConfig};
 use meterline_schemas::clickhouse::{ClickHouseConfig, Secret};
 use meterline_schemas::money::RoundingMode;
 
@@ -37,6 +37,8 @@ pub struct Config {
     pub billing: BillingConfig,
     /// HTTP ingest endpoint (`meterline serve`).
     pub http: HttpConfig,
+    /// ClickHouse mirror of the ledger (`meterline mirror`, and inside `meterline ingest`).
+    pub mirror: MirrorConfig,
 }
 
 /// `[nats]`.
@@ -81,6 +83,7 @@ impl Default for Config {
             catalog: CatalogConfig { bucket_prefix: "meterline_catalog_".into() },
             billing: BillingConfig { rounding: RoundingMode::HalfEven },
             http: HttpConfig::default(),
+            mirror: MirrorConfig::default(),
         }
     }
 }
@@ -128,6 +131,7 @@ impl Config {
         );
         self.ingest.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.http.validate().map_err(|e| anyhow::anyhow!(e))?;
+        self.mirror.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(())
     }
 }
@@ -154,5 +158,8 @@ mod tests {
         let mut c = Config::default();
         c.ingest.dlq_subject_prefix = "usage.dlq".into();
         assert!(c.validate().unwrap_err().to_string().contains("must not overlap"));
+        let mut c = Config::default();
+        c.mirror.interval_ms = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("mirror.interval_ms = 0"));
     }
 }

@@ -142,7 +142,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "invoices", sql: include_str!("../migrations/0001_invoices.sql") },
     Migration { version: 2, name: "commitment_lines", sql: include_str!("../migrations/0002_commitment_lines.sql") },
     Migration { version: 3, name: "current_spend", sql: include_str!("../migrations/0003_current_spend.sql") },
-    // 0004 is being added on another branch; versions only need to increase, gaps are fine.
+    Migration { version: 4, name: "usage_mirror", sql: include_str!("../migrations/0004_usage_mirror.sql") },
     Migration { version: 5, name: "price_feature_lines", sql: include_str!("../migrations/0005_price_feature_lines.sql") },
 ];
 

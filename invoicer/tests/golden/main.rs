@@ -102,7 +102,7 @@ async fn run_case(path: &Path) -> String {
     let ledger = Ledger::open(&LedgerConfig { path: dir.path().to_path_buf() }).unwrap();
     let refs: Vec<_> = accepted.iter().collect();
     let ingested_at = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-    for seg in build_segments(&refs, 1, refs.len() as u64, ingested_at).unwrap() {
+    for seg in build_segments(0, &refs, 1, refs.len() as u64, ingested_at).unwrap() {
         ledger.write(&seg).await.unwrap();
     }
 

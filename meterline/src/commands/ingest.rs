@@ -1,6 +1,7 @@
 //! `meterline ingest`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -13,10 +14,22 @@ use crate::cli::IngestArgs;
 use crate::config::Config;
 use crate::connect;
 
+/// How long ingest waits at shutdown for the mirror to finish the segment it is copying.
+const MIRROR_STOP_GRACE: Duration = Duration::from_secs(10);
+
 pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_interrupt("finishing the current batch and stopping");
     let opts = RunOptions { until_idle: args.until_idle, partitions: args.partitions };
-    let report = ingest(cfg, opts, Arc::new(IngestCounters::default()), shutdown).await?;
+    // The mirror reads the ledger on its own schedule; acks never wait for it, and it is only
+    // stopped once ingest has returned (see meterline_ingest::mirror).
+    let mirror = if cfg.mirror.enabled { Some(super::mirror::spawn(cfg)?) } else { None };
+    let result = ingest(cfg, opts, Arc::new(IngestCounters::default()), shutdown).await;
+    if let Some(m) = mirror
+        && let Some(r) = m.stop(MIRROR_STOP_GRACE).await
+    {
+        tracing::info!(segments = r.segments, rows = r.rows, "clickhouse mirror stopped");
+    }
+    let report = result?;
     crate::output::emit(format!(
         "ingested {} messages: {} events to the ledger, {} duplicates dropped, {} dead-lettered, {} rerouted, {} segments ({:.2}s)",
         report.messages,
@@ -51,7 +64,7 @@ pub async fn ingest(
         tracing::info!(addr = %listener.local_addr()?, "metrics on GET /metrics (API key required)");
         let app = meterline_ingest::metrics::router(counters.clone(), keys);
         let stop = shutdown.child_token();
-        let server = tokio::spawn(meterline_ingest::http::serve(listener, app, stop.clone(), std::time::Duration::from_secs(1)));
+        let server = tokio::spawn(meterline_ingest::http::serve(listener, app, stop.clone(), Duration::from_secs(1)));
         Some((stop, server))
     };
     let report = meterline_ingest::run(&js, &cfg.ingest, &ledger, &catalog, opts, counters, shutdown).await;
