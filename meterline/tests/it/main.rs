@@ -14,6 +14,8 @@ mod credits;
 mod dead_letters;
 mod http;
 mod mirror;
+mod outage;
+mod partitions;
 mod price;
 mod rerate;
 mod scenario;
