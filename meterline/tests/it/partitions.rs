@@ -110,6 +110,7 @@ async fn two_workers_share_four_partitions_and_count_every_event_once() {
     c.wait().unwrap();
     let (out_a, out_b) = (interrupt(a), interrupt(b));
     assert!(!out_a.contains(" 0 rerouted"), "partition 0 rerouted the batches' other customers: {out_a}");
+    assert!(!out_b.contains(": 0 events to the ledger"), "the second worker wrote its partitions' events: {out_b}");
 
     let t = ledger_totals(&env.ledger_path());
     assert_eq!((t.distinct_events, t.rows), (400, 400), "every event exactly once");
