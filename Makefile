@@ -11,7 +11,7 @@ export METERLINE__CLICKHOUSE__URL ?= http://127.0.0.1:18123
 BENCH_RATE_EVENTS ?= 100000000
 BENCH_RATE_CUSTOMERS ?= 100000
 
-.PHONY: bench-rate demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
+.PHONY: bench-rate bench-ingest demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
 
 demo: services-up
 	$(CARGO) build --bin meterline
@@ -54,3 +54,17 @@ bench-rate:
 	$(CARGO) build --release -p meterline-benches --bin bench-rate
 	./target/release/bench-rate generate --events $(BENCH_RATE_EVENTS) --customers $(BENCH_RATE_CUSTOMERS) --dir .local/bench/rate
 	./target/release/bench-rate run --customers $(BENCH_RATE_CUSTOMERS) --dir .local/bench/rate
+
+# Ingest benchmark: pre-load a stream (1 and 100 events per message), then in the same run the raw
+# JetStream consume rate of that stream and Meterline ingest draining it into the durable ledger.
+BENCH_INGEST_EVENTS_1 ?= 1000000
+BENCH_INGEST_EVENTS_100 ?= 10000000
+bench-ingest: services-up
+	$(CARGO) build --release -p meterline-benches --bin bench-ingest
+	./target/release/bench-ingest load --per-message 1 --events $(BENCH_INGEST_EVENTS_1)
+	./target/release/bench-ingest raw --per-message 1
+	./target/release/bench-ingest run --per-message 1
+	./target/release/bench-ingest load --per-message 100 --events $(BENCH_INGEST_EVENTS_100)
+	./target/release/bench-ingest raw --per-message 100
+	./target/release/bench-ingest run --per-message 100
+	./target/release/bench-ingest report

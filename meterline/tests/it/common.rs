@@ -88,12 +88,12 @@ impl TestEnv {
             .expect("publish ack");
     }
 
-    /// The subject a producer would use: the customer's for a single event, the plain one
+    /// The subject a producer would use: the customer's for a single event, an unrouted one
     /// otherwise (ingest reroutes or dead-letters what is in it).
     pub fn subject_for(&self, body: &str) -> String {
         match meterline_schemas::event::decode_event(body) {
             Ok(ev) => self.ingest.publish_subject(&ev.subject),
-            Err(_) => format!("{}.events", self.ingest.subject_prefix),
+            Err(_) => meterline_ingest::partition::unrouted_subject(&self.ingest.subject_prefix),
         }
     }
 

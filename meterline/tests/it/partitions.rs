@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, StringArray};
-use meterline_ingest::partition::{customer_token, partition_of, token_of_subject};
+use meterline_ingest::partition::{customer_token, partition_of, partition_of_subject};
 use meterline_ingest::segment::segment_partition;
 
 use crate::common::{TestEnv, event, ledger_totals};
@@ -57,14 +57,14 @@ async fn two_workers_share_four_partitions_and_count_every_event_once() {
         )
     };
     // k < 5: single events on their customer's subject; k ≥ 5: batches mixing customers on the
-    // plain subject (partition 0 reroutes the others); plus every k = 0 event again inside a
+    // unrouted subject (its partition reroutes the others); plus every k = 0 event again inside a
     // mixed batch: a duplicate that reaches its partition only by rerouting.
     for c in 0..40 {
         for k in 0..5 {
             env.publish(&ev(c, k)).await;
         }
     }
-    let plain = format!("{}.events", env.ingest.subject_prefix);
+    let plain = meterline_ingest::partition::unrouted_subject(&env.ingest.subject_prefix);
     for k in 5..10 {
         for group in (0..40).collect::<Vec<_>>().chunks(8) {
             let body = format!("[{}]", group.iter().map(|&c| ev(c, k)).collect::<Vec<_>>().join(","));
@@ -74,17 +74,19 @@ async fn two_workers_share_four_partitions_and_count_every_event_once() {
     let dups = format!("[{}]", (0..40).map(|c| ev(c, 0)).collect::<Vec<_>>().join(","));
     env.js.publish(plain.clone(), dups.into()).await.unwrap().await.unwrap();
 
-    // The stream stored every tokened message under the partition the server's mapping chose,
-    // and it is the one `partition_of` computes (FNV-1a of the token, modulo 4).
+    // The stream stored every single event under the partition the server's mapping chose for its
+    // customer's token, and it is the one `partition_of` computes (FNV-1a of the token, modulo 4).
     let mut stream = env.js.get_stream(&env.ingest.stream).await.unwrap();
     let state = stream.info().await.unwrap().state.clone();
     let mut per_partition = [0usize; 4];
     for seq in state.first_sequence..=state.last_sequence {
         let m = stream.get_raw_message(seq).await.unwrap();
-        if let Some(token) = token_of_subject(&env.ingest.subject_prefix, &m.subject) {
-            let n: u32 = m.subject.split('.').rev().nth(1).unwrap().parse().unwrap();
-            assert_eq!(n, partition_of(token, 4), "{}", m.subject);
+        let n = partition_of_subject(&env.ingest.subject_prefix, &m.subject).unwrap_or_else(|| panic!("stored as {}", m.subject));
+        if let Ok(ev) = meterline_schemas::event::decode_event(std::str::from_utf8(&m.payload).unwrap()) {
+            assert_eq!(n, partition_of(&customer_token(&ev.subject), 4), "{}: {}", m.subject, ev.subject);
             per_partition[n as usize] += 1;
+        } else {
+            assert_eq!(n, partition_of("unrouted", 4), "batches go where their subject's token maps");
         }
     }
     assert_eq!(per_partition.iter().sum::<usize>(), 200);
@@ -109,7 +111,9 @@ async fn two_workers_share_four_partitions_and_count_every_event_once() {
     c.kill().unwrap();
     c.wait().unwrap();
     let (out_a, out_b) = (interrupt(a), interrupt(b));
-    assert!(!out_a.contains(" 0 rerouted"), "partition 0 rerouted the batches' other customers: {out_a}");
+    let rerouted = |out: &str| -> u64 { out.split(" rerouted").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap() };
+    assert!(rerouted(&out_a) + rerouted(&out_b) > 0, "the batches' other customers were rerouted: {out_a} / {out_b}");
+    assert!(!out_a.contains(": 0 events to the ledger"), "the first worker wrote its partitions' events: {out_a}");
     assert!(!out_b.contains(": 0 events to the ledger"), "the second worker wrote its partitions' events: {out_b}");
 
     let t = ledger_totals(&env.ledger_path());
