@@ -123,9 +123,10 @@ async fn raw(js: &jetstream::Context, cfg: &IngestConfig, per_message: usize) ->
             ..Default::default()
         })
         .await?;
-    let batch = cfg.segment_max_events.min(10_000);
+    let batch = cfg.segment_max_events.min(meterline_ingest::pipeline::PULL_MAX_MESSAGES);
     let started = Instant::now();
-    let mut msgs = c.stream().max_messages_per_batch(batch).messages().await?;
+    let mut msgs =
+        c.stream().max_messages_per_batch(batch).max_bytes_per_batch(meterline_ingest::pipeline::PULL_MAX_BYTES).messages().await?;
     let (mut n, mut events) = (0u64, 0u64);
     let mut last = None;
     while n < total {
@@ -188,13 +189,29 @@ async fn main() -> anyhow::Result<()> {
             let _ = js.delete_key_value(format!("{}_leases", cfg.consumer)).await;
             let catalog = CatalogFile::parse(CATALOG, "yaml").map_err(|e| anyhow::anyhow!(e))?.validate(&Default::default())?;
             let ledger = Ledger::open(&LedgerConfig { path: dir.clone() })?;
+            let expected_messages = s.clone().info().await?.state.messages;
             let counters = Arc::new(IngestCounters::default());
-            let opts = RunOptions { until_idle: true, partitions: None };
-            let report = meterline_ingest::run(&js, &cfg, &ledger, &catalog, opts, counters, CancellationToken::new()).await?;
+            let stop = CancellationToken::new();
+            let started = Instant::now();
+            let task = {
+                let (js, cfg, ledger, counters, stop) = (js.clone(), cfg.clone(), ledger.clone(), counters.clone(), stop.clone());
+                tokio::spawn(
+                    async move { meterline_ingest::run(&js, &cfg, &ledger, &catalog, RunOptions::default(), counters, stop).await },
+                )
+            };
+            // Done when every message is acked, i.e. all its events durable; polled every 2 ms.
+            while counters.messages.load(std::sync::atomic::Ordering::Relaxed) < expected_messages {
+                if task.is_finished() {
+                    task.await??;
+                    anyhow::bail!("ingest stopped early");
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            stop.cancel();
+            let report = task.await??;
             client.flush().await?;
             let events = report.valid + report.duplicates + report.invalid;
-            // The until-idle run ends after `idle_timeout_ms` without messages: not ingest work.
-            let secs = (report.elapsed.as_secs_f64() - cfg.idle_timeout_ms as f64 / 1000.0).max(1e-9);
             let rate = events as f64 / secs;
             eprintln!(
                 "meterline ingest: {events} events ({} to the ledger, {} segments) in {secs:.2}s = {rate:.0} events/s, peak RSS {} MiB",
