@@ -7,6 +7,7 @@
 //!   function, exact decimal (de)serialization.
 //! - [`price`]: price model definitions (per-unit, graduated, volume, package, matrix,
 //!   percentage) and their modifiers.
+//! - [`rate_table`]: telecom rate tables (prefixes, time bands, increments) and their validation.
 //! - [`catalog`]: customers, plans with immutable versions, subscriptions, tax rates; catalog
 //!   files (YAML or TOML) and their validation.
 //! - [`discount`]: coupons (percentage or fixed amount, on the subtotal or one meter) and their
@@ -32,5 +33,6 @@ pub mod meter;
 pub mod money;
 pub mod period;
 pub mod price;
+pub mod rate_table;
 
 pub use error::{Error, Result};
