@@ -710,6 +710,20 @@ impl CatalogFile {
                 }
                 other => Error::catalog(format!("rate_tables[{}]", t.key), other.to_string()),
             })?;
+            // Prices and fees are stored in Decimal(38, 9) columns (`rated_calls`) without rounding.
+            for r in &t.rates {
+                let at = format!("rate_tables[{}].rates[{}]", t.key, r.prefix);
+                let fits = |d: Decimal| d.normalize().scale() <= crate::money::COLUMN_SCALE;
+                if !fits(r.connect_fee) {
+                    return Err(Error::catalog(format!("{at}.connect_fee"), format!("{} has more than 9 decimals", r.connect_fee)));
+                }
+                if let Some((i, b)) = r.bands.iter().enumerate().find(|(_, b)| !fits(b.price_per_minute)) {
+                    return Err(Error::catalog(
+                        format!("{at}.bands[{i}].price_per_minute"),
+                        format!("{} has more than 9 decimals", b.price_per_minute),
+                    ));
+                }
+            }
             if c.rate_tables.insert(t.key.clone(), t.clone()).is_some() {
                 return Err(Error::catalog(format!("rate_tables[{}].key", t.key), "is defined twice"));
             }
@@ -1208,8 +1222,9 @@ credit_grants:
     fn shipped_example_catalog_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/catalog.yaml");
         let c = CatalogFile::read(&path).unwrap().validate(&Catalog::default()).unwrap();
-        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (5, 6, 4, 4));
-        assert_eq!((c.coupons.len(), c.credit_grants.len()), (2, 2));
+        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (6, 7, 5, 5));
+        assert_eq!((c.coupons.len(), c.credit_grants.len(), c.rate_tables.len()), (2, 2, 1));
+        assert_eq!(c.rate_tables["uk-voice"].rates.len(), 3);
         assert_eq!(c.subscriptions["sub-team-1"].seats_at(DateTime::parse_from_rfc3339("2026-10-20T00:00:00Z").unwrap().into()), 12);
         assert_eq!(c.plans[&("gulf-kwd".to_string(), 1)].currency.minor_units(), 3);
     }

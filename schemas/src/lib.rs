@@ -16,7 +16,7 @@
 //! - [`catalog_store`]: the catalog persisted in NATS JetStream key-value buckets.
 //! - [`period`]: billing periods (monthly cycles with an anchor day) and proration windows.
 //! - [`ledger`]: the Arrow schema of ledger segments and the dedup key of an event.
-//! - [`invoice`]: invoice and invoice-line rows as stored in ClickHouse.
+//! - [`invoice`]: invoice, invoice-line and rated-call rows as stored in ClickHouse.
 //! - [`clickhouse`]: client construction, server-version detection and ordered migrations.
 //! - [`error`]: the crate's error type.
 
