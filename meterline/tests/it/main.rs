@@ -17,3 +17,4 @@ mod mirror;
 mod price;
 mod rerate;
 mod scenario;
+mod telecom;
