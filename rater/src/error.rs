@@ -34,8 +34,8 @@ pub enum Error {
         customer: String,
         /// Its meter.
         meter: String,
-        /// What went wrong.
-        source: meterline_schemas::rate_table::TelecomError,
+        /// What went wrong (boxed: it is large and rare).
+        source: Box<meterline_schemas::rate_table::TelecomError>,
     },
     /// The ledger location is not usable.
     #[error("ledger location {location:?}: {message}")]

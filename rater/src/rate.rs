@@ -14,7 +14,7 @@ use crate::aggregate::{MeterAggregates, SubWindow, aggregate, aggregate_groups, 
 use crate::calls::{RatedCallRecord, TelecomUsage, call_from_row, sum_calls};
 use crate::error::{Error, Result};
 use crate::pricing::{PercentageTotals, price_line, price_percentage};
-use crate::telecom::rate_call;
+use crate::telecom::{TelecomError, rate_call};
 use crate::tiers::Priced;
 
 /// Priced usage of one meter for one subscription.
@@ -229,8 +229,12 @@ async fn rate_telecom(
         let key = (row.subscription.to_owned(), row.meter.to_owned());
         let Some(table) = tables.get(&key) else { return Ok(()) }; // priced another way by this plan
         let customer = customers.get(row.subscription).copied().unwrap_or_default();
-        let failed =
-            |source| Error::Call { event_id: row.event_id.to_owned(), customer: customer.to_owned(), meter: row.meter.to_owned(), source };
+        let failed = |source: TelecomError| Error::Call {
+            event_id: row.event_id.to_owned(),
+            customer: customer.to_owned(),
+            meter: row.meter.to_owned(),
+            source: Box::new(source),
+        };
         let record = call_from_row(row.event_id, row.time, row.value, row.data).map_err(failed)?;
         let call = rate_call(table, &record).map_err(failed)?;
         let entry =
@@ -261,7 +265,7 @@ async fn rate_telecom(
             event_id: String::new(),
             customer: customers.get(key.0.as_str()).copied().unwrap_or_default().to_owned(),
             meter: key.1.clone(),
-            source,
+            source: Box::new(source),
         })?;
         done.insert(key, (usage, segments.into_iter().collect()));
     }
