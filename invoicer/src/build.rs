@@ -240,7 +240,8 @@ fn telecom_lines(u: &meterline_rater::RatedUsage, t: &meterline_rater::calls::Te
         .iter()
         .map(|l| {
             let prefix = if l.matched_prefix.is_empty() { "*".to_owned() } else { format!("+{}", l.matched_prefix) };
-            let description = format!("{meter_name}: {} ({prefix}), {}", l.description, l.band);
+            // Unique per line (rerate matches lines by kind, meter and description).
+            let description = format!("{meter_name}: {} ({prefix}), {} at {}/min", l.description, l.band, l.price_per_minute);
             let breakdown = json!({
                 "rate_table": t.rate_table,
                 "matched_prefix": l.matched_prefix,

@@ -131,9 +131,9 @@ async fn call_records_are_rated_stored_and_invoiced() {
     assert_eq!(
         got,
         vec![
-            want("Calls: United Kingdom (+44), off-peak", "0.09", 1, "0.09"),
-            want("Calls: United Kingdom (+44), peak", "0.15", 1, "0.15"),
-            want("Calls: UK mobile (+447), any time", "0.17", 3, "0.168"),
+            want("Calls: United Kingdom (+44), off-peak at 0.02/min", "0.09", 1, "0.09"),
+            want("Calls: United Kingdom (+44), peak at 0.05/min", "0.15", 1, "0.15"),
+            want("Calls: UK mobile (+447), any time at 0.12/min", "0.17", 3, "0.168"),
         ]
     );
     assert_eq!(list_invoices(&ch, "2026-03").await.unwrap()[0].total.to_string(), "0.41");
