@@ -11,6 +11,7 @@ use meterline_schemas::period::PeriodLabel;
 use crate::build::{Invoice, build_invoices};
 use crate::credits::CreditUsage;
 use crate::error::Result;
+use crate::rated_calls::{RatedCallsWritten, rated_call_rows, write_rated_calls};
 use crate::writer::{WriteSummary, write_invoices};
 
 /// What a close did and how long it took.
@@ -26,6 +27,8 @@ pub struct CloseReport {
     pub write_time: Duration,
     /// What the write did.
     pub write: WriteSummary,
+    /// What the write of rated call records (telecom prices) did.
+    pub calls: RatedCallsWritten,
 }
 
 /// Closes `label`: rates every active subscription from the ledger at `ledger_root`, builds the
@@ -43,10 +46,13 @@ pub async fn close_period(
     let credits = CreditUsage::load_before(ch, catalog, label).await?;
     let invoices = build_invoices(&rated, catalog, label, rounding, &credits)?;
     let rate_time = t0.elapsed();
+    let call_rows = rated_call_rows(&rated, label);
     let t1 = Instant::now();
+    // Calls first, invoices last: a stored invoice header means its calls are stored too.
+    let calls = write_rated_calls(ch, &label.to_string(), &call_rows).await?;
     let write = write_invoices(ch, &label.to_string(), &invoices).await?;
     let write_time = t1.elapsed();
     tracing::info!(period = %label, invoices = invoices.len(), inserted = write.inserted, unchanged = write.unchanged,
-        conflicts = write.conflicts.len(), "period closed");
-    Ok(CloseReport { invoices, rows_rated, rate_time, write_time, write })
+        conflicts = write.conflicts.len(), rated_calls_inserted = calls.inserted, "period closed");
+    Ok(CloseReport { invoices, rows_rated, rate_time, write_time, write, calls })
 }

@@ -7,6 +7,7 @@
 //! - [`credits`]: prepaid credit grants burned down after tax, balances carried across periods.
 //! - [`ids`]: deterministic invoice ids.
 //! - [`writer`]: idempotent writes to `invoices` / `invoice_lines` and reading them back.
+//! - [`rated_calls`]: rated call records of telecom prices → `rated_calls`, idempotently.
 //! - [`close`]: the period close: catalog + ledger + period → rows in ClickHouse.
 //! - [`rerate`]: recompute a period from the ledger and compare with what was invoiced.
 //! - [`spend`]: current spend of the open period in ClickHouse `current_spend`.
@@ -19,6 +20,7 @@ pub mod discounts;
 pub mod error;
 pub mod fees;
 pub mod ids;
+pub mod rated_calls;
 pub mod rerate;
 pub mod spend;
 pub mod writer;

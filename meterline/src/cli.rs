@@ -206,12 +206,16 @@ pub struct PriceArgs {
     /// Plan key, optionally with a version: `starter` (latest) or `starter@2`.
     #[arg(long)]
     pub plan: String,
-    /// Meter key.
-    #[arg(long)]
-    pub meter: String,
+    /// Meter key (with `--event`: defaults to the plan's telecom meter of the event's type).
+    #[arg(long, required_unless_present = "event")]
+    pub meter: Option<String>,
     /// Quantity, an exact decimal.
-    #[arg(long, allow_hyphen_values = true)]
-    pub quantity: String,
+    #[arg(long, allow_hyphen_values = true, required_unless_present = "event", conflicts_with = "event")]
+    pub quantity: Option<String>,
+    /// One call-record CloudEvent (JSON text, or `@file`) to rate against the plan's telecom
+    /// price: the matched prefix, band, increments, billed seconds, connect fee and amount.
+    #[arg(long, value_name = "JSON")]
+    pub event: Option<String>,
     /// Group-by value for matrix prices, `dimension=value`; repeat for several dimensions.
     #[arg(long = "group", value_name = "DIM=VALUE")]
     pub groups: Vec<String>,

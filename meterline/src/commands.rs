@@ -9,6 +9,7 @@ mod invoices;
 mod migrate;
 mod mirror;
 mod price;
+mod price_call;
 mod rerate;
 mod serve;
 mod spend;

@@ -20,6 +20,12 @@ pub async fn run(cfg: &Config, args: CloseArgs) -> anyhow::Result<()> {
         r.rate_time.as_secs_f64(),
         r.write_time.as_secs_f64()
     ))?;
+    if r.calls.inserted > 0 || r.calls.already_stored > 0 {
+        crate::output::emit(format!(
+            "rated calls: {} written now, {} subscriptions already stored",
+            r.calls.inserted, r.calls.already_stored
+        ))?;
+    }
     if !r.write.conflicts.is_empty() {
         crate::output::emit(format!(
             "warning: {} stored invoices differ from a fresh computation and were left unchanged (finalized invoices are immutable): {}",

@@ -85,6 +85,7 @@ async fn migrate_is_idempotent() {
         .await
         .unwrap();
     let got: Vec<(u32, u64)> = applied.iter().map(|a| (a.version, a.rows)).collect();
-    assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]);
+    // 6 (invoice lifecycle) and 7 (tax) come from other branches; this branch has 1-5 and 8.
+    assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (8, 1)]);
     env.cleanup().await;
 }

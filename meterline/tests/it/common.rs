@@ -141,7 +141,7 @@ impl TestEnv {
         for s in [&self.ingest.stream, &self.ingest.dlq_stream] {
             let _ = self.js.delete_stream(s).await;
         }
-        for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "api_keys"] {
+        for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "rate_tables", "api_keys"] {
             let _ = self.js.delete_key_value(format!("{}{kind}", self.bucket_prefix)).await;
         }
         let _ = meterline_schemas::clickhouse::drop_database(&self.ch).await;

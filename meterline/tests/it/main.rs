@@ -19,3 +19,4 @@ mod partitions;
 mod price;
 mod rerate;
 mod scenario;
+mod telecom;
