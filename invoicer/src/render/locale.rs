@@ -202,7 +202,7 @@ fn group_digits(int: &str, sep: &str, min_grouping: usize) -> String {
     let mut out = String::with_capacity(int.len() * 2);
     let head = int.len() % 3;
     for (i, c) in int.chars().enumerate() {
-        if i > 0 && (i + 3 - head) % 3 == 0 {
+        if i > 0 && (i + 3 - head).is_multiple_of(3) {
             out.push_str(sep);
         }
         out.push(c);
