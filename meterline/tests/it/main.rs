@@ -15,5 +15,6 @@ mod dead_letters;
 mod http;
 mod mirror;
 mod price;
+mod render;
 mod rerate;
 mod scenario;
