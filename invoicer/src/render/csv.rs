@@ -71,6 +71,8 @@ fn header(out: &mut String, columns: &[&str]) {
 }
 
 fn money(amount: Decimal, currency: &str) -> String {
+    // No "-0.00" from a rounded negative zero.
+    let amount = if amount.is_zero() { amount.abs() } else { amount };
     Currency::from_code(currency).map_or_else(|_| amount.normalize().to_string(), |c| c.format(amount))
 }
 

@@ -103,6 +103,8 @@ impl Locale {
     /// Formats a number exactly, with all its digits (trailing zeros kept as given).
     pub fn number(&self, value: Decimal) -> String {
         let s = self.symbols();
+        // Rounding can leave a negative zero (-0.001 → -0.00); print it as 0.
+        let value = if value.is_zero() { value.abs() } else { value };
         let text = value.to_string();
         let (negative, digits) = match text.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -432,6 +434,8 @@ mod tests {
         assert_eq!(money(Lang::Ja, "1234.56", "CNY"), "元\u{a0}1,234.56");
         // Minor units always printed: 29 USD is $29.00, 7 KWD is 7.000, JPY has none.
         assert_eq!(money(Lang::En, "29", "USD"), "$29.00");
+        let negative_zero = meterline_schemas::money::round_line(d("-0.001"), cur("USD"), meterline_schemas::money::RoundingMode::HalfEven);
+        assert_eq!(Locale::of(Lang::En).money(negative_zero, cur("USD")), "$0.00");
         assert_eq!(money(Lang::De, "7", "KWD"), "7,000\u{a0}KWD");
         assert_eq!(money(Lang::Ja, "1234.000000000", "JPY"), "￥1,234");
         // Currencies without a listed symbol print their ISO code.
