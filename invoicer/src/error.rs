@@ -22,6 +22,23 @@ pub enum Error {
     /// JSON encoding of a line breakdown failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// A document could not be rendered (template, logo, breakdown).
+    #[error("render: {0}")]
+    Render(String),
+    /// PDF output needs Chromium and it is not installed.
+    #[error("pdf: the Chromium binary {binary:?} was not found (set render.chromium, or install it: apt-get install chromium)")]
+    PdfEngineMissing {
+        /// The binary looked for.
+        binary: String,
+    },
+    /// Chromium ran but produced no PDF.
+    #[error("pdf: {binary}: {reason}")]
+    Pdf {
+        /// The binary run.
+        binary: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Error {

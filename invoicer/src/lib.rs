@@ -11,6 +11,7 @@
 //! - [`close`]: the period close: catalog + ledger + period → rows in ClickHouse.
 //! - [`rerate`]: recompute a period from the ledger and compare with what was invoiced.
 //! - [`spend`]: current spend of the open period in ClickHouse `current_spend`.
+//! - [`render`]: invoice documents (HTML, PDF through Chromium) and CSV exports.
 //! - [`error`]: the crate's error type.
 
 pub mod build;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod fees;
 pub mod ids;
 pub mod rated_calls;
+pub mod render;
 pub mod rerate;
 pub mod spend;
 pub mod writer;

@@ -195,6 +195,52 @@ pub enum InvoicesCommand {
         #[arg(long)]
         lines: bool,
     },
+    /// Render one invoice as an HTML or PDF document (PDF needs Chromium).
+    Render {
+        /// The invoice id (UUID), as `invoices list` shows it.
+        #[arg(long)]
+        id: String,
+        /// Document format.
+        #[arg(long, value_enum, default_value_t = DocFormat::Html)]
+        format: DocFormat,
+        /// Output file (default: HTML to stdout, PDF to ./invoice-<id>.pdf).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Locale instead of the customer's, e.g. `fr-FR` (supported: en, de, fr, es, ja).
+        #[arg(long)]
+        locale: Option<String>,
+    },
+    /// Export the invoices (or their lines) of a period.
+    Export {
+        /// Period, `YYYY-MM`.
+        #[arg(long)]
+        period: String,
+        /// Export format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Export the invoice lines instead of the invoices.
+        #[arg(long)]
+        lines: bool,
+        /// Output file (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Document formats of `invoices render`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocFormat {
+    /// A self-contained HTML page.
+    Html,
+    /// A PDF printed by headless Chromium from the same HTML.
+    Pdf,
+}
+
+/// Formats of `invoices export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// RFC 4180 CSV with exact decimals.
+    Csv,
 }
 
 /// `price`.

@@ -19,6 +19,7 @@ use crate::config::Config;
 
 pub use close::close;
 pub use ingest::ingest;
+pub use invoices::render_samples;
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

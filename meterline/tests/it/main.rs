@@ -17,6 +17,7 @@ mod mirror;
 mod outage;
 mod partitions;
 mod price;
+mod render;
 mod rerate;
 mod scenario;
 mod telecom;
