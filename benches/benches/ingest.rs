@@ -131,7 +131,9 @@ fn segments(c: &mut Criterion) {
     let mut g = c.benchmark_group("segment");
     g.sample_size(20);
     g.throughput(Throughput::Elements(refs.len() as u64));
-    g.bench_function("arrow batch + parquet, 20k events", |b| b.iter(|| black_box(build_segments(0, &refs, 1, 20_000, at).expect("encoded"))));
+    g.bench_function("arrow batch + parquet, 20k events", |b| {
+        b.iter(|| black_box(build_segments(0, &refs, 1, 20_000, at).expect("encoded")))
+    });
     g.finish();
 }
 

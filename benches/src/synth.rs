@@ -201,4 +201,3 @@ pub fn peak_rss_mib() -> u64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
         .map_or(0, |kib| kib / 1024)
 }
-

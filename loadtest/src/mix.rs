@@ -213,7 +213,10 @@ impl Mix {
             ("llm.completion", format!(r#"{{"model":"{}","tokens":{}}}"#, MODELS[r.usize(..MODELS.len())], r.u32(1..4000)))
         } else if pick < 80 {
             self.counts.storage += 1;
-            ("storage.usage", format!(r#"{{"region":"{}","gb_hours":{}.{:03}}}"#, REGIONS[r.usize(..REGIONS.len())], r.u32(0..500), r.u32(0..1000)))
+            (
+                "storage.usage",
+                format!(r#"{{"region":"{}","gb_hours":{}.{:03}}}"#, REGIONS[r.usize(..REGIONS.len())], r.u32(0..500), r.u32(0..1000)),
+            )
         } else {
             self.counts.calls += 1;
             let cc = COUNTRY_CODES[r.usize(..COUNTRY_CODES.len())];

@@ -36,19 +36,22 @@ pub fn machine() -> String {
     let model = cpu.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned());
     let cores = cpu.lines().filter(|l| l.starts_with("processor")).count();
     let mem = read(Path::new("/proc/meminfo")).unwrap_or_default();
-    let mem_kib: u64 = mem
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_default();
+    let mem_kib: u64 =
+        mem.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or_default();
     let ch = std::env::var("METERLINE__CLICKHOUSE__URL").unwrap_or_else(|_| "http://127.0.0.1:18123".into());
     let ch_version = cmd("curl", &["-s", &format!("{ch}/?query=SELECT%20version()")]);
     let nats = std::env::var("NATS_MONITOR").unwrap_or_else(|_| "http://127.0.0.1:18222".into());
     let nats_version = cmd("curl", &["-s", &format!("{nats}/varz")]);
-    let nats_version = serde_json::from_str::<Value>(&std::process::Command::new("curl").args(["-s", &format!("{nats}/varz")]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default())
-        .ok()
-        .and_then(|v| v["version"].as_str().map(str::to_owned))
-        .unwrap_or(nats_version);
+    let nats_version = serde_json::from_str::<Value>(
+        &std::process::Command::new("curl")
+            .args(["-s", &format!("{nats}/varz")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default(),
+    )
+    .ok()
+    .and_then(|v| v["version"].as_str().map(str::to_owned))
+    .unwrap_or(nats_version);
     format!(
         "- CPU: {} × {}\n- memory: {} GiB\n- {}\n- nats-server {}, ClickHouse {}\n- kernel: {}\n",
         cores,
@@ -104,7 +107,10 @@ pub fn generate(results: &Path, criterion: &Path, plot_rel: &str) -> String {
     s.push_str("- **publish → current spend**: the spend refresh of `meterline spend` (rate the open period from the ledger, insert into `current_spend`) runs in-process back to back, 100 ms apart. One valid event is one ledger row, a customer's events reach the ledger in stream order, so a refresh reporting *k* rows for a customer makes its first *k* events visible when the insert returns. Resolution: one refresh plus 100 ms.\n\n");
     match read(&results.join("loadtest-sweep.json")).and_then(|t| serde_json::from_str::<SweepReport>(&t).ok()) {
         Some(sweep) => {
-            s.push_str(&format!("### `--find-max` sweep ({} s steps)\n\n", sweep.steps.first().map(|r| r.send_ms / 1000).unwrap_or_default()));
+            s.push_str(&format!(
+                "### `--find-max` sweep ({} s steps)\n\n",
+                sweep.steps.first().map(|r| r.send_ms / 1000).unwrap_or_default()
+            ));
             s.push_str(&sweep.markdown());
             s.push_str(&format!("\n![latency percentiles against offered load]({plot_rel})\n\n"));
         }

@@ -225,12 +225,16 @@ impl Chart {
         let x_max = xs.max().unwrap_or(1).max(1);
         let x_step = nice_step(x_max, 6);
         let x_top = x_max.div_ceil(x_step) * x_step;
-        let ys: Vec<u64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1.max(1))).chain(self.bound.iter().map(|b| b.1)).collect();
-        let (mut lo, mut hi) = (1000u64, 1000u64); // 1 ms
+        let ys: Vec<u64> =
+            self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1.max(1))).chain(self.bound.iter().map(|b| b.1)).collect();
+        // Decades from the one at or below the smallest value to the one at or above the largest
+        // (1 ms at least, in µs).
+        let (mut lo, mut hi) = (1000u64, 1000u64);
         if let (Some(min), Some(max)) = (ys.iter().min(), ys.iter().max()) {
-            while lo > *min && lo > 1 {
-                lo /= 10;
+            while lo * 10 <= *min {
+                lo *= 10;
             }
+            hi = lo;
             while hi < *max {
                 hi *= 10;
             }
@@ -267,13 +271,16 @@ impl Chart {
             cv.line((left, by), (left + pw, by), 2, [200, 40, 40], 6);
             cv.text(left + pw - text_width(label, 2) - 6, by - 20, label, 2, [200, 40, 40]);
         }
-        for s in &self.series {
+        // Last series first, each thinner than the one below it, so lines that coincide (p99 and
+        // p99.9 often do) stay visible.
+        for (k, s) in self.series.iter().enumerate().rev() {
             let pts: Vec<(i64, i64)> = s.points.iter().map(|&(x, y)| (px_x(x), px_y(y))).collect();
+            let (t, r) = (2 + 2 * k as i64, 3 + 2 * k as i64);
             for pair in pts.windows(2) {
-                cv.line(pair[0], pair[1], 3, s.color, 0);
+                cv.line(pair[0], pair[1], t, s.color, 0);
             }
             for p in &pts {
-                cv.dot(p.0, p.1, 5, s.color);
+                cv.dot(p.0, p.1, r, s.color);
             }
         }
         // Legend, top left inside the plot.

@@ -165,7 +165,11 @@ impl RunReport {
         );
         s.push_str("| latency from the scheduled send | events | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n");
         s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-        for (name, l) in [("JetStream publish ack", &self.publish_ack), ("durable in the ledger (ingest ack)", &self.durable), ("visible in current spend", &self.spend)] {
+        for (name, l) in [
+            ("JetStream publish ack", &self.publish_ack),
+            ("durable in the ledger (ingest ack)", &self.durable),
+            ("visible in current spend", &self.spend),
+        ] {
             s.push_str(&format!(
                 "| {name} | {} | {} | {} | {} | {} | {} |\n",
                 thousands(l.count),

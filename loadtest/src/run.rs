@@ -109,7 +109,10 @@ impl Options {
             return Err(Error::Setup(format!("--stream {:?}: load-test names start with lt_ (the run deletes them)", self.stream)));
         }
         if !self.clickhouse.database.starts_with("lt_") {
-            return Err(Error::Setup(format!("--database {:?}: load-test names start with lt_ (the run drops it)", self.clickhouse.database)));
+            return Err(Error::Setup(format!(
+                "--database {:?}: load-test names start with lt_ (the run drops it)",
+                self.clickhouse.database
+            )));
         }
         if self.rate == 0 || self.in_flight == 0 || self.customers == 0 {
             return Err(Error::Setup("--rate, --in-flight and --customers must be at least 1".into()));
@@ -198,7 +201,8 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
     let stop = CancellationToken::new();
     let counters = Arc::new(IngestCounters::default());
     let ingest = {
-        let (js, cfg, ledger, catalog, counters, stop) = (js.clone(), cfg.clone(), ledger.clone(), catalog.clone(), counters.clone(), stop.clone());
+        let (js, cfg, ledger, catalog, counters, stop) =
+            (js.clone(), cfg.clone(), ledger.clone(), catalog.clone(), counters.clone(), stop.clone());
         tokio::spawn(async move { meterline_ingest::run(&js, &cfg, &ledger, &catalog, RunOptions::default(), counters, stop).await })
     };
     let mut consumers = Vec::new();
