@@ -86,7 +86,7 @@ fn dedup(c: &mut Criterion) {
             b.iter(|| {
                 for _ in 0..OPS {
                     i += 1;
-                    black_box(table.contains(key(if i % 2 == 0 { i % n } else { n + i })));
+                    black_box(table.contains(key(if i.is_multiple_of(2) { i % n } else { n + i })));
                 }
             })
         });

@@ -202,9 +202,9 @@ fn nice_step(span: u64, n: u64) -> u64 {
 
 /// Short label of an axis value: `1,500` → `1.5k`, `20000` → `20k`.
 fn short(v: u64) -> String {
-    if v >= 1_000_000 && v % 100_000 == 0 {
+    if v >= 1_000_000 && v.is_multiple_of(100_000) {
         format!("{}.{}M", v / 1_000_000, v % 1_000_000 / 100_000).replace(".0M", "M")
-    } else if v >= 1000 && v % 100 == 0 {
+    } else if v >= 1000 && v.is_multiple_of(100) {
         format!("{}.{}k", v / 1000, v % 1000 / 100).replace(".0k", "k")
     } else {
         v.to_string()

@@ -10,10 +10,12 @@
 //! the plain query, peak RSS).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
 use std::time::Instant;
 
 use anyhow::Context as _;
+use arrow::array::RecordBatch;
+use chrono::{TimeZone, Utc};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
