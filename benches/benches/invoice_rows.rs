@@ -49,6 +49,7 @@ fn line(i: u64) -> InvoiceLineRow {
 fn bench(c: &mut Criterion) {
     const N: u64 = 10_000;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let _runtime = rt.enter();
     let mock = Mock::new();
     let client = clickhouse::Client::default().with_url(mock.url());
     let rows: Vec<InvoiceLineRow> = (0..N).map(line).collect();
