@@ -63,6 +63,8 @@ pub enum Command {
     Price(PriceArgs),
     /// Run the whole pipeline on local services with synthetic data.
     Demo(DemoArgs),
+    /// Open-loop load test over NATS: latency from the scheduled send to durable and to current spend.
+    Loadtest(meterline_loadtest::cli::LoadtestArgs),
 }
 
 /// `catalog …`.

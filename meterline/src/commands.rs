@@ -6,6 +6,7 @@ mod close;
 mod events;
 mod ingest;
 mod invoices;
+mod loadtest;
 mod migrate;
 mod mirror;
 mod price;
@@ -38,5 +39,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invoices(c) => invoices::run(&cfg, c).await,
         Command::Price(a) => price::run(&cfg, a).await,
         Command::Demo(a) => crate::demo::run(cfg, a).await,
+        Command::Loadtest(a) => loadtest::run(&cfg, a).await,
     }
 }
