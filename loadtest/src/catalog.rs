@@ -79,6 +79,7 @@ pub fn build(customers: u32, period_start: DateTime<Utc>) -> Result<Catalog> {
             .collect(),
         coupons: Vec::new(),
         credit_grants: Vec::new(),
+        ..Default::default()
     };
     file.validate(&Catalog::default()).map_err(|e| Error::Setup(format!("load-test catalog: {e}")))
 }
