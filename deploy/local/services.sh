@@ -340,6 +340,21 @@ ch_install() {
     ch_server_bin >/dev/null || die "clickhouse-server still not found after apt-get install"
 }
 
+# Headless Chromium prints invoices to PDF (`invoices render --format pdf`, the demo, the render
+# tests); Noto CJK gives Japanese invoices their glyphs. Installed from Debian when missing.
+tools_install() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    local sudo=""
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || die "chromium is missing and we are not root (no sudo) to apt-get install it"
+        sudo=sudo
+    fi
+    say "installing chromium and fonts-noto-cjk with apt-get (PDF invoices)"
+    $sudo apt-get update -q || die "apt-get update failed"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-noto-cjk \
+        || die "apt-get install chromium fonts-noto-cjk failed"
+}
+
 # Minimal project-local server config; regenerated on every `up` so that
 # port overrides take effect. ClickHouse 18.16 syntax (<yandex> root).
 ch_write_config() {
@@ -512,6 +527,7 @@ case $cmd in
             for ((i = ${#services[@]} - 1; i >= 0; i--)); do "$(fn_prefix "${services[i]}")_down"; done
         else
             for s in "${services[@]}"; do "$(fn_prefix "$s")_up"; done
+            tools_install
         fi
         ;;
     status)
