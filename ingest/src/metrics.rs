@@ -12,6 +12,7 @@
 //! | `meterline_ingest_ack_latency_seconds` | histogram | JetStream store → ack, per message |
 //! | `meterline_ingest_consumer_pending` | gauge | messages in the stream not yet delivered (lag) |
 //! | `meterline_ingest_ledger_down` | gauge | 1 while ledger writes fail and ingest waits |
+//! | `meterline_ingest_stage_seconds_total{stage}` | counter | time in `prepare` (decode, dedup, encode) and `write` (durable + ack) |
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -88,6 +89,14 @@ pub fn render(c: &IngestCounters) -> String {
         ("meterline_ingest_ledger_down", "1 while ledger writes fail and ingest waits without acking.", "gauge", &c.ledger_down),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", get(v));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP meterline_ingest_stage_seconds_total Time spent per pipeline stage.\n# TYPE meterline_ingest_stage_seconds_total counter"
+    );
+    for (stage, v) in [("prepare", &c.prepare_nanos), ("write", &c.write_nanos)] {
+        let n = get(v);
+        let _ = writeln!(out, "meterline_ingest_stage_seconds_total{{stage=\"{stage}\"}} {}.{:09}", n / 1_000_000_000, n % 1_000_000_000);
     }
     c.ack_latency.render("meterline_ingest_ack_latency_seconds", "Time from JetStream storing a message to its ack by ingest.", &mut out);
     out

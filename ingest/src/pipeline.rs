@@ -66,6 +66,11 @@ pub struct IngestCounters {
     pub ack_latency: crate::metrics::LatencyHistogram,
     /// Whether the ledger store is failing right now (1) or not (0).
     pub ledger_down: AtomicU64,
+    /// Nanoseconds spent decoding, deduplicating and encoding batches (on worker threads).
+    pub prepare_nanos: AtomicU64,
+    /// Nanoseconds spent making batches durable (dead letters, segment writes and fsyncs) and
+    /// acking them.
+    pub write_nanos: AtomicU64,
 }
 
 /// What to run.
@@ -260,9 +265,12 @@ impl Worker {
     ) -> Result<DedupIndex> {
         let route = Route { partition: self.partition, partitions: self.cfg.partitions };
         let (validator, ledger) = (self.validator.clone(), self.ledger.clone());
+        let t0 = Instant::now();
         let prepared = tokio::task::spawn_blocking(move || prepare(&validator, &ledger, route, index, batch))
             .await
             .map_err(|e| Error::Encoding(format!("batch task: {e}")))??;
+        let t1 = Instant::now();
+        self.counters.prepare_nanos.fetch_add(nanos(t1 - t0), Ordering::Relaxed);
         let Prepared { mut index, batch, refused, rerouted, segments, duplicates, events, fresh } = prepared;
         let c = &self.counters;
         c.events.fetch_add(events, Ordering::Relaxed);
@@ -326,8 +334,13 @@ impl Worker {
         c.rerouted.fetch_add(rerouted.len() as u64, Ordering::Relaxed);
         c.rows.fetch_add(rows, Ordering::Relaxed);
         c.messages.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+        c.write_nanos.fetch_add(nanos(t1.elapsed()), Ordering::Relaxed);
         Ok(index)
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Fills batches: up to `segment_max_events` events, or whatever arrived within `linger_ms` of

@@ -115,15 +115,33 @@ impl Meter {
             }
         }
         if !self.group_by.is_empty() {
-            let mut dims = serde_json::Map::new();
-            for (name, path) in &self.group_by {
+            // Canonical JSON object: keys in BTreeMap order, compact, values as JSON strings.
+            let mut key = String::with_capacity(16 * self.group_by.len());
+            key.push('{');
+            for (i, (name, path)) in self.group_by.iter().enumerate() {
                 let v = lookup(data, path).and_then(scalar_text).unwrap_or_default();
-                dims.insert(name.clone(), serde_json::Value::String(v));
+                if i > 0 {
+                    key.push(',');
+                }
+                push_json_string(&mut key, name);
+                key.push(':');
+                push_json_string(&mut key, &v);
             }
-            // BTreeMap order + serde_json::Map (ordered by key without preserve_order) = canonical.
-            out.group_key = serde_json::Value::Object(dims).to_string();
+            key.push('}');
+            out.group_key = key;
         }
         Ok(out)
+    }
+}
+
+/// Appends `s` as a JSON string literal, escaped exactly as `serde_json` writes it.
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
     }
 }
 
@@ -132,10 +150,35 @@ pub fn lookup<'a>(data: &'a RawValue, path: &str) -> Option<&'a RawValue> {
     let path = path.strip_prefix("$.").unwrap_or(path);
     let mut current = data;
     for part in path.split('.') {
-        let map: BTreeMap<String, &'a RawValue> = serde_json::from_str(current.get()).ok()?;
-        current = *map.get(part)?;
+        current = object_get(current, part)?;
     }
     Some(current)
+}
+
+/// The raw value of `key` in a JSON object, found in one pass without allocating (other values
+/// are skipped, not built). The last occurrence wins, as when decoding into a map.
+fn object_get<'a>(object: &'a RawValue, key: &str) -> Option<&'a RawValue> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    struct Find<'k>(&'k str);
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if k == self.0 {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(object.get());
+    de.deserialize_map(Find(key)).ok().flatten()
 }
 
 /// The text of a JSON scalar: strings unquoted, numbers and booleans as written; `None` otherwise.
@@ -167,6 +210,21 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn group_key_is_the_canonical_json_of_the_dimensions() {
+        let mut m: Meter =
+            serde_json::from_str(r#"{"key":"k","event_type":"t","aggregation":"COUNT","group_by":{"z":"a","é\"q":"b.c"}}"#).unwrap();
+        m.group_by.insert("ctl".into(), "d".into());
+        let data = RawValue::from_string(r#"{"a":"x\"y\\z","b":{"c":"ünï\u0001"},"d":7.50}"#.into()).unwrap();
+        let got = m.extract(&data).unwrap().group_key;
+        let mut expected = serde_json::Map::new();
+        expected.insert("z".into(), "x\"y\\z".into());
+        expected.insert("é\"q".into(), "ünï\u{1}".into());
+        expected.insert("ctl".into(), "7.50".into());
+        assert_eq!(got, serde_json::Value::Object(expected).to_string());
+        assert_eq!(got, r#"{"ctl":"7.50","z":"x\"y\\z","é\"q":"ünï\u0001"}"#);
     }
 
     #[test]

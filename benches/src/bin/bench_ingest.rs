@@ -208,6 +208,9 @@ async fn main() -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             let secs = started.elapsed().as_secs_f64();
+            let stage = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9;
+            let (prepare_secs, write_secs) = (stage(&counters.prepare_nanos), stage(&counters.write_nanos));
+            eprintln!("stages: prepare {prepare_secs:.2}s, write+ack {write_secs:.2}s (of {secs:.2}s wall)");
             stop.cancel();
             let report = task.await??;
             client.flush().await?;
@@ -221,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
             );
             write_result(
                 &format!("run-{per_message}"),
-                &serde_json::json!({ "events": events, "valid": report.valid, "segments": report.segments, "secs": secs, "events_per_sec": rate, "peak_rss_mib": peak_rss_mib() }),
+                &serde_json::json!({ "events": events, "valid": report.valid, "segments": report.segments, "secs": secs, "prepare_secs": prepare_secs, "write_secs": write_secs, "events_per_sec": rate, "peak_rss_mib": peak_rss_mib() }),
             )?;
         }
         "report" => {
