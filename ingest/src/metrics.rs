@@ -4,7 +4,7 @@
 //!
 //! | metric | type | meaning |
 //! | --- | --- | --- |
-//! | `meterline_ingest_events_total{outcome}` | counter | events decoded, by outcome: `valid` (to the ledger), `invalid` (dead-lettered), `duplicate` (dropped), `rerouted` (to their partition) |
+//! | `meterline_ingest_events_total{outcome}` | counter | events decoded, by outcome: `valid` (to the ledger), `invalid` (dead-lettered), `duplicate` (dropped), `rerouted` (to their partition); `late` counts the valid ones that arrived after their period's deadline (kept, billed as adjustments) |
 //! | `meterline_ingest_messages_total` | counter | messages acked |
 //! | `meterline_ingest_segments_total` | counter | ledger segments written |
 //! | `meterline_ingest_segment_bytes_total` | counter | bytes of ledger segments written |
@@ -77,7 +77,9 @@ pub fn render(c: &IngestCounters) -> String {
     let mut out = String::with_capacity(4096);
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let _ = writeln!(out, "# HELP meterline_ingest_events_total Events decoded, by outcome.\n# TYPE meterline_ingest_events_total counter");
-    for (outcome, v) in [("valid", &c.valid), ("invalid", &c.invalid), ("duplicate", &c.duplicates), ("rerouted", &c.rerouted)] {
+    for (outcome, v) in
+        [("valid", &c.valid), ("invalid", &c.invalid), ("duplicate", &c.duplicates), ("rerouted", &c.rerouted), ("late", &c.late)]
+    {
         let _ = writeln!(out, "meterline_ingest_events_total{{outcome=\"{outcome}\"}} {}", get(v));
     }
     for (name, help, kind, v) in [

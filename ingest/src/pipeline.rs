@@ -36,7 +36,7 @@ use crate::lease;
 use crate::partition::PartitionSet;
 use crate::segment::{Ledger, RebuildReport, Segment, build_segments};
 use crate::streams::{ensure_consumer, ensure_streams};
-use crate::validate::{Accepted, Refused, Rerouted, Route, Validator};
+use crate::validate::{Accepted, Deadlines, Refused, Rerouted, Route, Validator};
 
 /// Live counters, readable while ingest runs (progress bars, metrics).
 #[derive(Debug, Default)]
@@ -53,6 +53,8 @@ pub struct IngestCounters {
     pub duplicates: AtomicU64,
     /// Events republished to the partition owning their customer.
     pub rerouted: AtomicU64,
+    /// Of the events written, those that arrived after their period's deadline.
+    pub late: AtomicU64,
     /// Ledger rows written (one per event and meter).
     pub rows: AtomicU64,
     /// Segments written.
@@ -80,6 +82,9 @@ pub struct RunOptions {
     pub until_idle: bool,
     /// Partitions to own (default: all of `ingest.partitions`).
     pub partitions: Option<PartitionSet>,
+    /// The billing grace window: events arriving after their period's end plus this are counted
+    /// as late (`None`: not checked). They are kept like any other; the next close bills them.
+    pub grace: Option<Duration>,
 }
 
 /// Summary of a run.
@@ -97,6 +102,8 @@ pub struct IngestReport {
     pub duplicates: u64,
     /// Events republished to their own partition.
     pub rerouted: u64,
+    /// Of the events written, those past their period's deadline (billed as adjustments).
+    pub late: u64,
     /// Segments written.
     pub segments: u64,
     /// Time spent consuming (after the rebuild).
@@ -118,7 +125,11 @@ pub async fn run(
     let owned = opts.partitions.clone().unwrap_or_else(|| PartitionSet::all(cfg.partitions));
     owned.check(cfg.partitions).map_err(Error::Config)?;
     let leases = lease::bucket(js, &cfg.consumer, cfg.lease_secs).await?;
-    let validator = Arc::new(Validator::new(catalog.meters_by_event_type()));
+    let mut validator = Validator::new(catalog.meters_by_event_type());
+    if let Some(grace) = opts.grace {
+        validator = validator.with_deadlines(Deadlines::new(catalog, grace));
+    }
+    let validator = Arc::new(validator);
     let started = Instant::now();
     let stop_all = shutdown.child_token();
     let mut workers = tokio::task::JoinSet::new();
@@ -162,6 +173,7 @@ pub async fn run(
         invalid: counters.invalid.load(Ordering::Relaxed),
         duplicates: counters.duplicates.load(Ordering::Relaxed),
         rerouted: counters.rerouted.load(Ordering::Relaxed),
+        late: counters.late.load(Ordering::Relaxed),
         segments: counters.segments.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     })
@@ -271,7 +283,7 @@ impl Worker {
             .map_err(|e| Error::Encoding(format!("batch task: {e}")))??;
         let t1 = Instant::now();
         self.counters.prepare_nanos.fetch_add(nanos(t1 - t0), Ordering::Relaxed);
-        let Prepared { mut index, batch, refused, rerouted, segments, duplicates, events, fresh } = prepared;
+        let Prepared { mut index, batch, refused, rerouted, segments, duplicates, events, fresh, late } = prepared;
         let c = &self.counters;
         c.events.fetch_add(events, Ordering::Relaxed);
 
@@ -332,6 +344,7 @@ impl Worker {
         c.invalid.fetch_add(refused.len() as u64, Ordering::Relaxed);
         c.duplicates.fetch_add(duplicates, Ordering::Relaxed);
         c.rerouted.fetch_add(rerouted.len() as u64, Ordering::Relaxed);
+        c.late.fetch_add(late, Ordering::Relaxed);
         c.rows.fetch_add(rows, Ordering::Relaxed);
         c.messages.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
         c.write_nanos.fetch_add(nanos(t1.elapsed()), Ordering::Relaxed);
@@ -405,6 +418,7 @@ struct Prepared {
     duplicates: u64,
     events: u64,
     fresh: u64,
+    late: u64,
 }
 
 /// Most messages one pull request asks for.
@@ -474,11 +488,12 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
         msgs.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence)).fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
     let segments = build_segments(route.partition, &fresh, first_seq, last_seq, Utc::now())?;
     let fresh_count = fresh.len() as u64;
+    let late = fresh.iter().filter(|a| a.late).count() as u64;
     drop(fresh);
     accepted.clear();
     refused.shrink_to_fit();
     rerouted.shrink_to_fit();
-    Ok(Prepared { index, batch, refused, rerouted, segments, duplicates, events, fresh: fresh_count })
+    Ok(Prepared { index, batch, refused, rerouted, segments, duplicates, events, fresh: fresh_count, late })
 }
 
 /// Republishes events to the subject of the partition owning their customer.

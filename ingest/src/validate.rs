@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use meterline_schemas::catalog::Catalog;
 use meterline_schemas::event::{EventError, UsageEvent, decode_message};
 use meterline_schemas::ledger::event_key;
 use meterline_schemas::meter::{Meter, MeterValue};
@@ -18,6 +19,9 @@ pub struct Accepted {
     pub key: u128,
     /// UTC month of the event time (its ledger directory and dedup month).
     pub month: PeriodLabel,
+    /// Whether the event arrived after its billing period's deadline (period end + grace): it is
+    /// kept in the ledger like any other, and billed as an adjustment on the next invoice.
+    pub late: bool,
     /// The event.
     pub event: UsageEvent,
     /// (meter key, value) per matching meter.
@@ -55,16 +59,56 @@ pub struct Route {
     pub partitions: u32,
 }
 
+/// When each customer's billing periods close: (start, end, anchor day) of their subscriptions,
+/// and the grace window after a period's end during which its events still count in it.
+#[derive(Debug, Default)]
+pub struct Deadlines {
+    by_customer: HashMap<String, Vec<(DateTime<Utc>, Option<DateTime<Utc>>, u32)>>,
+    grace: chrono::Duration,
+}
+
+impl Deadlines {
+    /// From the catalog's subscriptions and the grace window.
+    pub fn new(catalog: &Catalog, grace: std::time::Duration) -> Self {
+        let mut by_customer: HashMap<String, Vec<_>> = HashMap::new();
+        for s in catalog.subscriptions.values() {
+            by_customer.entry(s.customer.clone()).or_default().push((s.start, s.end, s.anchor()));
+        }
+        Deadlines { by_customer, grace: chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX) }
+    }
+
+    /// The deadline of the billing period containing `t` for `customer`: the end of the cycle of
+    /// the subscription active at `t` (calendar months without one) plus the grace window.
+    pub fn deadline(&self, customer: &str, t: DateTime<Utc>) -> DateTime<Utc> {
+        let anchor = self
+            .by_customer
+            .get(customer)
+            .and_then(|subs| subs.iter().find(|(start, end, _)| *start <= t && end.is_none_or(|e| t < e)))
+            .map_or(1, |s| s.2);
+        let month = PeriodLabel::containing(t);
+        let (start, end) = month.cycle(anchor);
+        let end = if t < start { start } else { end };
+        end.checked_add_signed(self.grace).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+}
+
 /// Meters indexed by event type.
 #[derive(Debug, Default)]
 pub struct Validator {
     by_type: HashMap<String, Vec<Meter>>,
+    deadlines: Option<Deadlines>,
 }
 
 impl Validator {
     /// Builds the index from the catalog's meters.
     pub fn new(by_type: HashMap<String, Vec<Meter>>) -> Self {
-        Validator { by_type }
+        Validator { by_type, deadlines: None }
+    }
+
+    /// Also marks events that arrive after their period's deadline ([`Accepted::late`]).
+    pub fn with_deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = Some(deadlines);
+        self
     }
 
     /// Decodes one message body and checks every event in it.
@@ -111,7 +155,8 @@ impl Validator {
             values.push((m.key.clone(), m.extract(&event.data)?));
         }
         check_time(event.time)?;
-        Ok(Accepted { key: event_key(&event.source, &event.id), month: PeriodLabel::containing(event.time), event, values })
+        let late = self.deadlines.as_ref().is_some_and(|d| Utc::now() > d.deadline(&event.subject, event.time));
+        Ok(Accepted { key: event_key(&event.source, &event.id), month: PeriodLabel::containing(event.time), late, event, values })
     }
 }
 
@@ -122,4 +167,38 @@ fn check_time(t: DateTime<Utc>) -> Result<(), EventError> {
         return Err(EventError::new("time", format!("{:?}", t.to_rfc3339()), "is outside 1970-01-01..2106-02-07"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meterline_schemas::catalog::CatalogFile;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn deadline_is_the_cycle_end_plus_grace() {
+        let catalog = CatalogFile::parse(
+            r#"
+meters: [ { key: calls, event_type: api.request, aggregation: COUNT } ]
+plans: [ { key: p, versions: [ { version: 1, currency: USD, prices: [ { meter: calls, model: per_unit, unit_price: "1" } ] } ] } ]
+customers: [ { key: acme, name: Acme, currency: USD, jurisdiction: US } ]
+tax_rates: [ { jurisdiction: US, name: none, rate: "0" } ]
+subscriptions: [ { id: s1, customer: acme, plan: p, plan_version: 1, start: "2026-01-15T00:00:00Z", anchor_day: 15 } ]
+"#,
+            "yaml",
+        )
+        .unwrap()
+        .validate(&Catalog::default())
+        .unwrap();
+        let d = Deadlines::new(&catalog, std::time::Duration::from_secs(72 * 3600));
+        // Anchor day 15: 2026-10-20 is in the cycle Oct 15 – Nov 15, closing Nov 18.
+        assert_eq!(d.deadline("acme", t("2026-10-20T08:00:00Z")), t("2026-11-18T00:00:00Z"));
+        // 2026-10-10 is still in Sep 15 – Oct 15, closing Oct 18.
+        assert_eq!(d.deadline("acme", t("2026-10-10T08:00:00Z")), t("2026-10-18T00:00:00Z"));
+        // No subscription: calendar months.
+        assert_eq!(d.deadline("nobody", t("2026-10-10T08:00:00Z")), t("2026-11-04T00:00:00Z"));
+    }
 }

@@ -83,7 +83,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     eprintln!("==> ingesting into the ledger at {}", cfg.ledger.path.display());
     let counters = Arc::new(IngestCounters::default());
     let bar = Progress::start("ingest", n, counters_messages(&counters));
-    let opts = meterline_ingest::RunOptions { until_idle: true, partitions: None };
+    let opts = meterline_ingest::RunOptions { until_idle: true, ..Default::default() };
     let report = commands::ingest(&cfg, opts, counters.clone(), CancellationToken::new()).await?;
     bar.finish(report.messages);
     // Idle detection waits `idle_timeout` after the last message; report the working time.

@@ -19,7 +19,7 @@ const MIRROR_STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_interrupt("finishing the current batch and stopping");
-    let opts = RunOptions { until_idle: args.until_idle, partitions: args.partitions };
+    let opts = RunOptions { until_idle: args.until_idle, partitions: args.partitions, grace: None };
     // The mirror reads the ledger on its own schedule; acks never wait for it, and it is only
     // stopped once ingest has returned (see meterline_ingest::mirror).
     let mirror = if cfg.mirror.enabled { Some(super::mirror::spawn(cfg)?) } else { None };
@@ -31,12 +31,13 @@ pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
     }
     let report = result?;
     crate::output::emit(format!(
-        "ingested {} messages: {} events to the ledger, {} duplicates dropped, {} dead-lettered, {} rerouted, {} segments ({:.2}s)",
+        "ingested {} messages: {} events to the ledger, {} duplicates dropped, {} dead-lettered, {} rerouted, {} late, {} segments ({:.2}s)",
         report.messages,
         report.valid,
         report.duplicates,
         report.invalid,
         report.rerouted,
+        report.late,
         report.segments,
         report.elapsed.as_secs_f64()
     ))?;

@@ -34,7 +34,7 @@ async fn closing_twice_writes_identical_rows_once() {
         &env.ingest,
         &ledger,
         &catalog,
-        meterline_ingest::RunOptions { until_idle: true, partitions: None },
+        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
         std::sync::Arc::new(IngestCounters::default()),
         shutdown,
     )

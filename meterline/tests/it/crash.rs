@@ -149,3 +149,40 @@ async fn duplicate_after_restart_outside_the_jetstream_window_is_not_counted() {
     assert_eq!((t.rows, t.distinct_events, t.value_sum_nanos), (1, 1, 42_000_000_000));
     env.cleanup().await;
 }
+
+/// Late events (after their period's deadline) are kept and counted as late; a late duplicate
+/// whose month is outside the in-memory dedup horizon is found by loading that month's keys from
+/// the ledger.
+#[tokio::test]
+async fn late_events_are_kept_and_old_months_are_deduplicated_from_the_ledger() {
+    let env = TestEnv::new("late").await;
+    let catalog = env.catalog(CATALOG).await.load().await.unwrap();
+    let ledger = meterline_ingest::segment::Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
+    let now = chrono::Utc::now();
+    // Two months back: past the deadline (period end + 72 h) and outside the 45-day horizon.
+    let old = (now - chrono::Duration::days(62)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let fresh = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let run = |opts: meterline_ingest::RunOptions| {
+        let (js, cfg, ledger, catalog) = (env.js.clone(), env.ingest.clone(), ledger.clone(), catalog.clone());
+        async move {
+            let counters = std::sync::Arc::new(meterline_ingest::IngestCounters::default());
+            meterline_ingest::run(&js, &cfg, &ledger, &catalog, opts, counters, tokio_util::sync::CancellationToken::new()).await.unwrap()
+        }
+    };
+    let opts = || meterline_ingest::RunOptions { until_idle: true, grace: Some(Duration::from_secs(72 * 3600)), ..Default::default() };
+    env.publish(&event("old-1", "llm.completion", "acme", &old, r#"{"tokens":5}"#)).await;
+    env.publish(&event("new-1", "llm.completion", "acme", &fresh, r#"{"tokens":7}"#)).await;
+    let r = run(opts()).await;
+    assert_eq!((r.valid, r.late, r.duplicates), (2, 1, 0), "{r:?}");
+
+    // The late event again, without Nats-Msg-Id so JetStream stores it: a new run starts with only
+    // the horizon's months in memory and must read the old month from the ledger to drop it.
+    let again = event("old-1", "llm.completion", "acme", &old, r#"{"tokens":5}"#);
+    env.js.publish(env.subject_for(&again), again.into()).await.unwrap().await.unwrap();
+    let r = run(opts()).await;
+    assert_eq!((r.valid, r.duplicates), (0, 1), "{r:?}");
+    assert_eq!(r.rebuild.keys, 1, "only the current month's key was loaded at start: {r:?}");
+    let t = ledger_totals(&env.ledger_path());
+    assert_eq!((t.rows, t.value_sum_nanos), (2, 12_000_000_000));
+    env.cleanup().await;
+}

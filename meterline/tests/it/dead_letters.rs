@@ -27,7 +27,7 @@ async fn invalid_event_is_dead_lettered_with_reason_and_acked() {
         &env.ingest,
         &ledger,
         &catalog,
-        meterline_ingest::RunOptions { until_idle: true, partitions: None },
+        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
         Arc::new(IngestCounters::default()),
         tokio_util::sync::CancellationToken::new(),
     )

@@ -145,7 +145,7 @@ async fn mirror_after_ingest_is_exact_and_idempotent() {
         &env.ingest,
         &ledger,
         &catalog,
-        meterline_ingest::RunOptions { until_idle: true, partitions: None },
+        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
         Arc::new(IngestCounters::default()),
         tokio_util::sync::CancellationToken::new(),
     )

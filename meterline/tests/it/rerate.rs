@@ -28,7 +28,7 @@ async fn late_usage_shows_in_rerate_and_leaves_invoices_alone() {
             &env.ingest,
             &ledger,
             &catalog,
-            meterline_ingest::RunOptions { until_idle: true, partitions: None },
+            meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
             Arc::new(IngestCounters::default()),
             token,
         )
