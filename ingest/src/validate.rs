@@ -59,11 +59,14 @@ pub struct Route {
     pub partitions: u32,
 }
 
+/// A subscription's start, end and anchor day.
+type SubscriptionSpan = (DateTime<Utc>, Option<DateTime<Utc>>, u32);
+
 /// When each customer's billing periods close: (start, end, anchor day) of their subscriptions,
 /// and the grace window after a period's end during which its events still count in it.
 #[derive(Debug, Default)]
 pub struct Deadlines {
-    by_customer: HashMap<String, Vec<(DateTime<Utc>, Option<DateTime<Utc>>, u32)>>,
+    by_customer: HashMap<String, Vec<SubscriptionSpan>>,
     grace: chrono::Duration,
 }
 
