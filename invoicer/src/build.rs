@@ -12,6 +12,8 @@
 //!
 //! Header: `subtotal` = lines 1–4, `tax` = line 5, `total` = the amount due = every line.
 
+use std::collections::BTreeMap;
+
 use rust_decimal::Decimal;
 use serde_json::json;
 
@@ -52,7 +54,7 @@ fn column_quantity(q: Decimal) -> Decimal {
 
 /// A line before it is rounded and numbered.
 #[derive(Debug, Clone)]
-pub(crate) struct Charge {
+pub struct Charge {
     pub kind: LineKind,
     pub description: String,
     pub meter: String,
@@ -97,8 +99,21 @@ pub fn build_invoices(
     rounding: RoundingMode,
     credits: &CreditUsage,
 ) -> Result<Vec<Invoice>> {
+    build_invoices_with(rated, catalog, label, rounding, credits, &BTreeMap::new())
+}
+
+/// [`build_invoices`] with adjustment lines for late usage of earlier periods, by subscription
+/// (`adjustments.rs`); they are charges before tax, placed after the discounts.
+pub fn build_invoices_with(
+    rated: &[RatedSubscription],
+    catalog: &Catalog,
+    label: PeriodLabel,
+    rounding: RoundingMode,
+    credits: &CreditUsage,
+    adjustments: &BTreeMap<String, Vec<Charge>>,
+) -> Result<Vec<Invoice>> {
     let mut usage = credits.clone();
-    rated.iter().map(|r| build_one(r, catalog, label, rounding, &mut usage)).collect()
+    rated.iter().map(|r| build_one(r, catalog, label, rounding, &mut usage, adjustments.get(&r.subscription.id))).collect()
 }
 
 fn build_one(
@@ -107,6 +122,7 @@ fn build_one(
     label: PeriodLabel,
     rounding: RoundingMode,
     credits: &mut CreditUsage,
+    adjustments: Option<&Vec<Charge>>,
 ) -> Result<Invoice> {
     let period = label.to_string();
     let currency: Currency = r.plan.currency;
@@ -181,6 +197,7 @@ fn build_one(
 
     let discount_lines = discounts(r, catalog, label, &lines, currency, rounding)?;
     lines.extend(discount_lines.into_iter().map(&line));
+    lines.extend(adjustments.into_iter().flatten().cloned().map(&line));
 
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
     let tax_rate = catalog.tax_rates.get(&r.customer.jurisdiction).ok_or_else(|| {
@@ -215,7 +232,10 @@ fn build_one(
         tax,
         total: lines.iter().map(|l| l.amount).sum(),
         line_count: u32::try_from(lines.len()).unwrap_or(u32::MAX),
-        status: InvoiceStatus::Finalized as i8,
+        status: InvoiceStatus::Draft as i8,
+        number: String::new(),
+        status_at: secs(r.window.period_end),
+        lines_version: 1,
         revision: FIRST_REVISION,
         content_hash: 0,
         issued_at: secs(r.window.period_end),
@@ -225,10 +245,12 @@ fn build_one(
     Ok(Invoice { row, lines })
 }
 
-/// xxh3-64 of the canonical JSON of the header (with `content_hash` = 0) and its lines.
+/// xxh3-64 of the canonical JSON of the header and its lines, without the lifecycle fields
+/// (`content_hash`, `status`, `number`, `status_at`, `lines_version`, the versions): the same
+/// content hashes the same whether draft, finalized or paid.
 pub fn content_hash(row: &InvoiceRow, lines: &[InvoiceLineRow]) -> Result<u64> {
-    let mut r = row.clone();
-    r.content_hash = 0;
+    let r = InvoiceRow { content_hash: 0, status: 0, number: String::new(), status_at: 0, lines_version: 0, version: 0, ..row.clone() };
+    let lines: Vec<InvoiceLineRow> = lines.iter().map(|l| InvoiceLineRow { version: 0, ..l.clone() }).collect();
     let bytes = serde_json::to_vec(&(r, lines))?;
     Ok(xxhash_rust::xxh3::xxh3_64(&bytes))
 }

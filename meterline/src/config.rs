@@ -66,6 +66,36 @@ pub struct CatalogConfig {
 pub struct BillingConfig {
     /// Line rounding mode: `half_even`, `half_up`, `up` or `down`.
     pub rounding: RoundingMode,
+    /// Hours after a period's end during which its invoices stay drafts (late usage refreshes them).
+    pub grace_hours: u32,
+    /// Issuer of invoice and credit-note numbers: one gapless series per issuer.
+    pub issuer: String,
+    /// Invoice number format: `{year}` (year of finalization) and `{seq}` or `{seq:0N}`.
+    pub number_format: String,
+    /// Credit note number format, same placeholders.
+    pub credit_note_format: String,
+    /// Earlier periods re-rated by each close for late-usage adjustments.
+    pub adjustment_periods: u32,
+    /// JetStream stream of billing events.
+    pub events_stream: String,
+    /// Subject prefix of billing events: `<prefix>.invoice.finalized`, ….
+    pub events_subject_prefix: String,
+}
+
+impl BillingConfig {
+    /// The invoicer's settings.
+    pub fn settings(&self) -> anyhow::Result<meterline_invoicer::Settings> {
+        use meterline_invoicer::numbering::Series;
+        Ok(meterline_invoicer::Settings {
+            rounding: self.rounding,
+            grace: chrono::Duration::hours(i64::from(self.grace_hours)),
+            invoice_series: Series::new(&self.issuer, "inv", &self.number_format)
+                .map_err(|e| anyhow::anyhow!("billing.number_format / billing.issuer: {e}"))?,
+            credit_note_series: Series::new(&self.issuer, "cn", &self.credit_note_format)
+                .map_err(|e| anyhow::anyhow!("billing.credit_note_format / billing.issuer: {e}"))?,
+            adjustment_periods: self.adjustment_periods,
+        })
+    }
 }
 
 impl Default for Config {
@@ -81,7 +111,16 @@ impl Default for Config {
             ledger: LedgerConfig::default(),
             ingest: IngestConfig::default(),
             catalog: CatalogConfig { bucket_prefix: "meterline_catalog_".into() },
-            billing: BillingConfig { rounding: RoundingMode::HalfEven },
+            billing: BillingConfig {
+                rounding: RoundingMode::HalfEven,
+                grace_hours: 72,
+                issuer: "meterline".into(),
+                number_format: "INV-{year}-{seq:06}".into(),
+                credit_note_format: "CN-{year}-{seq:06}".into(),
+                adjustment_periods: 3,
+                events_stream: "BILLING".into(),
+                events_subject_prefix: "billing".into(),
+            },
             http: HttpConfig::default(),
             mirror: MirrorConfig::default(),
         }
@@ -129,6 +168,14 @@ impl Config {
             "catalog.bucket_prefix = {:?}: use letters, digits, '_' or '-'",
             self.catalog.bucket_prefix
         );
+        self.billing.settings()?;
+        anyhow::ensure!(
+            !self.billing.events_subject_prefix.is_empty()
+                && !self.billing.events_subject_prefix.contains(['*', '>', ' '])
+                && !self.billing.events_subject_prefix.starts_with(&self.ingest.subject_prefix),
+            "billing.events_subject_prefix = {:?}: a NATS subject without wildcards, outside ingest.subject_prefix",
+            self.billing.events_subject_prefix
+        );
         self.ingest.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.http.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.mirror.validate().map_err(|e| anyhow::anyhow!(e))?;
@@ -158,6 +205,9 @@ mod tests {
         let mut c = Config::default();
         c.ingest.dlq_subject_prefix = "usage.dlq".into();
         assert!(c.validate().unwrap_err().to_string().contains("must not overlap"));
+        let mut c = Config::default();
+        c.billing.number_format = "INV-{year}".into();
+        assert!(c.validate().unwrap_err().to_string().contains("number format \"INV-{year}\": needs exactly one {seq}"));
         let mut c = Config::default();
         c.mirror.interval_ms = 0;
         assert!(c.validate().unwrap_err().to_string().contains("mirror.interval_ms = 0"));

@@ -144,6 +144,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "current_spend", sql: include_str!("../migrations/0003_current_spend.sql") },
     Migration { version: 4, name: "usage_mirror", sql: include_str!("../migrations/0004_usage_mirror.sql") },
     Migration { version: 5, name: "price_feature_lines", sql: include_str!("../migrations/0005_price_feature_lines.sql") },
+    Migration { version: 6, name: "invoice_lifecycle", sql: include_str!("../migrations/0006_invoice_lifecycle.sql") },
 ];
 
 /// Splits a migration into statements (`;` at the end of a line), dropping comment-only parts.
@@ -221,11 +222,15 @@ mod tests {
     #[test]
     fn migration_versions_strictly_increase() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
-        let kinds = statements(MIGRATIONS.iter().find(|m| m.version == 5).unwrap().sql);
-        assert_eq!(kinds.len(), 1);
-        // The Enum8 lists exactly the Rust kinds.
+        // The latest kind Enum8 lists exactly the Rust kinds, the status Enum8 every status.
+        let stmts = statements(MIGRATIONS.iter().find(|m| m.version == 6).unwrap().sql);
+        let kinds = stmts.iter().filter(|s| s.starts_with("ALTER TABLE invoice_lines MODIFY COLUMN kind")).last().unwrap();
         for k in crate::invoice::LineKind::ALL {
-            assert!(kinds[0].contains(&format!("'{}' = {}", k.name(), k as i8)), "{k:?}");
+            assert!(kinds.contains(&format!("'{}' = {}", k.name(), k as i8)), "{k:?}");
+        }
+        let status = stmts.iter().find(|s| s.starts_with("ALTER TABLE invoices MODIFY COLUMN status")).unwrap();
+        for st in crate::invoice::InvoiceStatus::ALL {
+            assert!(status.contains(&format!("'{}' = {}", st.name(), st as i8)), "{st:?}");
         }
     }
 

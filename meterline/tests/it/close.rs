@@ -6,9 +6,7 @@ use serde::Deserialize;
 
 use meterline_ingest::IngestCounters;
 use meterline_ingest::segment::Ledger;
-use meterline_invoicer::close_period;
 use meterline_invoicer::writer::{list_invoices, list_lines};
-use meterline_schemas::money::RoundingMode;
 
 use crate::common::TestEnv;
 use crate::scenario::{CATALOG, messages};
@@ -16,8 +14,12 @@ use crate::scenario::{CATALOG, messages};
 #[derive(Row, Deserialize)]
 struct Counts {
     invoices: u64,
+    versions: u64,
     lines: u64,
 }
+
+/// A clock after October 2026's grace deadline (2026-11-04): closes finalize.
+const NOW: &str = "2026-11-25T00:00:00Z";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_twice_writes_identical_rows_once() {
@@ -42,27 +44,30 @@ async fn closing_twice_writes_identical_rows_once() {
     .unwrap();
 
     let ch = env.clickhouse().await;
-    let period = "2026-10".parse().unwrap();
-    let first = close_period(&ch, &env.ledger_path(), &catalog, period, RoundingMode::HalfEven).await.unwrap();
+    let first = env.close(&catalog, "2026-10", NOW).await;
     assert_eq!((first.write.inserted, first.write.unchanged), (4, 0));
     let invoices_1 = list_invoices(&ch, "2026-10").await.unwrap();
     let lines_1 = list_lines(&ch, "2026-10").await.unwrap();
 
-    let second = close_period(&ch, &env.ledger_path(), &catalog, period, RoundingMode::HalfEven).await.unwrap();
+    let second = env.close(&catalog, "2026-10", NOW).await;
     assert_eq!((second.write.inserted, second.write.lines_inserted, second.write.unchanged), (0, 0, 4));
     assert!(second.write.conflicts.is_empty());
     assert_eq!(first.invoices, second.invoices, "the same ledger, catalog and period give identical invoices");
     assert_eq!(list_invoices(&ch, "2026-10").await.unwrap(), invoices_1);
     assert_eq!(list_lines(&ch, "2026-10").await.unwrap(), lines_1);
 
-    // No duplicates even without FINAL: 4 invoices, 4 + 4 + 3 + 4 lines.
+    // No duplicates even without FINAL: 4 invoices through the view (each has two header
+    // versions, draft and finalized), 4 + 4 + 3 + 4 lines.
     let counts: Counts = ch
         .client()
-        .query("SELECT (SELECT count() FROM invoices) AS invoices, (SELECT count() FROM invoice_lines) AS lines")
+        .query(
+            "SELECT (SELECT count() FROM invoices_current) AS invoices, (SELECT count() FROM invoices) AS versions, \
+             (SELECT count() FROM invoice_lines) AS lines",
+        )
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!((counts.invoices, counts.lines), (4, 15));
+    assert_eq!((counts.invoices, counts.versions, counts.lines), (4, 8, 15));
     env.cleanup().await;
 }
 
@@ -85,6 +90,6 @@ async fn migrate_is_idempotent() {
         .await
         .unwrap();
     let got: Vec<(u32, u64)> = applied.iter().map(|a| (a.version, a.rows)).collect();
-    assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]);
+    assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)]);
     env.cleanup().await;
 }
