@@ -230,7 +230,7 @@ pub struct TransitionArgs {
 
 /// `invoices credit-note`.
 #[derive(Debug, Args)]
-#[group(id = "what", required = true, multiple = false, args = ["amount", "line", "full"])]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(false).args(["amount", "line", "full"])))]
 pub struct CreditNoteArgs {
     /// Invoice id (UUID) or number.
     #[arg(long)]
