@@ -62,51 +62,24 @@ CREATE TABLE IF NOT EXISTS credit_note_lines
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (credit_note_id, line_no);
 
--- The current state of every invoice without FINAL: the values of its highest version. Correct
--- before and after merges, and with duplicate identical rows from concurrent closers. (The
--- subquery renames `version`, because an alias `version` in the outer query would shadow the
--- column inside argMax.)
+-- The current state of every invoice without FINAL: the row with its highest version (argMax
+-- by version, computed as max(version) per invoice), one row per invoice even when concurrent
+-- closers wrote identical duplicates (LIMIT 1 BY). Correct before and after merges. Values are
+-- not aggregated with argMax(column, version): on 18.16 argMax/any over Decimal(38, 9) keep
+-- their state in an arena whose Decimal128 read-back crashed the server
+-- (ColumnDecimal::deserializeAndInsertFromArena, SIGSEGV) while testing this view.
 CREATE VIEW IF NOT EXISTS invoices_current AS
-SELECT
-    invoice_id,
-    argMax(subscription_id, _v) AS subscription_id,
-    argMax(customer, _v) AS customer,
-    argMax(period, _v) AS period,
-    argMax(period_start, _v) AS period_start,
-    argMax(period_end, _v) AS period_end,
-    argMax(currency, _v) AS currency,
-    argMax(plan, _v) AS plan,
-    argMax(plan_version, _v) AS plan_version,
-    argMax(subtotal, _v) AS subtotal,
-    argMax(tax, _v) AS tax,
-    argMax(total, _v) AS total,
-    argMax(line_count, _v) AS line_count,
-    argMax(status, _v) AS status,
-    argMax(number, _v) AS number,
-    argMax(status_at, _v) AS status_at,
-    argMax(lines_version, _v) AS lines_version,
-    argMax(revision, _v) AS revision,
-    argMax(content_hash, _v) AS content_hash,
-    argMax(issued_at, _v) AS issued_at,
-    max(_v) AS version
-FROM (SELECT *, version AS _v FROM invoices)
-GROUP BY invoice_id;
+SELECT *
+FROM invoices
+WHERE (invoice_id, version) IN (SELECT invoice_id, max(version) FROM invoices GROUP BY invoice_id)
+LIMIT 1 BY invoice_id;
 
 -- The current lines of every invoice without FINAL: the lines of its current lines version, one
 -- row per line even when concurrent closers wrote identical duplicates.
 CREATE VIEW IF NOT EXISTS invoice_lines_current AS
-SELECT
-    invoice_id,
-    line_no,
-    any(kind) AS kind,
-    any(customer) AS customer,
-    any(period) AS period,
-    any(currency) AS currency,
-    any(description) AS description,
-    any(meter) AS meter,
-    any(quantity) AS quantity,
-    any(amount) AS amount,
-    any(breakdown) AS breakdown
+SELECT *
 FROM invoice_lines
-WHERE (invoice_id, version) IN (SELECT invoice_id, argMax(lines_version, version) FROM invoices GROUP BY invoice_id)
-GROUP BY invoice_id, line_no;
+WHERE (invoice_id, version) IN
+    (SELECT invoice_id, lines_version FROM invoices
+     WHERE (invoice_id, version) IN (SELECT invoice_id, max(version) FROM invoices GROUP BY invoice_id))
+LIMIT 1 BY invoice_id, line_no;
