@@ -224,7 +224,7 @@ mod tests {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
         // The latest kind Enum8 lists exactly the Rust kinds, the status Enum8 every status.
         let stmts = statements(MIGRATIONS.iter().find(|m| m.version == 6).unwrap().sql);
-        let kinds = stmts.iter().filter(|s| s.starts_with("ALTER TABLE invoice_lines MODIFY COLUMN kind")).last().unwrap();
+        let kinds = stmts.iter().rfind(|s| s.starts_with("ALTER TABLE invoice_lines MODIFY COLUMN kind")).unwrap();
         for k in crate::invoice::LineKind::ALL {
             assert!(kinds.contains(&format!("'{}' = {}", k.name(), k as i8)), "{k:?}");
         }
