@@ -119,14 +119,14 @@ pub async fn close_period(
 /// Finalizes `due` drafts: gapless numbers, finalized headers, transitions, billing events.
 /// Safe against a second closer doing the same at the same time (see `numbering.rs`).
 async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: DateTime<Utc>) -> Result<Vec<InvoiceRow>> {
-    if due.is_empty() {
-        return Ok(Vec::new());
-    }
     let series = &billing.settings.invoice_series;
     let mut due = due;
     due.sort_by(|a, b| (&a.customer, &a.subscription_id).cmp(&(&b.customer, &b.subscription_id)));
     let (todo, reservations) = loop {
         let mut snap = billing.numbering.read(series).await?;
+        if due.is_empty() && snap.counter.pending.is_empty() {
+            return Ok(Vec::new());
+        }
         // Read ClickHouse after the counter: a writer that finished (and released) after our read
         // changes the revision, so the compare-and-set below fails and we look again.
         let stored = current_headers(&billing.ch, period).await?;
@@ -134,8 +134,10 @@ async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: Da
         let todo: Vec<InvoiceRow> =
             due.iter().filter_map(|r| stored.get(&r.invoice_id).filter(|_| is_draft(&r.invoice_id)).cloned()).collect();
         let before = snap.counter.clone();
-        // Reservations of invoices of this period already written are finished: drop them.
-        let written: HashSet<Uuid> = stored.values().filter(|r| r.status != InvoiceStatus::Draft as i8).map(|r| r.invoice_id).collect();
+        // Reservations whose invoices are already finalized (by a closer that crashed before
+        // releasing, or one running beside us, of any period) are finished: drop them.
+        let pending: Vec<Uuid> = snap.counter.pending.keys().copied().collect();
+        let written = finalized_among(billing, &pending).await?;
         snap.counter.pending.retain(|id, _| !written.contains(id));
         let ids: Vec<Uuid> = todo.iter().map(|r| r.invoice_id).collect();
         let reserved: HashMap<Uuid, _> = snap.counter.reserve(&ids, secs(now)).into_iter().collect();
@@ -143,6 +145,10 @@ async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: Da
             break (todo, reserved);
         }
     };
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::failpoint::hit("close.after_reserve");
     let mut rows = Vec::with_capacity(todo.len());
     let mut evs = Vec::with_capacity(todo.len());
     for draft in &todo {
@@ -154,9 +160,25 @@ async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: Da
     }
     insert_all(billing.ch.client(), "invoices", &rows.iter().collect::<Vec<_>>()).await?;
     insert_all(billing.ch.client(), "invoice_events", &evs.iter().collect::<Vec<_>>()).await?;
+    crate::failpoint::hit("close.after_finalize_write");
     billing.numbering.release(series, &rows.iter().map(|r| r.invoice_id).collect::<Vec<_>>()).await?;
     let published: Vec<_> =
         rows.iter().zip(&evs).map(|(row, ev)| events::invoice_event(ev.event_id, row, InvoiceStatus::Draft, "close", &ev.reason)).collect();
     billing.events.publish(&published).await?;
     Ok(rows)
+}
+
+/// Which of `ids` are stored with a status other than draft (any period).
+async fn finalized_among(billing: &Billing, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+    let found: Vec<String> = billing
+        .ch
+        .client()
+        .query(&format!("SELECT DISTINCT toString(invoice_id) FROM invoices WHERE invoice_id IN ({list}) AND status != 'draft'"))
+        .fetch_all()
+        .await?;
+    Ok(found.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect())
 }

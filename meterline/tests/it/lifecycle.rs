@@ -375,3 +375,50 @@ async fn credit_notes_partial_then_over_credit_refused() {
     assert_eq!(cn["credit_note_id"], e["event_id"]);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_around_numbering_leave_no_gap() {
+    let env = TestEnv::new("numcrash").await;
+    scenario(&env).await;
+    let ch = env.clickhouse().await;
+    let numbering = Numbering::open(&env.js, &format!("{}numbering", env.bucket_prefix)).await.unwrap();
+    let series = Series::new("meterline", "inv", "INV-{year}-{seq:06}").unwrap();
+    let numbers = |p: &'static str| {
+        let ch = ch.clone();
+        async move { list_invoices(&ch, p).await.unwrap().into_iter().map(|i| (i.number, i.status)).collect::<Vec<_>>() }
+    };
+
+    // Crash after reserving 1..4, before writing: drafts stay, the reservations stay.
+    let (ok, _, err) = env.meterline(
+        &["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"],
+        &[("METERLINE_FAILPOINT", "close.after_reserve:1")],
+    );
+    assert!(!ok && err.contains("failpoint close.after_reserve reached"), "{err}");
+    assert!(numbers("2026-10").await.iter().all(|(n, s)| n.is_empty() && *s == 1));
+    let snap = numbering.read(&series).await.unwrap();
+    assert_eq!((snap.counter.next, snap.counter.pending.len()), (5, 4));
+    // The next close reuses them: 1..4, nothing skipped, nothing pending.
+    run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-26T00:00:00Z"]);
+    let s = |n: &str| (n.to_string(), 2i8);
+    assert_eq!(numbers("2026-10").await, vec![s("INV-2026-000001"), s("INV-2026-000002"), s("INV-2026-000003"), s("INV-2026-000004")]);
+    let at: Vec<u32> = list_invoices(&ch, "2026-10").await.unwrap().iter().map(|i| i.status_at).collect();
+    assert_eq!(at, vec![1_795_564_800; 4], "dated by the reservation (2026-11-25), not by the second run");
+    assert_eq!(numbering.read(&series).await.unwrap().counter, Counter { next: 5, pending: Default::default() });
+
+    // Crash after writing November's finalized headers, before releasing: the next close finds
+    // them written, drops the stale reservations and hands out nothing new.
+    let (ok, _, err) = env.meterline(
+        &["close", "--period", "2026-11", "--as-of", "2026-12-05T00:00:00Z"],
+        &[("METERLINE_FAILPOINT", "close.after_finalize_write:1")],
+    );
+    assert!(!ok && err.contains("failpoint close.after_finalize_write reached"), "{err}");
+    assert_eq!(numbering.read(&series).await.unwrap().counter.pending.len(), 4);
+    let out = run(&env, &["close", "--period", "2026-11", "--as-of", "2026-12-06T00:00:00Z"]);
+    assert!(out.contains("0 finalized now, 4 unchanged"), "{out}");
+    assert_eq!(numbers("2026-11").await, vec![s("INV-2026-000005"), s("INV-2026-000006"), s("INV-2026-000007"), s("INV-2026-000008")]);
+    // December is finalized in January 2027: the sequence goes on under the new year.
+    let out = run(&env, &["close", "--period", "2026-12", "--as-of", "2027-01-05T00:00:00Z"]);
+    assert!(out.contains("numbers INV-2027-000009 to INV-2027-000012"), "{out}");
+    assert_eq!(numbering.read(&series).await.unwrap().counter, Counter { next: 13, pending: Default::default() });
+    env.cleanup().await;
+}
