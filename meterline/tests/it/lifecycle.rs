@@ -158,6 +158,12 @@ async fn drafts_refresh_finalize_and_transition_with_events() {
             (2, 3, s("INV-2026-000001"), s("cli"), s("wire 42")),
         ]
     );
+    let out = run(&env, &["invoices", "history", "--id", "INV-2026-000001"]);
+    assert!(
+        out.contains("| 2026-11-04T00:00:00+00:00 | draft     | finalized | INV-2026-000001 | close | grace deadline passed |"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with(&format!("invoice INV-2026-000001 ({alice_id}) is paid")), "{out}");
     let out = run(&env, &["invoices", "list", "--period", "2026-10", "--format", "json"]);
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     let statuses: Vec<(&str, &str)> =
