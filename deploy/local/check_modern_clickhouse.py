@@ -110,4 +110,21 @@ assert got == '"INV-2026-000002","finalized",3', repr(got)
 got = csv("SELECT kind, sum(amount) FROM invoice_lines_current WHERE period = '2026-10' AND customer = 'bob' GROUP BY kind")
 assert got == '"adjustment",0.5', repr(got)
 print("invoice_lines_current query:", got)
+# Rated calls (migration 0008): the documented query of docs/CLICKHOUSE.md rebuilds a telecom
+# line from the calls' exact columns (Σ connect fees + Σ billed seconds × price ÷ 60).
+s.query("""INSERT INTO rated_calls (period, period_start, subscription_id, customer, meter, rate_table, event_id, source,
+  event_time, answered_at, destination, matched_prefix, description, band, duration_secs, billed_secs, price_per_minute,
+  connect_fee, amount, currency, segment, version) VALUES
+  ('2026-03', '2026-03-01 00:00:00', 'sub-acme', 'acme', 'calls', 'world', 'c5', 'sw', '2026-03-04 10:00:00', '2026-03-04 10:00:00', '+33 1', '33', 'France', 'any time', 37, 37, 0.0137, 0, '0.0084483333333333333333333333', 'USD', 'seg-a', 1),
+  ('2026-03', '2026-03-01 00:00:00', 'sub-acme', 'acme', 'calls', 'world', 'c6', 'sw', '2026-03-04 10:01:00', '2026-03-04 10:01:00', '+33 1', '33', 'France', 'any time', 37, 37, 0.0137, 0, '0.0084483333333333333333333333', 'USD', 'seg-a', 1),
+  ('2026-03', '2026-03-01 00:00:00', 'sub-acme', 'acme', 'calls', 'world', 'c7', 'sw', '2026-03-04 10:02:00', '2026-03-04 10:02:00', '+33 1', '33', 'France', 'any time', 37, 37, 0.0137, 0.05, '0.0584483333333333333333333333', 'USD', 'seg-a', 1)""")
+got = csv("""SELECT matched_prefix, band, min(price_per_minute) AS lo, max(price_per_minute) AS hi, count() AS calls,
+  sum(billed_secs) AS secs, sum(connect_fee) AS fees, secs * hi AS secs_x_price, fees + secs_x_price / 60 AS amount_9dp
+  FROM rated_calls WHERE period = '2026-03' AND subscription_id = 'sub-acme'
+  GROUP BY matched_prefix, band ORDER BY matched_prefix, band""")
+from decimal import Decimal  # noqa: E402
+fields = got.split(",")
+assert fields[:2] == ['"33"', '"any time"'], repr(got)
+assert [Decimal(f) for f in fields[2:]] == [Decimal(x) for x in ["0.0137", "0.0137", "3", "111", "0.05", "1.5207", "0.075345"]], repr(got)
+print("rated_calls query:", got)
 print("ok: migrations and queries run on a current ClickHouse engine")

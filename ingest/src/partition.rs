@@ -2,16 +2,22 @@
 //!
 //! Producers publish to `<prefix>.events.<token>`, where the token is [`customer_token`] of the
 //! events' customer (16 hex digits of xxh3-64 of the customer key). The usage stream's subject
-//! transform (JetStream subject mapping) stores each message as `<prefix>.p.<n>.<token>` with
+//! transform (JetStream subject mapping) stores each message as `<prefix>.p.<n>` with
 //! `n = partition(N, token)`, the server's FNV-1a hash of the token modulo N ([`partition_of`]
 //! computes the same). Each partition has its own durable consumer, dedup index and ledger
 //! segments (`seg-p<n>-…`), so a partition's whole state moves with it to whichever worker owns it.
 //!
 //! Dedup is exact per partition because every copy of an event has the same customer, hence the
-//! same token and partition. Messages that break the rule (a batch mixing customers, or the plain
-//! subject `<prefix>.events` without a token, which partition 0 consumes) are handled by ingest:
-//! an event that belongs to another partition is republished to its own subject (with its
-//! `Nats-Msg-Id`) before the message is acked, never written in the wrong partition.
+//! same token and partition. Messages that break the rule (a batch mixing customers, or any other
+//! token) are handled by ingest: an event that belongs to another partition is republished to its
+//! own subject (with its `Nats-Msg-Id`) before the message is acked, never written in the wrong
+//! partition. The plain subject `<prefix>.events` is not captured: publishing there fails at once
+//! (no stream answers), so nothing is stored where no partition would read it.
+//!
+//! Stored subjects are one literal subject per partition, so a partition's consumer filters on a
+//! single literal subject (and with one partition, not at all): measured on nats-server 2.15, a
+//! consumer filtering a wildcard over 1,000 token subjects delivered 40k messages/s where an
+//! unfiltered one delivered 517k/s, and two filter subjects were slower still.
 //!
 //! The number of partitions is fixed for the life of a stream, like Kafka's: changing it would
 //! move customers between partitions and their dedup state with them.
@@ -43,31 +49,25 @@ pub fn publish_subject(prefix: &str, customer: &str) -> String {
     format!("{prefix}.events.{}", customer_token(customer))
 }
 
+/// Subject for a message whose events' customers are not known (a batch mixing customers, a
+/// line that is not an event): any token works, ingest reroutes or dead-letters what is inside.
+pub fn unrouted_subject(prefix: &str) -> String {
+    format!("{prefix}.events.unrouted")
+}
+
 /// Subjects of the usage stream, and its transform (source → destination).
 pub fn stream_subjects(prefix: &str, partitions: u32) -> (Vec<String>, String, String) {
-    (
-        vec![format!("{prefix}.events"), format!("{prefix}.events.*")],
-        format!("{prefix}.events.*"),
-        format!("{prefix}.p.{{{{partition({partitions},1)}}}}.{{{{wildcard(1)}}}}"),
-    )
+    (vec![format!("{prefix}.events.*")], format!("{prefix}.events.*"), format!("{prefix}.p.{{{{partition({partitions},1)}}}}"))
 }
 
-/// Subjects a partition's consumer reads: its mapped subjects, and for partition 0 also the plain
-/// subject without a token.
-pub fn consumer_filters(prefix: &str, partition: u32) -> Vec<String> {
-    let mut f = vec![format!("{prefix}.p.{partition}.*")];
-    if partition == 0 {
-        f.push(format!("{prefix}.events"));
-    }
-    f
+/// The subject a partition's consumer reads (`None`: the whole stream, with one partition).
+pub fn consumer_filter(prefix: &str, partition: u32, partitions: u32) -> Option<String> {
+    (partitions > 1).then(|| format!("{prefix}.p.{partition}"))
 }
 
-/// The partition a stored message subject says it belongs to (`<prefix>.p.<n>.<token>`), or
-/// `None` for the plain subject.
-pub fn token_of_subject<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
-    let rest = subject.strip_prefix(prefix)?.strip_prefix(".p.")?;
-    let (_, token) = rest.split_once('.')?;
-    Some(token)
+/// The partition of a stored message subject (`<prefix>.p.<n>`).
+pub fn partition_of_subject(prefix: &str, subject: &str) -> Option<u32> {
+    subject.strip_prefix(prefix)?.strip_prefix(".p.")?.parse().ok()
 }
 
 /// A set of partitions, written `0-3`, `1,5,7` or `0-1,4`.
@@ -150,10 +150,11 @@ mod tests {
 
     #[test]
     fn subjects() {
-        assert_eq!(token_of_subject("usage", "usage.p.3.00ff"), Some("00ff"));
-        assert_eq!(token_of_subject("usage", "usage.events"), None);
-        assert_eq!(consumer_filters("usage", 0), vec!["usage.p.0.*", "usage.events"]);
-        assert_eq!(stream_subjects("usage", 4).2, "usage.p.{{partition(4,1)}}.{{wildcard(1)}}");
+        assert_eq!(partition_of_subject("usage", "usage.p.3"), Some(3));
+        assert_eq!(partition_of_subject("usage", "usage.events.x"), None);
+        assert_eq!(consumer_filter("usage", 2, 4).as_deref(), Some("usage.p.2"));
+        assert_eq!(consumer_filter("usage", 0, 1), None);
+        assert_eq!(stream_subjects("usage", 4).2, "usage.p.{{partition(4,1)}}");
         assert_eq!(customer_token("acme").len(), 16);
     }
 }

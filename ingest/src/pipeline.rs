@@ -212,7 +212,8 @@ impl Worker {
 
         let messages = consumer
             .stream()
-            .max_messages_per_batch(self.cfg.segment_max_events.min(10_000))
+            .max_messages_per_batch(self.cfg.segment_max_events.min(PULL_MAX_MESSAGES))
+            .max_bytes_per_batch(PULL_MAX_BYTES)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
@@ -392,6 +393,12 @@ struct Prepared {
     events: u64,
     fresh: u64,
 }
+
+/// Most messages one pull request asks for.
+pub const PULL_MAX_MESSAGES: usize = 10_000;
+/// Most bytes one pull request asks for: large batch messages (100 events are ~25 KB) would
+/// otherwise make one pull hundreds of megabytes.
+pub const PULL_MAX_BYTES: usize = 4 << 20;
 
 /// Payload bytes above which a batch is decoded in two halves on two threads.
 const PARALLEL_DECODE_BYTES: usize = 256 * 1024;

@@ -20,7 +20,7 @@ use meterline_schemas::event::decode_event;
 use meterline_schemas::ledger::msg_id;
 
 use crate::error::{Error, Result};
-use crate::partition::publish_subject;
+use crate::partition::{publish_subject, unrouted_subject};
 
 /// What a publish run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub struct PublishReport {
 
 /// Publishes every non-empty line of `path` to the usage stream: a single event to
 /// `<prefix>.events.<customer token>` ([`crate::partition`]); a batch array or an undecodable line
-/// to the plain `<prefix>.events` (ingest reroutes or dead-letters what is in it).
+/// to [`unrouted_subject`] (ingest reroutes or dead-letters what is in it).
 pub async fn publish_file(
     js: &jetstream::Context,
     prefix: &str,
@@ -56,7 +56,7 @@ pub async fn publish_file(
                 headers.insert("Nats-Msg-Id", msg_id(&ev.source, &ev.id).as_str());
                 publish_subject(prefix, &ev.subject)
             }
-            Err(_) => format!("{prefix}.events"),
+            Err(_) => unrouted_subject(prefix),
         };
         let ack = js.publish_with_headers(subject, headers, Bytes::from(line)).await.map_err(|e| Error::Nats(format!("publish: {e}")))?;
         pending.push(ack.into_future());

@@ -11,8 +11,8 @@ use crate::partition;
 
 /// Creates the usage and dead-letter streams when missing (file storage, limits retention).
 ///
-/// The usage stream captures `<prefix>.events` and `<prefix>.events.<token>`, and its subject
-/// transform stores the latter as `<prefix>.p.<partition>.<token>` ([`crate::partition`]).
+/// The usage stream captures `<prefix>.events.<token>`, and its subject transform stores each
+/// message as `<prefix>.p.<partition>` ([`crate::partition`]).
 pub async fn ensure_streams(js: &jetstream::Context, cfg: &IngestConfig) -> Result<(stream::Stream, stream::Stream)> {
     let (subjects, src, dest) = partition::stream_subjects(&cfg.subject_prefix, cfg.partitions);
     let usage = ensure_stream(
@@ -88,7 +88,7 @@ pub async fn ensure_consumer(usage: &stream::Stream, cfg: &IngestConfig, partiti
     usage
         .create_consumer(consumer::pull::Config {
             durable_name: Some(name.clone()),
-            filter_subjects: partition::consumer_filters(&cfg.subject_prefix, partition),
+            filter_subject: partition::consumer_filter(&cfg.subject_prefix, partition, cfg.partitions).unwrap_or_default(),
             ack_policy: consumer::AckPolicy::All,
             ack_wait: Duration::from_secs(cfg.ack_wait_secs),
             max_ack_pending,

@@ -156,6 +156,10 @@ fn build_one(
     lines.extend(fixed_charges(r, label)?.into_iter().map(&line));
 
     for u in &r.usage {
+        if let Some(t) = &u.telecom {
+            lines.extend(telecom_lines(u, t, catalog).into_iter().map(&line));
+            continue;
+        }
         let mut breakdown = json!({
             "aggregation": u.aggregation.to_string(),
             "quantity": u.quantity.to_string(),
@@ -243,6 +247,53 @@ fn build_one(
     };
     row.content_hash = content_hash(&row, &lines)?;
     Ok(Invoice { row, lines })
+}
+
+/// A telecom price's lines, one per (matched prefix, band, price per minute), in that order.
+/// Each line's exact amount is `Σ connect fees + (Σ billed seconds) × price ÷ 60` (seconds summed
+/// before the one division, `meterline_rater::calls`), rounded once like every line. The quantity
+/// is the billed seconds (exact; minutes would not terminate); the breakdown has the parts. A
+/// period without calls gets no line.
+fn telecom_lines(u: &meterline_rater::RatedUsage, t: &meterline_rater::calls::TelecomUsage, catalog: &Catalog) -> Vec<Charge> {
+    let meter_name = catalog.meters.get(&u.meter).and_then(|m| m.name.clone()).unwrap_or_else(|| u.meter.clone());
+    t.lines
+        .iter()
+        .map(|l| {
+            let prefix = if l.matched_prefix.is_empty() { "*".to_owned() } else { format!("+{}", l.matched_prefix) };
+            // Unique per line (rerate matches lines by kind, meter and description).
+            let description = format!("{meter_name}: {} ({prefix}), {} at {}/min", l.description, l.band, l.price_per_minute);
+            let breakdown = json!({
+                "rate_table": t.rate_table,
+                "matched_prefix": l.matched_prefix,
+                "description": l.description,
+                "band": l.band,
+                "price_per_minute": l.price_per_minute.to_string(),
+                "calls": l.calls,
+                "answered": l.answered,
+                "duration_secs": l.duration_secs,
+                "billed_secs": l.billed_secs,
+                "connect_fees": l.connect_fees.to_string(),
+                "usage_amount": l.usage_amount.to_string(),
+            });
+            let mut c = Charge::new(LineKind::Usage, description, Decimal::from(l.billed_secs), "telecom", l.amount, breakdown);
+            c.meter = u.meter.clone();
+            c.event_count = l.calls;
+            let mut segments: Vec<String> = t
+                .calls
+                .iter()
+                .filter(|r| {
+                    r.call.matched_prefix == l.matched_prefix
+                        && r.call.band == l.band
+                        && r.call.price_per_minute.normalize() == l.price_per_minute
+                })
+                .map(|r| r.segment.clone())
+                .collect();
+            segments.sort();
+            segments.dedup();
+            c.segments = segments;
+            c
+        })
+        .collect()
 }
 
 /// xxh3-64 of the canonical JSON of the header and its lines, without the lifecycle fields

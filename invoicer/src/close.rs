@@ -27,6 +27,7 @@ use crate::credits::CreditUsage;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::lifecycle::{Billing, event_row, next_version};
+use crate::rated_calls::{RatedCallsWritten, rated_call_rows, write_rated_calls};
 use crate::writer::{WriteSummary, current_headers, insert_all, write_drafts};
 
 /// What a close did and how long it took.
@@ -51,6 +52,8 @@ pub struct CloseReport {
     /// Late usage of earlier periods whose net is negative: not billed as lines (see
     /// docs/DECISIONS.md), to be credited with `meterline invoices credit-note`.
     pub negative_adjustments: Vec<NegativeAdjustment>,
+    /// What the write of rated call records (telecom prices) did.
+    pub calls: RatedCallsWritten,
 }
 
 /// How to close.
@@ -101,6 +104,9 @@ pub async fn close_period(
 
     let t1 = Instant::now();
     let period = label.to_string();
+    let call_rows = rated_call_rows(&rated, label);
+    // Calls first, invoices last: a stored invoice header means its calls are stored too.
+    let calls = write_rated_calls(ch, &period, &call_rows).await?;
     let (mut write, current) = write_drafts(ch, &period, &invoices).await?;
     let due: Vec<InvoiceRow> =
         current.into_iter().filter(|r| r.status == InvoiceStatus::Draft as i8 && deadline_of(r) <= opts.now).collect();
@@ -112,8 +118,20 @@ pub async fn close_period(
         tracing::warn!(subscription = %n.subscription_id, period = %n.period, net = %n.net, "late usage nets negative: issue a credit note");
     }
     tracing::info!(period = %label, invoices = invoices.len(), inserted = write.inserted, refreshed = write.refreshed,
-        finalized = write.finalized, unchanged = write.unchanged, conflicts = write.conflicts.len(), "period closed");
-    Ok(CloseReport { invoices, rows_rated, rate_time, write_time, write, finalized, drafts, deadline, negative_adjustments: adj.negative })
+        finalized = write.finalized, unchanged = write.unchanged, conflicts = write.conflicts.len(), rated_calls_inserted = calls.inserted,
+        "period closed");
+    Ok(CloseReport {
+        invoices,
+        rows_rated,
+        rate_time,
+        write_time,
+        write,
+        finalized,
+        drafts,
+        deadline,
+        negative_adjustments: adj.negative,
+        calls,
+    })
 }
 
 /// Finalizes `due` drafts: gapless numbers, finalized headers, transitions, billing events.

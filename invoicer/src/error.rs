@@ -40,6 +40,23 @@ pub enum Error {
     /// A credit note larger than what is left to credit, or otherwise invalid.
     #[error("{0}")]
     CreditNote(String),
+    /// A document could not be rendered (template, logo, breakdown).
+    #[error("render: {0}")]
+    Render(String),
+    /// PDF output needs Chromium and it is not installed.
+    #[error("pdf: the Chromium binary {binary:?} was not found (set render.chromium, or install it: apt-get install chromium)")]
+    PdfEngineMissing {
+        /// The binary looked for.
+        binary: String,
+    },
+    /// Chromium ran but produced no PDF.
+    #[error("pdf: {binary}: {reason}")]
+    Pdf {
+        /// The binary run.
+        binary: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -7,15 +7,17 @@
 //! - [`credits`]: prepaid credit grants burned down after tax, balances carried across periods.
 //! - [`ids`]: deterministic invoice, transition and credit-note ids.
 //! - [`writer`]: idempotent draft writes to `invoices` / `invoice_lines` and reading them back.
+//! - [`rated_calls`]: rated call records of telecom prices → `rated_calls`, idempotently.
 //! - [`lifecycle`]: draft → finalized → paid / void / uncollectible; transitions and their checks.
 //! - [`numbering`]: gapless invoice and credit-note numbers from a compare-and-set counter in NATS KV.
 //! - [`adjustments`]: late usage of finalized periods → dated adjustment lines on the next invoice.
 //! - [`credit_notes`]: full or partial credit notes, never above the uncredited remainder.
 //! - [`events`]: billing events on NATS (`invoice.finalized`, `.paid`, `.voided`, `credit_note.issued`).
 //! - [`failpoint`]: crash injection for tests (`METERLINE_FAILPOINT`).
-//! - [`close`]: the period close: catalog + ledger + period → drafts, then finalized invoices.
+//! - [`close`]: the period close: catalog + ledger + period → rated calls and drafts, then finalized invoices.
 //! - [`rerate`]: recompute a period from the ledger and compare with what was invoiced.
 //! - [`spend`]: current spend of the open period in ClickHouse `current_spend`.
+//! - [`render`]: invoice documents (HTML, PDF through Chromium) and CSV exports.
 //! - [`error`]: the crate's error type.
 
 pub mod adjustments;
@@ -31,6 +33,8 @@ pub mod fees;
 pub mod ids;
 pub mod lifecycle;
 pub mod numbering;
+pub mod rated_calls;
+pub mod render;
 pub mod rerate;
 pub mod spend;
 pub mod writer;

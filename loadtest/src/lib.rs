@@ -1,5 +1,32 @@
-//! Load generation and end-to-end latency measurement (hdrhistogram).
+//! Open-loop load generation and end-to-end latency measurement (hdrhistogram).
 //!
-//! Not built yet: the open-loop load generator, its latency reports and `meterline loadtest`
-//! are the load-test issue's work. The crate exists so the workspace has the layout of the
-//! design brief; it exports nothing, and nothing claims it works.
+//! Events are sent on a fixed schedule (event `i` at `start + i / rate`) without waiting for
+//! answers, and every latency is measured from the scheduled time, so a stalled system cannot
+//! hide its stalls (coordinated omission). A run publishes a realistic mix over NATS, runs ingest
+//! in-process on its own stream and ledger, and measures publish → durable (ingest's ack floor)
+//! and publish → visible in `current_spend` (the spend refresh run in-process).
+//!
+//! # Layout
+//! - [`schedule`]: the open-loop schedule and latency from the scheduled time.
+//! - [`mix`]: the event mix (API, LLM, storage, telecom; duplicates, late, invalid).
+//! - [`catalog`]: the catalog the run's ingest and spend use.
+//! - [`run`]: one run: sender, ack collector, durable and spend observers, drain.
+//! - [`sweep`]: `--find-max`, stepping the rate until the p99 bound is missed.
+//! - [`report`]: percentiles, JSON and markdown.
+//! - [`plot`]: PNG line charts (latency percentiles against offered load), drawn here.
+//! - [`perfdoc`]: regenerating docs/PERFORMANCE.md from the benchmarks' JSON.
+//! - [`cli`]: the arguments shared by the `loadtest` binary and `meterline loadtest`.
+//! - [`error`]: the crate's error type.
+
+pub mod catalog;
+pub mod cli;
+pub mod error;
+pub mod mix;
+pub mod perfdoc;
+pub mod plot;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod sweep;
+
+pub use error::{Error, Result};

@@ -63,6 +63,8 @@ pub enum Command {
     Price(PriceArgs),
     /// Run the whole pipeline on local services with synthetic data.
     Demo(DemoArgs),
+    /// Open-loop load test over NATS: latency from the scheduled send to durable and to current spend.
+    Loadtest(meterline_loadtest::cli::LoadtestArgs),
 }
 
 /// `catalog …`.
@@ -215,6 +217,36 @@ pub enum InvoicesCommand {
         #[arg(long)]
         id: String,
     },
+    /// Render one invoice as an HTML or PDF document (PDF needs Chromium).
+    Render {
+        /// The invoice id (UUID), as `invoices list` shows it.
+        #[arg(long)]
+        id: String,
+        /// Document format.
+        #[arg(long, value_enum, default_value_t = DocFormat::Html)]
+        format: DocFormat,
+        /// Output file (default: HTML to stdout, PDF to ./invoice-<id>.pdf).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Locale instead of the customer's, e.g. `fr-FR` (supported: en, de, fr, es, ja).
+        #[arg(long)]
+        locale: Option<String>,
+    },
+    /// Export the invoices (or their lines) of a period.
+    Export {
+        /// Period, `YYYY-MM`.
+        #[arg(long)]
+        period: String,
+        /// Export format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Export the invoice lines instead of the invoices.
+        #[arg(long)]
+        lines: bool,
+        /// Output file (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `invoices pay|void|mark-uncollectible`.
@@ -249,6 +281,22 @@ pub struct CreditNoteArgs {
     pub reason: String,
 }
 
+/// Document formats of `invoices render`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocFormat {
+    /// A self-contained HTML page.
+    Html,
+    /// A PDF printed by headless Chromium from the same HTML.
+    Pdf,
+}
+
+/// Formats of `invoices export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// RFC 4180 CSV with exact decimals.
+    Csv,
+}
+
 /// `price`.
 #[derive(Debug, Args)]
 pub struct PriceArgs {
@@ -258,12 +306,16 @@ pub struct PriceArgs {
     /// Plan key, optionally with a version: `starter` (latest) or `starter@2`.
     #[arg(long)]
     pub plan: String,
-    /// Meter key.
-    #[arg(long)]
-    pub meter: String,
+    /// Meter key (with `--event`: defaults to the plan's telecom meter of the event's type).
+    #[arg(long, required_unless_present = "event")]
+    pub meter: Option<String>,
     /// Quantity, an exact decimal.
-    #[arg(long, allow_hyphen_values = true)]
-    pub quantity: String,
+    #[arg(long, allow_hyphen_values = true, required_unless_present = "event", conflicts_with = "event")]
+    pub quantity: Option<String>,
+    /// One call-record CloudEvent (JSON text, or `@file`) to rate against the plan's telecom
+    /// price: the matched prefix, band, increments, billed seconds, connect fee and amount.
+    #[arg(long, value_name = "JSON")]
+    pub event: Option<String>,
     /// Group-by value for matrix prices, `dimension=value`; repeat for several dimensions.
     #[arg(long = "group", value_name = "DIM=VALUE")]
     pub groups: Vec<String>,

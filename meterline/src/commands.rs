@@ -6,9 +6,11 @@ mod close;
 mod events;
 mod ingest;
 mod invoices;
+mod loadtest;
 mod migrate;
 mod mirror;
 mod price;
+mod price_call;
 mod rerate;
 mod serve;
 mod spend;
@@ -18,6 +20,7 @@ use crate::config::Config;
 
 pub use close::close;
 pub use ingest::ingest;
+pub use invoices::render_samples;
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -36,5 +39,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Invoices(c) => invoices::run(&cfg, c).await,
         Command::Price(a) => price::run(&cfg, a).await,
         Command::Demo(a) => crate::demo::run(cfg, a).await,
+        Command::Loadtest(a) => loadtest::run(&cfg, a).await,
     }
 }

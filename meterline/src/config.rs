@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use meterline_ingest::http::HttpConfig;
 use meterline_ingest::{IngestConfig, LedgerConfig, MirrorConfig};
+use meterline_invoicer::render::{Branding, RenderConfig};
 use meterline_schemas::clickhouse::{ClickHouseConfig, Secret};
 use meterline_schemas::money::RoundingMode;
 
@@ -39,6 +40,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// ClickHouse mirror of the ledger (`meterline mirror`, and inside `meterline ingest`).
     pub mirror: MirrorConfig,
+    /// Issuer, logo, colours and footer of invoice documents.
+    pub branding: Branding,
+    /// Invoice documents: template, payment terms, the Chromium used for PDF.
+    pub render: RenderConfig,
 }
 
 /// `[nats]`.
@@ -123,6 +128,8 @@ impl Default for Config {
             },
             http: HttpConfig::default(),
             mirror: MirrorConfig::default(),
+            branding: Branding::default(),
+            render: RenderConfig::default(),
         }
     }
 }
@@ -179,6 +186,8 @@ impl Config {
         self.ingest.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.http.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.mirror.validate().map_err(|e| anyhow::anyhow!(e))?;
+        self.branding.validate().map_err(|e| anyhow::anyhow!(e))?;
+        self.render.validate().map_err(|e| anyhow::anyhow!(e))?;
         Ok(())
     }
 }
@@ -211,5 +220,8 @@ mod tests {
         let mut c = Config::default();
         c.mirror.interval_ms = 0;
         assert!(c.validate().unwrap_err().to_string().contains("mirror.interval_ms = 0"));
+        let mut c = Config::default();
+        c.branding.accent_color = "url(x)".into();
+        assert!(c.validate().unwrap_err().to_string().contains("branding.accent_color = \"url(x)\""));
     }
 }

@@ -3,7 +3,7 @@
 //! Runs in its own namespace (stream `DEMO_USAGE`, buckets `demo_catalog_*`, database
 //! `meterline_demo`, ledger under `--out`), which it resets first, so it can run any number of
 //! times next to real data. Steps: services up → migrate → catalog → events file → publish →
-//! ingest → close → summary read back from ClickHouse.
+//! ingest → close → summary read back from ClickHouse → one rendered invoice per customer locale.
 
 mod catalog_gen;
 mod summary;
@@ -124,6 +124,11 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         truth.expected_ledger_events,
         truth.invalid
     );
+    let docs = args.out.join("invoices");
+    eprintln!("==> rendering one invoice per customer locale (HTML and PDF) to {}", docs.display());
+    for file in commands::render_samples(&cfg, &label.to_string(), &docs).await? {
+        eprintln!("    {}", file.display());
+    }
     Ok(())
 }
 
@@ -159,7 +164,7 @@ async fn reset(cfg: &Config) -> anyhow::Result<()> {
     for s in [&cfg.ingest.stream, &cfg.ingest.dlq_stream, &cfg.billing.events_stream] {
         let _ = js.delete_stream(s).await;
     }
-    for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "numbering"] {
+    for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "rate_tables", "numbering"] {
         let _ = js.delete_key_value(format!("{}{kind}", cfg.catalog.bucket_prefix)).await;
     }
     client.flush().await?;

@@ -311,6 +311,85 @@ pub async fn for_each_value(
     Ok(segments.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect())
 }
 
+/// One ledger row of a per-call meter, as [`for_each_row`] hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerRow<'a> {
+    /// Subscription whose window holds the row.
+    pub subscription: &'a str,
+    /// Meter key.
+    pub meter: &'a str,
+    /// CloudEvents id.
+    pub event_id: &'a str,
+    /// CloudEvents source.
+    pub source: &'a str,
+    /// Event time.
+    pub time: DateTime<Utc>,
+    /// The meter's value (0 when null).
+    pub value: Decimal,
+    /// The raw `data` object.
+    pub data: &'a str,
+    /// The segment holding the row.
+    pub segment: &'a str,
+}
+
+/// Streams every ledger row of `meters` inside the windows to `f`, ordered by subscription,
+/// meter and event key (so every caller sees the same order), for prices that rate each event
+/// from its `data` (telecom). Memory stays bounded by the batch size plus what `f` keeps.
+pub async fn for_each_row(
+    root: &Path,
+    windows: &[SubWindow],
+    meters: &[String],
+    mut f: impl FnMut(LedgerRow<'_>) -> Result<()>,
+) -> Result<()> {
+    let months = months(windows);
+    if meters.is_empty() || windows.is_empty() || !ledger_has_months(root, &months) {
+        return Ok(());
+    }
+    let ctx = context(root, windows).await?;
+    let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+    let meter_list = meters.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT w.subscription, l.{meter}, l.{id}, l.{source}, l.{time}, l.{value}, l.{data}, l.{segment} \
+         FROM ledger l JOIN windows w ON l.{customer} = w.customer \
+         WHERE l.month IN ({month_list}) AND l.{meter} IN ({meter_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end \
+         ORDER BY w.subscription, l.{meter}, l.{key}",
+        meter = col::METER,
+        id = col::EVENT_ID,
+        source = col::SOURCE,
+        time = col::EVENT_TIME,
+        value = col::VALUE,
+        data = col::DATA,
+        segment = col::SEGMENT,
+        customer = col::CUSTOMER,
+        key = col::EVENT_KEY,
+    );
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let b = batch?;
+        let (subs, ms, ids, sources) = (strings(b.column(0))?, strings(b.column(1))?, strings(b.column(2))?, strings(b.column(3))?);
+        let (datas, segs) = (strings(b.column(6))?, strings(b.column(7))?);
+        let times = arrow::compute::cast(b.column(4), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+        let times = times.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        for i in 0..b.num_rows() {
+            let micros = times.value(i);
+            let time = DateTime::<Utc>::from_timestamp_micros(micros)
+                .ok_or_else(|| Error::Ledger { location: "ledger".into(), message: format!("event time {micros} µs is out of range") })?;
+            let text = |v: &[Option<String>]| v[i].clone().unwrap_or_default();
+            f(LedgerRow {
+                subscription: &text(&subs),
+                meter: &text(&ms),
+                event_id: &text(&ids),
+                source: &text(&sources),
+                time,
+                value: decimal(b.column(5), i)?.unwrap_or_default(),
+                data: &text(&datas),
+                segment: &text(&segs),
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// A session with the ledger (hive-partitioned by month) and the windows registered.
 async fn context(root: &Path, windows: &[SubWindow]) -> Result<SessionContext> {
     let root = root.canonicalize().map_err(|e| Error::Ledger { location: root.display().to_string(), message: e.to_string() })?;

@@ -22,6 +22,21 @@ pub enum Error {
     /// A percentage price was asked to price a total instead of events.
     #[error("meter {meter}: percentage prices charge each event's value, not a total")]
     NeedsEvents { meter: String },
+    /// A telecom price was asked to price a total instead of call records.
+    #[error("meter {meter}: telecom prices rate each call record, not a total")]
+    NeedsCalls { meter: String },
+    /// A call record in the ledger could not be rated (bad fields, no rate, no band).
+    #[error("call record {event_id:?} of customer {customer:?} (meter {meter}): {source}")]
+    Call {
+        /// The CloudEvents id of the record.
+        event_id: String,
+        /// Its customer.
+        customer: String,
+        /// Its meter.
+        meter: String,
+        /// What went wrong (boxed: it is large and rare).
+        source: Box<meterline_schemas::rate_table::TelecomError>,
+    },
     /// The ledger location is not usable.
     #[error("ledger location {location:?}: {message}")]
     Ledger { location: String, message: String },

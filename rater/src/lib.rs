@@ -5,10 +5,12 @@
 //! - [`pricing`]: one usage line: free units, the model (matrix per group), the amount cap.
 //! - [`aggregate`]: DataFusion aggregation of ledger segments per subscription and meter.
 //! - [`rate`]: rating a period: windows per subscription, quantities per meter, priced usage.
+//! - [`calls`]: call records from ledger rows, and rated calls summed into lines (exact sums).
 //! - [`telecom`]: per-call rating of call detail records: longest prefix, time bands, increments.
 //! - [`error`]: the crate's error type.
 
 pub mod aggregate;
+pub mod calls;
 pub mod error;
 pub mod pricing;
 pub mod rate;

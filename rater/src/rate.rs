@@ -10,9 +10,11 @@ use meterline_schemas::meter::Aggregation;
 use meterline_schemas::period::{PeriodLabel, Window};
 use meterline_schemas::price::PriceModel;
 
-use crate::aggregate::{MeterAggregates, SubWindow, aggregate, aggregate_groups, for_each_value};
+use crate::aggregate::{MeterAggregates, SubWindow, aggregate, aggregate_groups, for_each_row, for_each_value};
+use crate::calls::{RatedCallRecord, TelecomUsage, call_from_row, sum_calls};
 use crate::error::{Error, Result};
 use crate::pricing::{PercentageTotals, price_line, price_percentage};
+use crate::telecom::{TelecomError, rate_call};
 use crate::tiers::Priced;
 
 /// Priced usage of one meter for one subscription.
@@ -32,6 +34,8 @@ pub struct RatedUsage {
     pub priced: Priced,
     /// Segments the usage came from.
     pub segments: Vec<String>,
+    /// Telecom prices: the rated calls and their lines (`priced.amount` is the lines' sum).
+    pub telecom: Option<TelecomUsage>,
 }
 
 /// One subscription's rated period.
@@ -115,6 +119,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         }
     })
     .await?;
+    let mut telecom = rate_telecom(ledger_root, catalog, &active, &windows).await?;
     let empty = MeterAggregates::default();
     let mut out = Vec::with_capacity(active.len());
     for (s, window) in active {
@@ -139,7 +144,18 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                 .map(|g| g.iter().map(|(k, a)| (k.clone(), quantity(meter.aggregation, a))).collect())
                 .unwrap_or_default();
             let key = (s.id.clone(), p.meter.clone());
-            let (priced, segments) = if matches!(p.model, PriceModel::Percentage { .. }) {
+            let mut calls = None;
+            let (priced, segments) = if let PriceModel::Telecom { rate_table } = &p.model {
+                let (usage, segments) = telecom
+                    .remove(&key)
+                    .unwrap_or_else(|| (TelecomUsage { rate_table: rate_table.clone(), ..Default::default() }, Vec::new()));
+                let mut amount = Decimal::ZERO;
+                for l in &usage.lines {
+                    amount = amount.checked_add(l.amount).ok_or_else(|| Error::Overflow { what: p.meter.clone() })?;
+                }
+                calls = Some(usage);
+                (Priced::new(amount, Vec::new()), segments)
+            } else if matches!(p.model, PriceModel::Percentage { .. }) {
                 let totals = pct_totals.remove(&key).unwrap_or_default();
                 (price_percentage(p, totals), pct_segments.get(&key).cloned().unwrap_or_default())
             } else {
@@ -153,6 +169,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                 model: p.model.clone(),
                 priced,
                 segments,
+                telecom: calls,
             });
         }
         let metered_seats = match &plan.seat_meter {
@@ -175,4 +192,82 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         });
     }
     Ok(out)
+}
+
+/// Rates every call record of the telecom-priced meters in the windows, per (subscription,
+/// meter): the usage (rated calls and their lines) and the sorted segments they came from. A
+/// record that cannot be rated fails the period with an error naming it: nothing is dropped.
+async fn rate_telecom(
+    ledger_root: &Path,
+    catalog: &Catalog,
+    active: &[(&Subscription, Window)],
+    windows: &[SubWindow],
+) -> Result<HashMap<(String, String), (TelecomUsage, Vec<String>)>> {
+    let mut tables = HashMap::new();
+    for (s, _) in active {
+        if let Some(plan) = catalog.plans.get(&(s.plan.clone(), s.plan_version)) {
+            for p in &plan.prices {
+                if let PriceModel::Telecom { rate_table } = &p.model {
+                    let table = catalog.rate_tables.get(rate_table).ok_or_else(|| Error::Ledger {
+                        location: "catalog".into(),
+                        message: format!(
+                            "plan {}@{} prices meter {} with missing rate table {rate_table}",
+                            plan.plan, plan.version, p.meter
+                        ),
+                    })?;
+                    tables.insert((s.id.clone(), p.meter.clone()), table);
+                }
+            }
+        }
+    }
+    let mut meters: Vec<String> = tables.keys().map(|(_, m)| m.clone()).collect();
+    meters.sort();
+    meters.dedup();
+    let customers: HashMap<&str, &str> = active.iter().map(|(s, _)| (s.id.as_str(), s.customer.as_str())).collect();
+    let mut out: HashMap<(String, String), (TelecomUsage, std::collections::BTreeSet<String>)> = HashMap::new();
+    for_each_row(ledger_root, windows, &meters, |row| {
+        let key = (row.subscription.to_owned(), row.meter.to_owned());
+        let Some(table) = tables.get(&key) else { return Ok(()) }; // priced another way by this plan
+        let customer = customers.get(row.subscription).copied().unwrap_or_default();
+        let failed = |source: TelecomError| Error::Call {
+            event_id: row.event_id.to_owned(),
+            customer: customer.to_owned(),
+            meter: row.meter.to_owned(),
+            source: Box::new(source),
+        };
+        let record = call_from_row(row.event_id, row.time, row.value, row.data).map_err(failed)?;
+        let call = rate_call(table, &record).map_err(failed)?;
+        let entry =
+            out.entry(key).or_insert_with(|| (TelecomUsage { rate_table: table.key.clone(), ..Default::default() }, Default::default()));
+        entry.0.calls.push(RatedCallRecord {
+            event_id: row.event_id.to_owned(),
+            source: row.source.to_owned(),
+            customer: customer.to_owned(),
+            subscription: row.subscription.to_owned(),
+            meter: row.meter.to_owned(),
+            rate_table: table.key.clone(),
+            event_time: row.time,
+            segment: row.segment.to_owned(),
+            destination: record.destination,
+            answered_at: record.start,
+            call,
+        });
+        entry.1.insert(row.segment.to_owned());
+        Ok(())
+    })
+    .await?;
+    let mut done = HashMap::with_capacity(out.len());
+    for (key, (mut usage, segments)) in out {
+        // Stored and shown in time order; the ledger's event-key order is only deterministic.
+        usage.calls.sort_by(|a, b| (a.event_time, &a.event_id, &a.source).cmp(&(b.event_time, &b.event_id, &b.source)));
+        let rated: Vec<_> = usage.calls.iter().map(|c| c.call.clone()).collect();
+        usage.lines = sum_calls(&rated).map_err(|source| Error::Call {
+            event_id: String::new(),
+            customer: customers.get(key.0.as_str()).copied().unwrap_or_default().to_owned(),
+            meter: key.1.clone(),
+            source: Box::new(source),
+        })?;
+        done.insert(key, (usage, segments.into_iter().collect()));
+    }
+    Ok(done)
 }

@@ -103,6 +103,7 @@ pub fn price(meter: &str, model: &PriceModel, quantity: Decimal) -> Result<Price
         }
         PriceModel::Matrix { .. } => Err(Error::NeedsGroups { meter: meter.to_owned() }),
         PriceModel::Percentage { .. } => Err(Error::NeedsEvents { meter: meter.to_owned() }),
+        PriceModel::Telecom { .. } => Err(Error::NeedsCalls { meter: meter.to_owned() }),
     }
 }
 

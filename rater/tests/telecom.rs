@@ -10,6 +10,7 @@ use chrono::{DateTime, Datelike, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
+use meterline_rater::calls::sum_calls;
 use meterline_rater::telecom::{
     Band, CallRecord, Increments, Rate, RateTable, RatedCall, TelecomError, Weekday, rate_call, rate_calls, total,
 };
@@ -496,6 +497,27 @@ fn any_rate_table() -> impl Strategy<Value = RateTable> {
 }
 
 proptest! {
+    /// Lines keep every second and fee (exact sums), compute one division each, and differ from
+    /// the sum of the per-call amounts only by what `Decimal` cut off those per-call quotients.
+    #[test]
+    fn lines_sum_calls_exactly(t in any_rate_table(), durations in prop::collection::vec(0u64..=10_000, 0..40)) {
+        let calls: Vec<CallRecord> =
+            durations.iter().enumerate().map(|(i, s)| call(&i.to_string(), "+1", MON_NOON, *s)).collect();
+        let (rated_calls, failed) = rate_calls(&t, &calls);
+        prop_assert!(failed.is_empty());
+        let lines = sum_calls(&rated_calls).unwrap();
+        prop_assert!(lines.len() <= 1);
+        let billed: u64 = rated_calls.iter().map(|c| c.billed_secs).sum();
+        let fees: Decimal = rated_calls.iter().map(|c| c.connect_fee).sum();
+        let (line_billed, line_fees, line_amount) =
+            lines.first().map_or((0, Decimal::ZERO, Decimal::ZERO), |l| (l.billed_secs, l.connect_fees, l.amount));
+        prop_assert_eq!((line_billed, line_fees), (billed, fees));
+        let price = t.rates[0].bands[0].price_per_minute;
+        prop_assert_eq!(line_amount, fees + Decimal::from(billed) * price / Decimal::from(60));
+        let per_call = total(&rated_calls).unwrap();
+        prop_assert!((line_amount - per_call).abs() < Decimal::new(1, 20), "{} vs {}", line_amount, per_call);
+    }
+
     #[test]
     fn billed_seconds_cover_the_call_by_less_than_one_increment(t in any_rate_table(), secs in 1u64..=1_000_000) {
         let r = &t.rates[0];

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::meter::Meter;
 use crate::money::{Currency, exact};
 use crate::price::{MatrixEntry, PackageRounding, Price, PriceModel, Tier};
+use crate::rate_table::RateTable;
 
 /// A catalog file as written by users.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -44,6 +45,9 @@ pub struct CatalogFile {
     /// Prepaid credit grants of customers.
     #[serde(default)]
     pub credit_grants: Vec<CreditGrant>,
+    /// Telecom rate tables that `telecom` prices refer to.
+    #[serde(default)]
+    pub rate_tables: Vec<RateTable>,
 }
 
 /// When a plan version's fixed charges (recurring fee and seats) are billed. Usage is always
@@ -163,6 +167,9 @@ pub struct PriceSpec {
     /// For `percentage`: highest charge per event.
     #[serde(default, with = "exact::option")]
     pub max_fee: Option<Decimal>,
+    /// For `telecom`: key of the rate table pricing each call.
+    #[serde(default)]
+    pub rate_table: Option<String>,
     /// Units free of charge each period (not for `matrix` or `percentage`).
     #[serde(default, with = "exact::option")]
     pub free_units: Option<Decimal>,
@@ -319,6 +326,8 @@ pub struct Catalog {
     pub coupons: BTreeMap<String, Coupon>,
     /// Credit grants by id.
     pub credit_grants: BTreeMap<String, CreditGrant>,
+    /// Telecom rate tables by key.
+    pub rate_tables: BTreeMap<String, RateTable>,
 }
 
 impl Catalog {
@@ -424,6 +433,27 @@ impl Catalog {
                         format!("percentage prices charge each event's value and need a SUM meter; {} is {}", meter.key, meter.aggregation),
                     ));
                 }
+                if let PriceModel::Telecom { rate_table } = &p.model {
+                    let table = self
+                        .rate_tables
+                        .get(rate_table)
+                        .ok_or_else(|| Error::catalog(format!("{at}.rate_table"), format!("{rate_table:?} is not a known rate table")))?;
+                    if table.currency != plan.currency.code() {
+                        return Err(Error::catalog(
+                            format!("{at}.rate_table"),
+                            format!("rate table {rate_table} is priced in {} but the plan in {}", table.currency, plan.currency),
+                        ));
+                    }
+                    if meter.aggregation != crate::meter::Aggregation::Sum {
+                        return Err(Error::catalog(
+                            format!("{at}.model"),
+                            format!(
+                                "telecom prices rate each call record and need a SUM meter whose value is the duration in seconds; {} is {}",
+                                meter.key, meter.aggregation
+                            ),
+                        ));
+                    }
+                }
                 if let PriceModel::Matrix { entries, .. } = &p.model {
                     for (i, e) in entries.iter().enumerate() {
                         if let Some(dim) = e.when.keys().find(|d| !meter.group_by.contains_key(*d)) {
@@ -527,6 +557,7 @@ impl Catalog {
         c.tax_rates.extend(other.tax_rates.clone());
         c.coupons.extend(other.coupons.clone());
         c.credit_grants.extend(other.credit_grants.clone());
+        c.rate_tables.extend(other.rate_tables.clone());
         c
     }
 }
@@ -671,6 +702,32 @@ impl CatalogFile {
                 return Err(Error::catalog(format!("credit_grants[{}].id", g.id), "is defined twice"));
             }
         }
+        for t in &self.rate_tables {
+            // The table's own errors name the rate by prefix and the field by path.
+            t.validate().map_err(|e| match e {
+                crate::rate_table::TelecomError::Invalid { path, message } => {
+                    Error::catalog(format!("rate_tables[{}].{path}", t.key), message)
+                }
+                other => Error::catalog(format!("rate_tables[{}]", t.key), other.to_string()),
+            })?;
+            // Prices and fees are stored in Decimal(38, 9) columns (`rated_calls`) without rounding.
+            for r in &t.rates {
+                let at = format!("rate_tables[{}].rates[{}]", t.key, r.prefix);
+                let fits = |d: Decimal| d.normalize().scale() <= crate::money::COLUMN_SCALE;
+                if !fits(r.connect_fee) {
+                    return Err(Error::catalog(format!("{at}.connect_fee"), format!("{} has more than 9 decimals", r.connect_fee)));
+                }
+                if let Some((i, b)) = r.bands.iter().enumerate().find(|(_, b)| !fits(b.price_per_minute)) {
+                    return Err(Error::catalog(
+                        format!("{at}.bands[{i}].price_per_minute"),
+                        format!("{} has more than 9 decimals", b.price_per_minute),
+                    ));
+                }
+            }
+            if c.rate_tables.insert(t.key.clone(), t.clone()).is_some() {
+                return Err(Error::catalog(format!("rate_tables[{}].key", t.key), "is defined twice"));
+            }
+        }
         base.merged_with(&c).check_references()?;
         Ok(c)
     }
@@ -711,10 +768,15 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         }
         let model = price_model(&pat, ps)?;
         let free_units = non_negative(&format!("{pat}.free_units"), ps.free_units)?.unwrap_or_default();
-        if !free_units.is_zero() && matches!(model, PriceModel::Matrix { .. } | PriceModel::Percentage { .. }) {
+        if !free_units.is_zero() && matches!(model, PriceModel::Matrix { .. } | PriceModel::Percentage { .. } | PriceModel::Telecom { .. })
+        {
             return Err(Error::catalog(format!("{pat}.free_units"), format!("is not supported with model {}", model.name())));
         }
         let max_amount = non_negative(&format!("{pat}.max_amount"), ps.max_amount)?;
+        if max_amount.is_some() && matches!(model, PriceModel::Telecom { .. }) {
+            // A telecom price writes one line per (prefix, band): there is no one line to cap.
+            return Err(Error::catalog(format!("{pat}.max_amount"), "is not supported with model telecom"));
+        }
         prices.push(Price { meter: ps.meter.clone(), model, free_units, max_amount });
     }
     let minimum_commitment = non_negative(&format!("{at}.minimum_commitment"), v.minimum_commitment)?;
@@ -762,6 +824,7 @@ fn price_model(pat: &str, ps: &PriceSpec) -> Result<PriceModel> {
         ("fixed_fee", ps.fixed_fee.is_some()),
         ("min_fee", ps.min_fee.is_some()),
         ("max_fee", ps.max_fee.is_some()),
+        ("rate_table", ps.rate_table.is_some()),
     ];
     let uses: &[&str] = match model {
         "per_unit" => &["unit_price"],
@@ -769,10 +832,11 @@ fn price_model(pat: &str, ps: &PriceSpec) -> Result<PriceModel> {
         "package" => &["size", "package_price", "round"],
         "matrix" => &["entries", "default_unit_price"],
         "percentage" => &["rate", "fixed_fee", "min_fee", "max_fee"],
+        "telecom" => &["rate_table"],
         other => {
             return Err(Error::catalog(
                 format!("{pat}.model"),
-                format!("{other:?} is not a price model: use per_unit, graduated, volume, package, matrix or percentage"),
+                format!("{other:?} is not a price model: use per_unit, graduated, volume, package, matrix, percentage or telecom"),
             ));
         }
     };
@@ -800,6 +864,11 @@ fn price_model(pat: &str, ps: &PriceSpec) -> Result<PriceModel> {
                 package_price: required("package_price", ps.package_price)?,
                 round: ps.round.unwrap_or(PackageRounding::Up),
             }
+        }
+        "telecom" => {
+            let rate_table =
+                ps.rate_table.clone().ok_or_else(|| Error::catalog(format!("{pat}.rate_table"), "is required for model telecom"))?;
+            PriceModel::Telecom { rate_table }
         }
         "percentage" => {
             let rate = required("rate", ps.rate)?;
@@ -1116,11 +1185,46 @@ credit_grants:
     }
 
     #[test]
+    fn rate_tables_and_telecom_prices_validate() {
+        let text = YAML
+            .replace("meters:\n", "meters:\n  - { key: calls, event_type: call.completed, aggregation: SUM, value: duration_secs }\n")
+            .replace(
+                r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }"#,
+                r#"{ meter: api_calls, model: per_unit, unit_price: "0.001" }
+          - { meter: calls, model: telecom, rate_table: uk }"#,
+            )
+            + r#"rate_tables:
+  - key: uk
+    currency: USD
+    rates:
+      - { prefix: "44", description: UK, increments: { first: 60, next: 60 }, bands: [ { name: peak, from: "08:00", to: "18:00", price_per_minute: "0.05" } ] }
+"#;
+        let c = parse(&text).unwrap();
+        assert_eq!(c.rate_tables["uk"].rates.len(), 1);
+        assert_eq!(c.plans[&("starter".to_string(), 1)].prices[1].model, PriceModel::Telecom { rate_table: "uk".into() });
+        let e = parse(&text.replace(r#"from: "08:00""#, r#"from: "25:00""#)).unwrap_err().to_string();
+        assert!(e.contains(r#"rate_tables[uk].rates[44].bands[0].from: "25:00" is not HH:MM (00:00 to 23:59)"#), "{e}");
+        let e = parse(&text.replace("next: 60", "next: 0")).unwrap_err().to_string();
+        assert!(e.contains("rate_tables[uk].rates[44].increments.next: 0 must be at least 1"), "{e}");
+        let e = parse(&text.replace("rate_table: uk", "rate_table: fr")).unwrap_err().to_string();
+        assert!(e.contains(r#"plans[starter].versions[1].prices[calls].rate_table: "fr" is not a known rate table"#), "{e}");
+        let e = parse(&text.replace("    currency: USD\n    rates", "    currency: EUR\n    rates")).unwrap_err().to_string();
+        assert!(e.contains("prices[calls].rate_table: rate table uk is priced in EUR but the plan in USD"), "{e}");
+        let e = parse(&text.replace("aggregation: SUM, value: duration_secs", "aggregation: COUNT")).unwrap_err().to_string();
+        assert!(e.contains("prices[calls].model: telecom prices rate each call record and need a SUM meter"), "{e}");
+        let e = parse(&text.replace("model: telecom, rate_table: uk", "model: telecom")).unwrap_err().to_string();
+        assert!(e.contains("prices[calls].rate_table: is required for model telecom"), "{e}");
+        let e = parse(&text.replace("rate_table: uk }", "rate_table: uk, max_amount: \"5\" }")).unwrap_err().to_string();
+        assert!(e.contains("prices[calls].max_amount: is not supported with model telecom"), "{e}");
+    }
+
+    #[test]
     fn shipped_example_catalog_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/catalog.yaml");
         let c = CatalogFile::read(&path).unwrap().validate(&Catalog::default()).unwrap();
-        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (5, 6, 4, 4));
-        assert_eq!((c.coupons.len(), c.credit_grants.len()), (2, 2));
+        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (6, 7, 5, 5));
+        assert_eq!((c.coupons.len(), c.credit_grants.len(), c.rate_tables.len()), (2, 2, 1));
+        assert_eq!(c.rate_tables["uk-voice"].rates.len(), 3);
         assert_eq!(c.subscriptions["sub-team-1"].seats_at(DateTime::parse_from_rfc3339("2026-10-20T00:00:00Z").unwrap().into()), 12);
         assert_eq!(c.plans[&("gulf-kwd".to_string(), 1)].currency.minor_units(), 3);
     }

@@ -1,7 +1,7 @@
 //! The catalog persisted in NATS JetStream key-value buckets.
 //!
 //! One bucket per kind of entry, named `<prefix>meters`, `<prefix>plans`, `<prefix>customers`,
-//! `<prefix>subscriptions`, `<prefix>tax_rates`, `<prefix>coupons`, `<prefix>credit_grants`; values are JSON. Plan versions are stored under
+//! `<prefix>subscriptions`, `<prefix>tax_rates`, `<prefix>coupons`, `<prefix>credit_grants`, `<prefix>rate_tables`; values are JSON. Plan versions are stored under
 //! `<plan>.v<version>` and are immutable: applying a file that changes a stored version fails
 //! before anything is written. Other entries are upserted. Nothing is deleted by `apply`.
 
@@ -34,6 +34,7 @@ pub struct CatalogStore {
     tax_rates: kv::Store,
     coupons: kv::Store,
     credit_grants: kv::Store,
+    rate_tables: kv::Store,
 }
 
 fn nats<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> Error + '_ {
@@ -65,6 +66,7 @@ impl CatalogStore {
             tax_rates: bucket(js, format!("{prefix}tax_rates")).await?,
             coupons: bucket(js, format!("{prefix}coupons")).await?,
             credit_grants: bucket(js, format!("{prefix}credit_grants")).await?,
+            rate_tables: bucket(js, format!("{prefix}rate_tables")).await?,
         })
     }
 
@@ -77,6 +79,7 @@ impl CatalogStore {
             tax_rates: load_all(&self.tax_rates).await?,
             coupons: load_all(&self.coupons).await?,
             credit_grants: load_all(&self.credit_grants).await?,
+            rate_tables: load_all(&self.rate_tables).await?,
             ..Default::default()
         };
         let plans: BTreeMap<String, crate::catalog::PlanVersion> = load_all(&self.plans).await?;
@@ -98,6 +101,8 @@ impl CatalogStore {
             }
         }
         let mut summary = ApplySummary::default();
+        write_all(&self.rate_tables, "rate_tables", new.rate_tables.iter().map(|(k, v)| (k.clone(), v)), &stored.rate_tables, &mut summary)
+            .await?;
         write_all(&self.meters, "meters", new.meters.iter().map(|(k, v)| (k.clone(), v)), &stored.meters, &mut summary).await?;
         write_all(&self.tax_rates, "tax_rates", new.tax_rates.iter().map(|(k, v)| (k.clone(), v)), &stored.tax_rates, &mut summary).await?;
         let stored_plans: BTreeMap<String, _> = stored.plans.iter().map(|((p, v), pv)| (plan_key(p, *v), pv.clone())).collect();

@@ -145,6 +145,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "usage_mirror", sql: include_str!("../migrations/0004_usage_mirror.sql") },
     Migration { version: 5, name: "price_feature_lines", sql: include_str!("../migrations/0005_price_feature_lines.sql") },
     Migration { version: 6, name: "invoice_lifecycle", sql: include_str!("../migrations/0006_invoice_lifecycle.sql") },
+    Migration { version: 8, name: "rated_calls", sql: include_str!("../migrations/0008_rated_calls.sql") },
 ];
 
 /// Splits a migration into statements (`;` at the end of a line), dropping comment-only parts.

@@ -316,3 +316,54 @@ pub struct CreditNoteLineRow {
     /// ReplacingMergeTree version.
     pub version: u64,
 }
+
+/// One row of `rated_calls`: a call record of a telecom price as the period close rated it.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct RatedCallRow {
+    /// Period label.
+    pub period: String,
+    /// Cycle start, UTC seconds.
+    pub period_start: u32,
+    /// Subscription that billed the call.
+    pub subscription_id: String,
+    /// Customer key.
+    pub customer: String,
+    /// Meter key.
+    pub meter: String,
+    /// Rate table key.
+    pub rate_table: String,
+    /// CloudEvents id of the record.
+    pub event_id: String,
+    /// CloudEvents source.
+    pub source: String,
+    /// Event time, UTC seconds (decides the period).
+    pub event_time: u32,
+    /// Answer time, UTC seconds (decides the band).
+    pub answered_at: u32,
+    /// Called number as written in the record.
+    pub destination: String,
+    /// Prefix of the rate that priced it (`""` = catch-all).
+    pub matched_prefix: String,
+    /// Description of that rate.
+    pub description: String,
+    /// Band name.
+    pub band: String,
+    /// Duration of the call.
+    pub duration_secs: u64,
+    /// Seconds charged after the minimum and the increments.
+    pub billed_secs: u64,
+    /// The band's price per minute.
+    #[serde(with = "ch_decimal")]
+    pub price_per_minute: Decimal,
+    /// Connect fee charged (0 for an unanswered attempt).
+    #[serde(with = "ch_decimal")]
+    pub connect_fee: Decimal,
+    /// The call's exact amount as decimal text (explanation only; lines are computed from sums).
+    pub amount: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Ledger segment of the record.
+    pub segment: String,
+    /// ReplacingMergeTree version.
+    pub version: u64,
+}

@@ -7,6 +7,7 @@
 //!   function, exact decimal (de)serialization.
 //! - [`price`]: price model definitions (per-unit, graduated, volume, package, matrix,
 //!   percentage) and their modifiers.
+//! - [`rate_table`]: telecom rate tables (prefixes, time bands, increments) and their validation.
 //! - [`catalog`]: customers, plans with immutable versions, subscriptions, tax rates; catalog
 //!   files (YAML or TOML) and their validation.
 //! - [`discount`]: coupons (percentage or fixed amount, on the subtotal or one meter) and their
@@ -15,7 +16,7 @@
 //! - [`catalog_store`]: the catalog persisted in NATS JetStream key-value buckets.
 //! - [`period`]: billing periods (monthly cycles with an anchor day) and proration windows.
 //! - [`ledger`]: the Arrow schema of ledger segments and the dedup key of an event.
-//! - [`invoice`]: invoice and invoice-line rows as stored in ClickHouse.
+//! - [`invoice`]: invoice, invoice-line and rated-call rows as stored in ClickHouse.
 //! - [`clickhouse`]: client construction, server-version detection and ordered migrations.
 //! - [`error`]: the crate's error type.
 
@@ -32,5 +33,6 @@ pub mod meter;
 pub mod money;
 pub mod period;
 pub mod price;
+pub mod rate_table;
 
 pub use error::{Error, Result};

@@ -13,6 +13,8 @@
 //!   priced by the first entry whose `when` values all match, else by `default_unit_price`.
 //! - **Percentage**: each event is charged `value × rate + fixed_fee`, raised to `min_fee` and
 //!   lowered to `max_fee` when given; the line is the exact sum over the period's events.
+//! - **Telecom**: each call record priced on its own against a rate table; one line per
+//!   (prefix, band, price per minute), billed seconds summed before the one division by 60.
 //! - Zero quantity costs nothing under every model.
 //!
 //! Modifiers on any price: `free_units` are subtracted from the quantity before the model sees
@@ -85,6 +87,12 @@ pub enum PriceModel {
         #[serde(default, with = "exact::option")]
         max_fee: Option<Decimal>,
     },
+    /// Each call record priced on its own against a rate table (`meterline_rater::telecom`):
+    /// longest prefix, time band, increments, connect fee, minimum duration.
+    Telecom {
+        /// Key of the catalog's rate table.
+        rate_table: String,
+    },
     /// Unit price chosen by group-by values.
     Matrix {
         /// Entries, most specific first; the first match wins.
@@ -126,6 +134,7 @@ impl PriceModel {
             PriceModel::Package { .. } => "package",
             PriceModel::Matrix { .. } => "matrix",
             PriceModel::Percentage { .. } => "percentage",
+            PriceModel::Telecom { .. } => "telecom",
         }
     }
 }

@@ -118,8 +118,38 @@ async fn run_case(path: &Path) -> String {
             credits.add_lines(&inv.lines).unwrap();
         }
         render_period(&mut out, *label, case.rounding, &invoices);
+        render_calls(&mut out, &rated);
     }
     out
+}
+
+/// Telecom prices: every rated call, as `rated_calls` stores it.
+fn render_calls(out: &mut String, rated: &[meterline_rater::RatedSubscription]) {
+    for r in rated {
+        for t in r.usage.iter().filter_map(|u| u.telecom.as_ref()).filter(|t| !t.calls.is_empty()) {
+            writeln!(out, "\nrated calls of {} (rate table {}):", r.subscription.id, t.rate_table).unwrap();
+            for c in &t.calls {
+                let k = &c.call;
+                writeln!(
+                    out,
+                    "  {} to {:?} answered {}: prefix {:?} ({}) band {}, {} s -> {} s billed x {}/min = {} + connect {} = {}",
+                    c.event_id,
+                    c.destination,
+                    c.answered_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    k.matched_prefix,
+                    k.description,
+                    k.band,
+                    k.duration_secs,
+                    k.billed_secs,
+                    k.price_per_minute,
+                    k.usage_amount,
+                    k.connect_fee,
+                    k.amount
+                )
+                .unwrap();
+            }
+        }
+    }
 }
 
 fn render_period(out: &mut String, label: PeriodLabel, rounding: RoundingMode, invoices: &[meterline_invoicer::Invoice]) {
@@ -192,6 +222,23 @@ fn render_line(out: &mut String, l: &InvoiceLineRow, cur: Currency) {
             p["charges"].as_str().unwrap_or("?"),
             p["at_min_fee"],
             p["at_max_fee"]
+        )
+        .unwrap();
+    }
+    if let Some(band) = b.get("band").and_then(|v| v.as_str()) {
+        let text = |k: &str| b[k].as_str().unwrap_or("?").to_owned();
+        writeln!(
+            out,
+            "       table {} prefix {:?} band {band}: {} calls ({} answered), {} s -> {} s billed x {}/min / 60 = {} + connect fees {}",
+            text("rate_table"),
+            text("matched_prefix"),
+            b["calls"],
+            b["answered"],
+            b["duration_secs"],
+            b["billed_secs"],
+            text("price_per_minute"),
+            text("usage_amount"),
+            text("connect_fees")
         )
         .unwrap();
     }

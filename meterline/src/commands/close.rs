@@ -40,6 +40,12 @@ pub async fn run(cfg: &Config, args: CloseArgs) -> anyhow::Result<()> {
     if let (Some(first), Some(last)) = (r.finalized.first(), r.finalized.last()) {
         crate::output::emit(format!("numbers {} to {}", first.number, last.number))?;
     }
+    if r.calls.inserted > 0 || r.calls.already_stored > 0 {
+        crate::output::emit(format!(
+            "rated calls: {} written now, {} subscriptions already stored",
+            r.calls.inserted, r.calls.already_stored
+        ))?;
+    }
     if !r.write.conflicts.is_empty() {
         crate::output::emit(format!(
             "note: {} finalized invoices differ from a fresh computation and were left unchanged (late usage is billed as adjustments on the next period): {}",

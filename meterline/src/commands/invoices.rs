@@ -1,4 +1,6 @@
-//! `meterline invoices list|pay|void|mark-uncollectible|credit-note|history`.
+//! `meterline invoices list|pay|void|mark-uncollectible|credit-note|history|render|export`.
+
+use std::path::{Path, PathBuf};
 
 use comfy_table::{CellAlignment, Table};
 use rust_decimal::Decimal;
@@ -8,23 +10,31 @@ use meterline_schemas::invoice::InvoiceRow;
 use meterline_schemas::money::Currency;
 use meterline_schemas::period::PeriodLabel;
 
+use anyhow::Context as _;
 use meterline_invoicer::credit_notes::{self, Credit};
 use meterline_invoicer::lifecycle;
+use meterline_invoicer::render::{self, InvoiceData, Locale};
+use meterline_schemas::catalog::Catalog;
 use meterline_schemas::invoice::InvoiceStatus;
 
-use crate::cli::{CreditNoteArgs, Format, InvoicesCommand, TransitionArgs};
+use crate::cli::{CreditNoteArgs, DocFormat, ExportFormat, Format, InvoicesCommand, TransitionArgs};
 use crate::config::Config;
 use crate::connect;
 
 pub async fn run(cfg: &Config, cmd: InvoicesCommand) -> anyhow::Result<()> {
-    let (period, format, lines) = match cmd {
-        InvoicesCommand::List { period, format, lines } => (period, format, lines),
-        InvoicesCommand::Pay(a) => return transition(cfg, a, InvoiceStatus::Paid).await,
-        InvoicesCommand::Void(a) => return transition(cfg, a, InvoiceStatus::Void).await,
-        InvoicesCommand::MarkUncollectible(a) => return transition(cfg, a, InvoiceStatus::Uncollectible).await,
-        InvoicesCommand::CreditNote(a) => return credit_note(cfg, a).await,
-        InvoicesCommand::History { id } => return history(cfg, &id).await,
-    };
+    match cmd {
+        InvoicesCommand::List { period, format, lines } => list(cfg, period, format, lines).await,
+        InvoicesCommand::Render { id, format, out, locale } => render_one(cfg, &id, format, out, locale).await,
+        InvoicesCommand::Export { period, format, lines, out } => export(cfg, &period, format, lines, out).await,
+        InvoicesCommand::Pay(a) => transition(cfg, a, InvoiceStatus::Paid).await,
+        InvoicesCommand::Void(a) => transition(cfg, a, InvoiceStatus::Void).await,
+        InvoicesCommand::MarkUncollectible(a) => transition(cfg, a, InvoiceStatus::Uncollectible).await,
+        InvoicesCommand::CreditNote(a) => credit_note(cfg, a).await,
+        InvoicesCommand::History { id } => history(cfg, &id).await,
+    }
+}
+
+async fn list(cfg: &Config, period: String, format: Format, lines: bool) -> anyhow::Result<()> {
     let label: PeriodLabel = period.parse()?;
     let ch = connect::clickhouse(cfg).await?;
     let invoices = list_invoices(&ch, &label.to_string()).await?;
@@ -193,4 +203,125 @@ async fn history(cfg: &Config, id: &str) -> anyhow::Result<()> {
     }
     crate::output::emit(format!("invoice {} is {}", lifecycle::describe(&inv), status_name(inv.status)))?;
     Ok(())
+}
+
+/// Loads the catalog for customer names and locales; documents still render without it.
+async fn catalog_or_empty(cfg: &Config) -> Catalog {
+    let load = async {
+        let (_client, js) = connect::nats(cfg).await?;
+        anyhow::Ok(connect::catalog(cfg, &js).await?.load().await?)
+    };
+    match load.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "catalog unavailable: documents show customer keys and the en-US locale");
+            Catalog::default()
+        }
+    }
+}
+
+/// An invoice's document data, with the customer's name and locale from the catalog.
+fn document_data(catalog: &Catalog, invoice: InvoiceRow, lines: Vec<meterline_schemas::invoice::InvoiceLineRow>) -> InvoiceData {
+    let customer = catalog.customers.get(&invoice.customer);
+    InvoiceData {
+        customer_name: customer.map_or_else(|| invoice.customer.clone(), |c| c.name.clone()),
+        locale: customer.map_or_else(|| "en-US".to_owned(), |c| c.locale.clone()),
+        invoice,
+        lines,
+    }
+}
+
+/// Renders `data` to HTML, and to PDF when asked.
+fn document(cfg: &Config, data: &InvoiceData, locale: Option<&str>, format: DocFormat) -> anyhow::Result<Vec<u8>> {
+    let locale = Locale::resolve(locale.unwrap_or(&data.locale));
+    if locale.fallback {
+        tracing::warn!(locale = %locale.requested, "unsupported document locale; using English (supported: en, de, fr, es, ja)");
+    }
+    let html = render::invoice_html(data, &locale, &cfg.branding, &cfg.render)?;
+    Ok(match format {
+        DocFormat::Html => html.into_bytes(),
+        DocFormat::Pdf => render::html_to_pdf(&html, &cfg.render)?,
+    })
+}
+
+async fn render_one(cfg: &Config, id: &str, format: DocFormat, out: Option<PathBuf>, locale: Option<String>) -> anyhow::Result<()> {
+    let uuid: uuid::Uuid = id.parse().with_context(|| format!("--id {id:?} is not an invoice id (a UUID, as `invoices list` shows)"))?;
+    let ch = connect::clickhouse(cfg).await?;
+    let (invoice, lines) = render::load::load_invoice(&ch, uuid).await?.ok_or_else(|| anyhow::anyhow!("no invoice with id {uuid}"))?;
+    let catalog = catalog_or_empty(cfg).await;
+    let data = document_data(&catalog, invoice, lines);
+    let bytes = document(cfg, &data, locale.as_deref(), format)?;
+    match (out, format) {
+        (Some(path), _) => write_file(&path, &bytes)?,
+        (None, DocFormat::Html) => crate::output::emit(String::from_utf8_lossy(&bytes).trim_end())?,
+        (None, DocFormat::Pdf) => write_file(Path::new(&format!("invoice-{uuid}.pdf")), &bytes)?,
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))?;
+    eprintln!("wrote {} ({} bytes)", path.display(), bytes.len());
+    Ok(())
+}
+
+async fn export(cfg: &Config, period: &str, format: ExportFormat, lines: bool, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let label: PeriodLabel = period.parse()?;
+    let ch = connect::clickhouse(cfg).await?;
+    let text = match (format, lines) {
+        (ExportFormat::Csv, false) => render::csv::invoices_csv(&list_invoices(&ch, &label.to_string()).await?),
+        (ExportFormat::Csv, true) => render::csv::lines_csv(&list_lines(&ch, &label.to_string()).await?),
+    };
+    match out {
+        Some(path) => write_file(&path, text.as_bytes()),
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(crate::output::StdoutClosed.into()),
+                r => Ok(r?),
+            }
+        }
+    }
+}
+
+/// Renders one invoice per customer locale of `period` as HTML and PDF into `dir` (the demo's
+/// samples). PDF is skipped with a warning when Chromium is missing. Returns the files written.
+pub async fn render_samples(cfg: &Config, period: &str, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let ch = connect::clickhouse(cfg).await?;
+    let catalog = catalog_or_empty(cfg).await;
+    let invoices = list_invoices(&ch, period).await?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut written = Vec::new();
+    let mut pdf_ok = true;
+    for inv in invoices {
+        let locale = catalog.customers.get(&inv.customer).map_or_else(|| "en-US".to_owned(), |c| c.locale.clone());
+        if !seen.insert(locale.clone()) {
+            continue;
+        }
+        let Some((invoice, lines)) = render::load::load_invoice(&ch, inv.invoice_id).await? else { continue };
+        let data = document_data(&catalog, invoice, lines);
+        let stem = format!("invoice-{locale}-{}", data.invoice.customer);
+        let (html_path, pdf_path) = (dir.join(format!("{stem}.html")), dir.join(format!("{stem}.pdf")));
+        let html = document(cfg, &data, None, DocFormat::Html)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        std::fs::write(&html_path, &html)?;
+        written.push(html_path);
+        if pdf_ok {
+            match render::html_to_pdf(&String::from_utf8_lossy(&html), &cfg.render) {
+                Ok(pdf) => {
+                    std::fs::write(&pdf_path, pdf)?;
+                    written.push(pdf_path);
+                }
+                Err(e) => {
+                    eprintln!("    no PDFs: {e}");
+                    pdf_ok = false;
+                }
+            }
+        }
+    }
+    Ok(written)
 }

@@ -24,11 +24,14 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
         }
     };
     let plan = find_plan(&catalog, &args.plan)?;
-    let quantity =
-        parse_decimal(&args.quantity).ok_or_else(|| anyhow::anyhow!("--quantity {:?} is not a decimal number", args.quantity))?;
-    let price = plan.prices.iter().find(|p| p.meter == args.meter).ok_or_else(|| {
+    if let Some(event) = &args.event {
+        return crate::commands::price_call::run(cfg, &catalog, plan, args.meter.as_deref(), event, args.format);
+    }
+    let (meter, quantity) = (args.meter.clone().unwrap_or_default(), args.quantity.clone().unwrap_or_default());
+    let quantity = parse_decimal(&quantity).ok_or_else(|| anyhow::anyhow!("--quantity {quantity:?} is not a decimal number"))?;
+    let price = plan.prices.iter().find(|p| p.meter == meter).ok_or_else(|| {
         let priced: Vec<&str> = plan.prices.iter().map(|p| p.meter.as_str()).collect();
-        anyhow::anyhow!("plan {}@{} has no price for meter {:?}; it prices: {}", plan.plan, plan.version, args.meter, priced.join(", "))
+        anyhow::anyhow!("plan {}@{} has no price for meter {meter:?}; it prices: {}", plan.plan, plan.version, priced.join(", "))
     })?;
     let mut dims = serde_json::Map::new();
     for g in &args.groups {
@@ -39,8 +42,14 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
     let groups = if dims.is_empty() { Vec::new() } else { vec![(serde_json::Value::Object(dims).to_string(), quantity)] };
     if matches!(price.model, meterline_schemas::price::PriceModel::Matrix { .. }) && groups.is_empty() {
         anyhow::bail!(
-            "meter {} has a matrix price on {}@{}: give its group-by values with --group dimension=value",
-            args.meter,
+            "meter {meter} has a matrix price on {}@{}: give its group-by values with --group dimension=value",
+            plan.plan,
+            plan.version
+        );
+    }
+    if matches!(price.model, meterline_schemas::price::PriceModel::Telecom { .. }) {
+        anyhow::bail!(
+            "meter {meter} has a telecom price on {}@{}: rate one call record with --event '<CloudEvent JSON>'",
             plan.plan,
             plan.version
         );
@@ -50,7 +59,7 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
     let amount = round_line(priced.amount, plan.currency, rounding);
     match args.format {
         Format::Json => emit(serde_json::to_string_pretty(&serde_json::json!({
-            "plan": plan.plan, "plan_version": plan.version, "meter": args.meter, "model": price.model.name(),
+            "plan": plan.plan, "plan_version": plan.version, "meter": meter, "model": price.model.name(),
             "quantity": quantity.to_string(), "currency": plan.currency.code(),
             "amount": plan.currency.format(amount), "amount_unrounded": priced.amount.to_string(),
             "rounding_mode": rounding.as_str(), "tiers": priced.tiers,
@@ -80,7 +89,7 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
                     c.set_cell_alignment(CellAlignment::Right);
                 }
             }
-            emit(format!("{} units of {} on {}@{} ({}):", quantity, args.meter, plan.plan, plan.version, price.model.name()))?;
+            emit(format!("{} units of {} on {}@{} ({}):", quantity, meter, plan.plan, plan.version, price.model.name()))?;
             emit(t)?;
             if !priced.free_units.is_zero() {
                 emit(format!("free units: {} of the {quantity} were free", priced.free_units))?;
@@ -102,7 +111,7 @@ pub async fn run(cfg: &Config, args: PriceArgs) -> anyhow::Result<()> {
 }
 
 /// `key` picks the highest version, `key@n` version n.
-fn find_plan<'a>(catalog: &'a Catalog, spec: &str) -> anyhow::Result<&'a PlanVersion> {
+pub(crate) fn find_plan<'a>(catalog: &'a Catalog, spec: &str) -> anyhow::Result<&'a PlanVersion> {
     let (key, version) = match spec.split_once('@') {
         Some((k, v)) => (k, Some(v.parse::<u32>().map_err(|_| anyhow::anyhow!("--plan {spec:?}: version {v:?} is not a number"))?)),
         None => (spec, None),

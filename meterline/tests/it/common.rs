@@ -105,12 +105,12 @@ impl TestEnv {
             .expect("publish ack");
     }
 
-    /// The subject a producer would use: the customer's for a single event, the plain one
+    /// The subject a producer would use: the customer's for a single event, an unrouted one
     /// otherwise (ingest reroutes or dead-letters what is in it).
     pub fn subject_for(&self, body: &str) -> String {
         match meterline_schemas::event::decode_event(body) {
             Ok(ev) => self.ingest.publish_subject(&ev.subject),
-            Err(_) => format!("{}.events", self.ingest.subject_prefix),
+            Err(_) => meterline_ingest::partition::unrouted_subject(&self.ingest.subject_prefix),
         }
     }
 
@@ -179,7 +179,18 @@ impl TestEnv {
         for s in [&self.ingest.stream, &self.ingest.dlq_stream, &self.billing_stream] {
             let _ = self.js.delete_stream(s).await;
         }
-        for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "api_keys", "numbering"] {
+        for kind in [
+            "meters",
+            "plans",
+            "customers",
+            "subscriptions",
+            "tax_rates",
+            "coupons",
+            "credit_grants",
+            "rate_tables",
+            "api_keys",
+            "numbering",
+        ] {
             let _ = self.js.delete_key_value(format!("{}{kind}", self.bucket_prefix)).await;
         }
         let _ = meterline_schemas::clickhouse::drop_database(&self.ch).await;

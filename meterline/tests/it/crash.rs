@@ -54,7 +54,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
             publishes.push(format!("[{}]", chunk.iter().map(|&i| ev(i)).collect::<Vec<_>>().join(",")));
         }
     }
-    let plain = format!("{}.events", env.ingest.subject_prefix);
+    let plain = meterline_ingest::partition::unrouted_subject(&env.ingest.subject_prefix);
     let mut messages: Vec<(String, String)> = publishes
         .into_iter()
         .map(|body| (plain.clone(), body))

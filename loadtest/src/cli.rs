@@ -1,0 +1,172 @@
+//! The command line shared by the `loadtest` binary and `meterline loadtest`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use meterline_schemas::clickhouse::ClickHouseConfig;
+
+use crate::error::{Error, Result};
+use crate::mix::{MixShares, parse_share};
+use crate::run::{Options, run_once};
+use crate::sweep::{SweepOptions, find_max};
+
+/// `loadtest`: open-loop load over NATS with in-process ingest; latency from the scheduled send.
+#[derive(Debug, Clone, Args)]
+pub struct LoadtestArgs {
+    /// Offered load, events per second.
+    #[arg(long, default_value_t = 5_000)]
+    pub rate: u64,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Customers (each with one subscription).
+    #[arg(long, default_value_t = 1_000)]
+    pub customers: u32,
+    /// Seed of the event mix.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Share of exact duplicates (`2%` or `0.02`).
+    #[arg(long, default_value = "2%", value_parser = parse_share)]
+    pub duplicates: u32,
+    /// Share of late events (dated earlier in the open period).
+    #[arg(long, default_value = "0.5%", value_parser = parse_share)]
+    pub late: u32,
+    /// Share of invalid events (dead-lettered).
+    #[arg(long, default_value = "0.1%", value_parser = parse_share)]
+    pub invalid: u32,
+    /// Publishes awaiting their ack at most; beyond, events are counted as saturated.
+    #[arg(long, default_value_t = 8_192)]
+    pub in_flight: usize,
+    /// NATS server.
+    #[arg(long, env = "METERLINE__NATS__URL", default_value = "nats://127.0.0.1:14222")]
+    pub nats_url: String,
+    /// ClickHouse HTTP endpoint.
+    #[arg(long, env = "METERLINE__CLICKHOUSE__URL", default_value = "http://127.0.0.1:18123")]
+    pub clickhouse_url: String,
+    /// The run's ClickHouse database (dropped and re-created; must start with `lt_`).
+    #[arg(long, default_value = "lt_loadtest")]
+    pub database: String,
+    /// The run's stream and subject prefix (deleted and re-created; must start with `lt_`).
+    #[arg(long, default_value = "lt_usage")]
+    pub stream: String,
+    /// The run's ledger directory (emptied at start).
+    #[arg(long, default_value = ".local/loadtest/ledger")]
+    pub ledger: PathBuf,
+    /// Partitions of the stream.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u32,
+    /// Ingest linger (ms): how long a batch waits to fill.
+    #[arg(long, default_value_t = 500)]
+    pub linger_ms: u64,
+    /// Ingest segment size (ledger rows).
+    #[arg(long, default_value_t = 100_000)]
+    pub segment_max_events: usize,
+    /// Do not measure publish → current spend.
+    #[arg(long)]
+    pub no_spend: bool,
+    /// Pause between spend refreshes (ms).
+    #[arg(long, default_value_t = 100)]
+    pub spend_interval_ms: u64,
+    /// Ack-floor poll interval (ms): the resolution of publish → durable.
+    #[arg(long, default_value_t = 5)]
+    pub poll_ms: u64,
+    /// Seconds to wait after the last send for every event to be observed.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+    /// Step the rate up from `--rate` until p99 publish→durable exceeds `--bound-ms`.
+    #[arg(long)]
+    pub find_max: bool,
+    /// The p99 publish→durable bound of `--find-max` (ms).
+    #[arg(long, default_value_t = 1_000)]
+    pub bound_ms: u64,
+    /// Each `--find-max` step offers this percentage of the previous one.
+    #[arg(long, default_value_t = 150)]
+    pub step_percent: u64,
+    /// Seconds per `--find-max` step.
+    #[arg(long, default_value_t = 10)]
+    pub step_secs: u64,
+    /// Most `--find-max` steps.
+    #[arg(long, default_value_t = 12)]
+    pub max_steps: u32,
+    /// Steps to run after the first failing one (they show the knee in the plot).
+    #[arg(long, default_value_t = 1)]
+    pub extra_steps: u32,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl LoadtestArgs {
+    /// The run options; ClickHouse user and password come from `base`.
+    pub fn options(&self, base: &ClickHouseConfig) -> Options {
+        Options {
+            nats_url: self.nats_url.clone(),
+            clickhouse: ClickHouseConfig { url: self.clickhouse_url.clone(), database: self.database.clone(), ..base.clone() },
+            ledger: self.ledger.clone(),
+            stream: self.stream.clone(),
+            rate: self.rate,
+            events: self.events,
+            duration: Duration::from_secs(self.duration),
+            customers: self.customers,
+            seed: self.seed,
+            shares: MixShares { duplicates_ppm: self.duplicates, late_ppm: self.late, invalid_ppm: self.invalid },
+            in_flight: self.in_flight,
+            partitions: self.partitions,
+            linger_ms: self.linger_ms,
+            segment_max_events: self.segment_max_events,
+            spend: !self.no_spend,
+            spend_interval_ms: self.spend_interval_ms,
+            poll_ms: self.poll_ms,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            progress: !self.quiet,
+        }
+    }
+}
+
+/// Runs what the arguments ask and prints the markdown report; writes JSON when asked.
+pub async fn run(args: &LoadtestArgs, base: &ClickHouseConfig) -> Result<()> {
+    let opts = args.options(base);
+    let json = if args.find_max {
+        let s = SweepOptions {
+            start_rate: args.rate,
+            step_percent: args.step_percent,
+            step_duration: Duration::from_secs(args.step_secs),
+            bound_p99_us: args.bound_ms * 1000,
+            max_steps: args.max_steps,
+            extra_failed_steps: args.extra_steps,
+        };
+        let sweep = find_max(&opts, s, |r| {
+            eprintln!(
+                "step {} ev/s: achieved {} ev/s, durable p99 {} ms, spend p99 {} ms, errors {}",
+                r.offered_rate,
+                r.achieved_rate,
+                crate::report::ms(r.durable.p99_us),
+                crate::report::ms(r.spend.p99_us),
+                r.errors.total()
+            );
+        })
+        .await?;
+        println!("{}", sweep.markdown());
+        serde_json::to_string_pretty(&sweep)
+    } else {
+        let r = run_once(&opts).await?;
+        println!("{}", r.markdown());
+        serde_json::to_string_pretty(&r)
+    }
+    .map_err(|e| Error::Io { path: "report".into(), message: e.to_string() })?;
+    if let Some(path) = &args.json {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.display().to_string(), message: e.to_string() })?;
+        }
+        std::fs::write(path, json + "\n").map_err(|e| Error::Io { path: path.display().to_string(), message: e.to_string() })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Results of a run: latency percentiles (hdrhistogram, microseconds), rates and errors, as JSON
+//! and as a markdown table. Integers only: microseconds and events per second.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::mix::MixCounts;
+
+/// Histogram of latencies in microseconds, 1 µs to 1 hour, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
+}
+
+/// Percentiles of one latency, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Events measured.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Largest.
+    pub max_us: u64,
+}
+
+impl Latency {
+    /// Percentiles of `h` (all zero when empty).
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// Errors and events that could not be measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Errors {
+    /// Events not sent because `--in-flight` publishes were already awaiting their ack: the
+    /// generator (or the server) could not keep up with the offered rate.
+    pub saturated: u64,
+    /// Publishes that failed (no JetStream ack).
+    pub publish_failed: u64,
+    /// Stored events whose durability was not observed before the drain timeout.
+    pub durable_unobserved: u64,
+    /// Valid events not seen in current spend before the drain timeout.
+    pub spend_unobserved: u64,
+}
+
+impl Errors {
+    /// Sum of all errors.
+    pub fn total(&self) -> u64 {
+        self.saturated + self.publish_failed + self.durable_unobserved + self.spend_unobserved
+    }
+}
+
+/// The report of one run at one offered rate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// `nats`.
+    pub target: String,
+    /// `debug` or `release`.
+    pub build: String,
+    /// Offered load, events/s.
+    pub offered_rate: u64,
+    /// Events generated (sent or saturated).
+    pub events: u64,
+    /// Events published and acked by JetStream.
+    pub sent: u64,
+    /// Wall time of the sending phase, ms.
+    pub send_ms: u64,
+    /// Events acked by JetStream per second of the sending phase.
+    pub achieved_rate: u64,
+    /// Largest lag of the sender behind the schedule, µs.
+    pub max_send_lag_us: u64,
+    /// The mix as generated.
+    pub mix: MixCounts,
+    /// JetStream dropped these as duplicates (same `Nats-Msg-Id` in its window).
+    pub jetstream_duplicates: u64,
+    /// What ingest counted.
+    pub ingest: IngestCounts,
+    /// Scheduled send → JetStream publish ack.
+    pub publish_ack: Latency,
+    /// Scheduled send → durable (ingest acked it, which it does only after the fsync).
+    pub durable: Latency,
+    /// Scheduled send → visible in ClickHouse `current_spend`.
+    pub spend: Latency,
+    /// Spend refreshes run, and the longest one, ms.
+    pub spend_refreshes: u64,
+    /// Longest spend refresh, ms.
+    pub spend_refresh_max_ms: u64,
+    /// Errors.
+    pub errors: Errors,
+}
+
+/// Ingest's own counters at the end of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestCounts {
+    /// Events written to the ledger.
+    pub valid: u64,
+    /// Events dead-lettered.
+    pub invalid: u64,
+    /// Duplicates dropped by ingest's exact dedup.
+    pub duplicates: u64,
+    /// Segments written.
+    pub segments: u64,
+}
+
+/// A `--find-max` sweep: each step's report, the bound, and the highest rate that met it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// p99 publish→durable bound, µs.
+    pub bound_p99_us: u64,
+    /// Highest offered rate whose step passed (0 when none did).
+    pub max_sustainable_rate: u64,
+    /// The steps, in order.
+    pub steps: Vec<RunReport>,
+}
+
+/// Milliseconds with three decimals from microseconds.
+pub fn ms(us: u64) -> String {
+    format!("{}.{:03}", us / 1000, us % 1000)
+}
+
+/// Thousands separators.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl RunReport {
+    /// The latency table and a summary line, in markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "offered {} ev/s ({} build), {} events, {} sent and acked by JetStream in {} ms: **{} ev/s achieved**; errors: {} saturated, {} publish failed, {} durable unobserved, {} spend unobserved\n\n",
+            thousands(self.offered_rate),
+            self.build,
+            thousands(self.events),
+            thousands(self.sent),
+            thousands(self.send_ms),
+            thousands(self.achieved_rate),
+            self.errors.saturated,
+            self.errors.publish_failed,
+            self.errors.durable_unobserved,
+            self.errors.spend_unobserved
+        );
+        s.push_str("| latency from the scheduled send | events | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n");
+        s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        for (name, l) in [
+            ("JetStream publish ack", &self.publish_ack),
+            ("durable in the ledger (ingest ack)", &self.durable),
+            ("visible in current spend", &self.spend),
+        ] {
+            s.push_str(&format!(
+                "| {name} | {} | {} | {} | {} | {} | {} |\n",
+                thousands(l.count),
+                ms(l.p50_us),
+                ms(l.p90_us),
+                ms(l.p99_us),
+                ms(l.p999_us),
+                ms(l.max_us)
+            ));
+        }
+        s.push_str(&format!(
+            "\nmix: {} fresh, {} late, {} duplicates ({} dropped by JetStream), {} invalid; ingest: {} to the ledger, {} dead-lettered, {} duplicates dropped, {} segments; {} spend refreshes (longest {} ms); sender lag at most {} ms\n",
+            self.mix.fresh,
+            self.mix.late,
+            self.mix.duplicates,
+            self.jetstream_duplicates,
+            self.mix.invalid,
+            self.ingest.valid,
+            self.ingest.invalid,
+            self.ingest.duplicates,
+            self.ingest.segments,
+            self.spend_refreshes,
+            self.spend_refresh_max_ms,
+            ms(self.max_send_lag_us)
+        ));
+        s
+    }
+}
+
+impl SweepReport {
+    /// One row per step, in markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "highest sustainable rate: **{} ev/s** (p99 publish→durable ≤ {} ms, no errors, ≥ 95% of the offered rate achieved)\n\n",
+            thousands(self.max_sustainable_rate),
+            ms(self.bound_p99_us)
+        );
+        s.push_str("| offered ev/s | achieved ev/s | durable p50 ms | p99 ms | p99.9 ms | max ms | spend p99 ms | errors | passed |\n");
+        s.push_str("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        for r in &self.steps {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                thousands(r.offered_rate),
+                thousands(r.achieved_rate),
+                ms(r.durable.p50_us),
+                ms(r.durable.p99_us),
+                ms(r.durable.p999_us),
+                ms(r.durable.max_us),
+                ms(r.spend.p99_us),
+                r.errors.total(),
+                if passes(r, self.bound_p99_us) { "yes" } else { "no" }
+            ));
+        }
+        s
+    }
+}
+
+/// Whether a step meets the bound: p99 durable within it, no errors, and at least 95% of the
+/// offered rate achieved.
+pub fn passes(r: &RunReport, bound_p99_us: u64) -> bool {
+    r.durable.count > 0 && r.durable.p99_us <= bound_p99_us && r.errors.total() == 0 && r.achieved_rate * 100 >= r.offered_rate * 95
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_json_has_the_documented_shape() {
+        let mut h = histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).expect("in range");
+        }
+        let r = RunReport { target: "nats".into(), offered_rate: 1000, durable: Latency::of(&h), ..Default::default() };
+        assert_eq!(r.durable.p50_us / 1000, 500);
+        assert_eq!(r.durable.p99_us / 1000, 990);
+        assert_eq!(r.durable.max_us / 1000, 1000);
+        let v = serde_json::to_value(&r).expect("serializable");
+        for key in [
+            "target",
+            "build",
+            "offered_rate",
+            "events",
+            "sent",
+            "achieved_rate",
+            "mix",
+            "ingest",
+            "publish_ack",
+            "durable",
+            "spend",
+            "errors",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        for key in ["count", "p50_us", "p90_us", "p99_us", "p999_us", "max_us"] {
+            assert!(v["durable"].get(key).is_some(), "missing durable.{key}");
+        }
+        for key in ["saturated", "publish_failed", "durable_unobserved", "spend_unobserved"] {
+            assert!(v["errors"].get(key).is_some(), "missing errors.{key}");
+        }
+        let back: RunReport = serde_json::from_value(v).expect("round trip");
+        assert_eq!(back, r);
+        let sweep = SweepReport { bound_p99_us: 1_000_000, max_sustainable_rate: 1000, steps: vec![r] };
+        let v = serde_json::to_value(&sweep).expect("serializable");
+        assert!(v["steps"].is_array() && v["max_sustainable_rate"] == 1000);
+        assert!(sweep.markdown().contains("| 1,000 |"));
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(ms(1_234_567), "1234.567");
+        assert_eq!(ms(5), "0.005");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+    }
+}

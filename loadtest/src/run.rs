@@ -1,0 +1,503 @@
+//! One load-test run: open-loop publishing over NATS, in-process ingest, and the two observers.
+//!
+//! **Publish → durable.** Ingest acks a partition's messages cumulatively (`AckPolicy::All`),
+//! only after their segment is fsynced (or their dead letter is acked). Every publish ack gives
+//! the message's stream sequence, and its customer gives its partition; a poller reads each
+//! partition consumer's ack floor every `poll_ms`, and a message is durable at the first poll
+//! whose floor reaches its sequence. This is exact about *which* events are durable, and late by
+//! at most one poll interval plus one request round trip about *when* (5 ms by default).
+//!
+//! **Publish → current spend.** A task runs the same refresh as `meterline spend`
+//! ([`meterline_invoicer::spend::refresh`]: rate the open period from the ledger, insert into
+//! ClickHouse `current_spend`) back to back, `spend_interval_ms` apart. Each valid event is one
+//! ledger row of its customer (one meter per event type), and a partition's events reach the
+//! ledger in stream order, so when a refresh reports `k` ledger rows for a customer, that
+//! customer's first `k` valid events (by stream sequence) are visible from the moment the insert
+//! returned. Resolution: the refresh's own duration plus the interval.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer};
+use chrono::Utc;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use meterline_ingest::partition::{customer_token, partition_of, publish_subject};
+use meterline_ingest::segment::Ledger;
+use meterline_ingest::{IngestConfig, IngestCounters, LedgerConfig, RunOptions};
+use meterline_schemas::clickhouse::{ClickHouse, ClickHouseConfig};
+use meterline_schemas::money::RoundingMode;
+use meterline_schemas::period::PeriodLabel;
+
+use crate::error::{Error, Result};
+use crate::mix::{Kind, Mix, MixShares, customer_key};
+use crate::report::{Errors, IngestCounts, Latency, RunReport, histogram};
+use crate::schedule::{Schedule, latency_ns};
+
+/// Everything a run needs; every name is the run's own, so it runs next to real data.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// NATS server.
+    pub nats_url: String,
+    /// ClickHouse connection and the run's own database (dropped and re-created at start).
+    pub clickhouse: ClickHouseConfig,
+    /// The run's own ledger directory (emptied at start).
+    pub ledger: PathBuf,
+    /// The run's usage stream; also its subject prefix. Its dead letters go to `<stream>_dlq`,
+    /// its consumers are `<stream>_ingest-p<n>`.
+    pub stream: String,
+    /// Offered load, events/s.
+    pub rate: u64,
+    /// At most this many events.
+    pub events: Option<u64>,
+    /// At most this long.
+    pub duration: Duration,
+    /// Customers (and subscriptions).
+    pub customers: u32,
+    /// Seed of the mix.
+    pub seed: u64,
+    /// Shares of duplicates, late and invalid events.
+    pub shares: MixShares,
+    /// Publishes awaiting their JetStream ack at most; beyond, events count as saturated.
+    pub in_flight: usize,
+    /// Partitions of the stream (one ingest worker each).
+    pub partitions: u32,
+    /// Ingest `linger_ms`.
+    pub linger_ms: u64,
+    /// Ingest `segment_max_events`.
+    pub segment_max_events: usize,
+    /// Measure publish → current spend.
+    pub spend: bool,
+    /// Pause between spend refreshes, ms.
+    pub spend_interval_ms: u64,
+    /// Ack-floor poll interval, ms.
+    pub poll_ms: u64,
+    /// How long to wait after the last send for everything to be observed.
+    pub drain_timeout: Duration,
+    /// Show a live progress line.
+    pub progress: bool,
+}
+
+impl Options {
+    /// The ingest configuration of the run.
+    pub fn ingest_config(&self) -> IngestConfig {
+        IngestConfig {
+            stream: self.stream.clone(),
+            subject_prefix: self.stream.clone(),
+            dlq_stream: format!("{}_dlq", self.stream),
+            dlq_subject_prefix: format!("{}_dlq", self.stream),
+            consumer: format!("{}_ingest", self.stream),
+            segment_max_events: self.segment_max_events,
+            linger_ms: self.linger_ms,
+            partitions: self.partitions,
+            metrics_listen: String::new(),
+            ..IngestConfig::default()
+        }
+    }
+
+    /// Checks the options.
+    pub fn validate(&self) -> Result<()> {
+        if !self.stream.starts_with("lt_") {
+            return Err(Error::Setup(format!("--stream {:?}: load-test names start with lt_ (the run deletes them)", self.stream)));
+        }
+        if !self.clickhouse.database.starts_with("lt_") {
+            return Err(Error::Setup(format!(
+                "--database {:?}: load-test names start with lt_ (the run drops it)",
+                self.clickhouse.database
+            )));
+        }
+        if self.rate == 0 || self.in_flight == 0 || self.customers == 0 {
+            return Err(Error::Setup("--rate, --in-flight and --customers must be at least 1".into()));
+        }
+        self.shares.validate().map_err(Error::Setup)?;
+        self.ingest_config().validate().map_err(Error::Setup)
+    }
+}
+
+/// What the observers share.
+struct Tracker {
+    /// Per partition: stream sequence → scheduled ns, for stored messages not yet seen durable.
+    durable: Vec<BTreeMap<u64, u64>>,
+    /// Per customer: stream sequence → scheduled ns, for valid events not yet seen in spend.
+    spend: Vec<BTreeMap<u64, u64>>,
+    /// Per customer: ledger rows already seen in spend.
+    spend_seen: Vec<u64>,
+    ack: Histogram<u64>,
+    durable_h: Histogram<u64>,
+    spend_h: Histogram<u64>,
+    sent: u64,
+    failed: u64,
+    js_duplicates: u64,
+    /// Spend reported more rows than events we know were stored (should stay 0).
+    spend_unmatched: u64,
+}
+
+fn lock(t: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
+    t.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn record(h: &mut Histogram<u64>, ns: u64) {
+    h.saturating_record((ns / 1000).max(1));
+}
+
+/// A publish awaiting its ack.
+struct InFlight {
+    ack: jetstream::context::PublishAckFuture,
+    scheduled_ns: u64,
+    customer: u32,
+    kind: Kind,
+    _permit: OwnedSemaphorePermit,
+}
+
+fn nanos_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Deletes the run's streams, lease bucket and ledger, and re-creates its ClickHouse database.
+async fn reset(js: &jetstream::Context, opts: &Options, cfg: &IngestConfig) -> Result<()> {
+    for s in [&cfg.stream, &cfg.dlq_stream] {
+        let _ = js.delete_stream(s).await;
+    }
+    let _ = js.delete_key_value(format!("{}_leases", cfg.consumer)).await;
+    if opts.ledger.exists() {
+        std::fs::remove_dir_all(&opts.ledger)
+            .map_err(|e| Error::Io { path: opts.ledger.display().to_string(), message: format!("remove: {e}") })?;
+    }
+    if opts.spend {
+        meterline_schemas::clickhouse::drop_database(&opts.clickhouse).await?;
+        meterline_schemas::clickhouse::migrate(&opts.clickhouse).await?;
+    }
+    Ok(())
+}
+
+/// Runs once at `opts.rate` and reports.
+pub async fn run_once(opts: &Options) -> Result<RunReport> {
+    opts.validate()?;
+    let cfg = opts.ingest_config();
+    let client = async_nats::ConnectOptions::new()
+        .name("meterline-loadtest")
+        .connect(opts.nats_url.as_str())
+        .await
+        .map_err(|e| Error::Nats(format!("connect {}: {e}", opts.nats_url)))?;
+    let js = jetstream::new(client.clone());
+    reset(&js, opts, &cfg).await?;
+    let (usage, _) = meterline_ingest::streams::ensure_streams(&js, &cfg).await?;
+
+    let label = PeriodLabel::containing(Utc::now());
+    let period_start = label.cycle(1).0;
+    let catalog = crate::catalog::build(opts.customers, period_start)?;
+    let ledger = Ledger::open(&LedgerConfig { path: opts.ledger.clone() })?;
+    let ch = if opts.spend { Some(ClickHouse::connect(&opts.clickhouse).await?) } else { None };
+
+    // Ingest, in-process, on the run's own stream and ledger.
+    let stop = CancellationToken::new();
+    let counters = Arc::new(IngestCounters::default());
+    let ingest = {
+        let (js, cfg, ledger, catalog, counters, stop) =
+            (js.clone(), cfg.clone(), ledger.clone(), catalog.clone(), counters.clone(), stop.clone());
+        tokio::spawn(async move { meterline_ingest::run(&js, &cfg, &ledger, &catalog, RunOptions::default(), counters, stop).await })
+    };
+    let mut consumers = Vec::new();
+    for p in 0..opts.partitions {
+        let name = meterline_ingest::streams::consumer_name(&cfg, p);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(c) = usage.get_consumer::<consumer::pull::Config>(&name).await {
+                consumers.push(c);
+                break;
+            }
+            if ingest.is_finished() || Instant::now() > deadline {
+                stop.cancel();
+                let why = match ingest.await {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                return Err(Error::Setup(format!("ingest did not create consumer {name}: {why}")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let partition_of_customer: Vec<usize> =
+        (0..opts.customers).map(|c| partition_of(&customer_token(&customer_key(c)), opts.partitions) as usize).collect();
+    let tracker = Arc::new(Mutex::new(Tracker {
+        durable: vec![BTreeMap::new(); opts.partitions as usize],
+        spend: vec![BTreeMap::new(); opts.customers as usize],
+        spend_seen: vec![0; opts.customers as usize],
+        ack: histogram(),
+        durable_h: histogram(),
+        spend_h: histogram(),
+        sent: 0,
+        failed: 0,
+        js_duplicates: 0,
+        spend_unmatched: 0,
+    }));
+    let start = Instant::now();
+    let observers = CancellationToken::new();
+
+    // Collector: publish acks → stream sequences.
+    let (tx, mut rx) = mpsc::unbounded_channel::<InFlight>();
+    let collector = {
+        let (tracker, pc) = (tracker.clone(), partition_of_customer.clone());
+        let spend = opts.spend;
+        tokio::spawn(async move {
+            let mut pending = FuturesUnordered::new();
+            let mut open = true;
+            while open || !pending.is_empty() {
+                tokio::select! {
+                    next = rx.recv(), if open => match next {
+                        Some(f) => {
+                            let InFlight { ack, scheduled_ns, customer, kind, _permit } = f;
+                            pending.push(async move { let r = ack.await; (r, scheduled_ns, customer, kind, _permit) });
+                        }
+                        None => open = false,
+                    },
+                    Some((r, scheduled_ns, customer, kind, permit)) = pending.next(), if !pending.is_empty() => {
+                        drop(permit);
+                        let now = nanos_since(start);
+                        let mut t = lock(&tracker);
+                        match r {
+                            Ok(ack) => {
+                                t.sent += 1;
+                                record(&mut t.ack, latency_ns(scheduled_ns, now));
+                                if ack.duplicate {
+                                    t.js_duplicates += 1;
+                                } else {
+                                    t.durable[pc[customer as usize]].insert(ack.sequence, scheduled_ns);
+                                    if spend && matches!(kind, Kind::Fresh | Kind::Late) {
+                                        t.spend[customer as usize].insert(ack.sequence, scheduled_ns);
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                t.failed += 1;
+                                tracing::debug!(error = %e, "publish failed");
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    // Durable observer: consumer ack floors.
+    let poller = {
+        let (tracker, stop) = (tracker.clone(), observers.clone());
+        let every = Duration::from_millis(opts.poll_ms.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                for (p, c) in consumers.iter_mut().enumerate() {
+                    let Ok(info) = c.info().await else { continue };
+                    let floor = info.ack_floor.stream_sequence;
+                    let now = nanos_since(start);
+                    let mut t = lock(&tracker);
+                    let rest = t.durable[p].split_off(&(floor + 1));
+                    let done = std::mem::replace(&mut t.durable[p], rest);
+                    for scheduled in done.into_values() {
+                        record(&mut t.durable_h, latency_ns(scheduled, now));
+                    }
+                }
+            }
+        })
+    };
+
+    // Spend observer: back-to-back refreshes of current_spend.
+    let refreshes = Arc::new(AtomicU64::new(0));
+    let refresh_max_ms = Arc::new(AtomicU64::new(0));
+    let spender = ch.map(|ch| {
+        let (tracker, stop, catalog, root) = (tracker.clone(), observers.clone(), catalog.clone(), ledger.root().to_path_buf());
+        let (refreshes, refresh_max_ms) = (refreshes.clone(), refresh_max_ms.clone());
+        let every = Duration::from_millis(opts.spend_interval_ms);
+        tokio::spawn(async move {
+            loop {
+                let t0 = Instant::now();
+                match meterline_invoicer::spend::refresh(&ch, &root, &catalog, label, RoundingMode::HalfEven).await {
+                    Ok(rows) => {
+                        let now = nanos_since(start);
+                        refreshes.fetch_add(1, Ordering::Relaxed);
+                        refresh_max_ms.fetch_max(u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+                        let mut t = lock(&tracker);
+                        let t = &mut *t;
+                        for row in rows {
+                            let Some(c) = row.customer.strip_prefix("lt-cust-").and_then(|n| n.parse::<usize>().ok()) else { continue };
+                            let Some(seen) = t.spend_seen.get_mut(c) else { continue };
+                            while *seen < row.ledger_rows {
+                                match t.spend[c].pop_first() {
+                                    Some((_, scheduled)) => record(&mut t.spend_h, latency_ns(scheduled, now)),
+                                    None => t.spend_unmatched += 1,
+                                }
+                                *seen += 1;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "spend refresh failed"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    });
+
+    // Progress line.
+    let generated = Arc::new(AtomicU64::new(0));
+    let schedule = Schedule::new(opts.rate);
+    let total = opts.events.unwrap_or(u64::MAX).min(schedule.events_in(opts.duration));
+    let bar = opts.progress.then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+                .expect("constant template is valid")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let progress = bar.clone().map(|bar| {
+        let (tracker, generated, stop) = (tracker.clone(), generated.clone(), observers.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                let t = lock(&tracker);
+                let waiting: usize = t.durable.iter().map(BTreeMap::len).sum();
+                bar.set_position(generated.load(Ordering::Relaxed));
+                bar.set_message(format!(
+                    "acked {} | durable p99 {} ms ({} waiting) | spend p99 {} ms | failed {}",
+                    t.sent,
+                    t.durable_h.value_at_quantile(0.99) / 1000,
+                    waiting,
+                    t.spend_h.value_at_quantile(0.99) / 1000,
+                    t.failed
+                ));
+            }
+        })
+    });
+
+    // The open-loop sender.
+    let mut mix = Mix::new(opts.seed, opts.shares, opts.customers, &format!("loadtest/{}", Utc::now().timestamp_micros()));
+    let permits = Arc::new(Semaphore::new(opts.in_flight));
+    let mut saturated = 0u64;
+    let mut max_lag_ns = 0u64;
+    let mut i = 0u64;
+    while i < total {
+        let due = start + schedule.offset(i);
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let now_ns = nanos_since(start);
+        let upto = schedule.due_by(now_ns).min(total);
+        let wall = Utc::now();
+        while i < upto {
+            let scheduled_ns = schedule.offset_ns(i);
+            max_lag_ns = max_lag_ns.max(now_ns.saturating_sub(scheduled_ns));
+            let g = mix.next(i, wall, period_start);
+            i += 1;
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                saturated += 1;
+                continue;
+            };
+            let mut headers = HeaderMap::new();
+            if let Some(id) = &g.msg_id {
+                headers.insert("Nats-Msg-Id", id.as_str());
+            }
+            let subject = publish_subject(&cfg.subject_prefix, &customer_key(g.customer));
+            match js.publish_with_headers(subject, headers, g.body).await {
+                Ok(ack) => {
+                    let _ = tx.send(InFlight { ack, scheduled_ns, customer: g.customer, kind: g.kind, _permit: permit });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "publish failed");
+                    lock(&tracker).failed += 1;
+                }
+            }
+        }
+        generated.store(i, Ordering::Relaxed);
+    }
+    drop(tx);
+    let _ = collector.await;
+    let send_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+
+    // Drain: wait until every stored message is durable and every valid event is in spend.
+    let deadline = Instant::now() + opts.drain_timeout;
+    loop {
+        {
+            let t = lock(&tracker);
+            let durable_left: usize = t.durable.iter().map(BTreeMap::len).sum();
+            let spend_left: usize = t.spend.iter().map(BTreeMap::len).sum();
+            if durable_left == 0 && spend_left == 0 {
+                break;
+            }
+        }
+        if Instant::now() > deadline || ingest.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    observers.cancel();
+    let _ = poller.await;
+    if let Some(s) = spender {
+        let _ = s.await;
+    }
+    if let Some(p) = progress {
+        let _ = p.await;
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    stop.cancel();
+    match ingest.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(Error::Setup(format!("ingest task: {e}"))),
+    }
+    client.flush().await.map_err(|e| Error::Nats(format!("flush: {e}")))?;
+
+    let t = lock(&tracker);
+    let c = &counters;
+    Ok(RunReport {
+        target: "nats".into(),
+        build: if cfg!(debug_assertions) { "debug" } else { "release" }.into(),
+        offered_rate: opts.rate,
+        events: i,
+        sent: t.sent,
+        send_ms,
+        achieved_rate: t.sent * 1000 / send_ms,
+        max_send_lag_us: max_lag_ns / 1000,
+        mix: mix.counts(),
+        jetstream_duplicates: t.js_duplicates,
+        ingest: IngestCounts {
+            valid: c.valid.load(Ordering::Relaxed),
+            invalid: c.invalid.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            segments: c.segments.load(Ordering::Relaxed),
+        },
+        publish_ack: Latency::of(&t.ack),
+        durable: Latency::of(&t.durable_h),
+        spend: Latency::of(&t.spend_h),
+        spend_refreshes: refreshes.load(Ordering::Relaxed),
+        spend_refresh_max_ms: refresh_max_ms.load(Ordering::Relaxed),
+        errors: Errors {
+            saturated,
+            publish_failed: t.failed,
+            durable_unobserved: t.durable.iter().map(|m| m.len() as u64).sum(),
+            spend_unobserved: t.spend.iter().map(|m| m.len() as u64).sum::<u64>() + t.spend_unmatched,
+        },
+    })
+}

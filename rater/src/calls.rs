@@ -1,0 +1,249 @@
+//! Call records in the pipeline: a ledger row of a `telecom`-priced meter becomes a
+//! [`CallRecord`], is rated on its own by [`crate::telecom`], and the rated calls of a period are
+//! summed into invoice lines, one per (matched prefix, band, price per minute).
+//!
+//! # The CloudEvent of a call
+//!
+//! ```json
+//! { "specversion": "1.0", "id": "cdr-0001", "source": "switch-lon-1", "type": "call.completed",
+//!   "subject": "acme", "time": "2026-03-02T12:00:00Z",
+//!   "data": { "destination": "+44 20 7946 0000", "duration_secs": 125, "answered_at": "2026-03-02T12:00:00Z" } }
+//! ```
+//!
+//! - the meter is a `SUM` meter whose `value` path is the duration in whole seconds (here
+//!   `duration_secs`), so ingest already refuses a missing or non-numeric duration; rating refuses
+//!   a negative or fractional one;
+//! - `data.destination` ([`DESTINATION_FIELD`]): the called number, a string;
+//! - `data.answered_at` ([`ANSWERED_AT_FIELD`], optional): when the call was answered, RFC 3339;
+//!   it chooses the time band. Absent, the event's `time` is used. The event's `time` (not
+//!   `answered_at`) decides the billing period, like every other event.
+//!
+//! # Exact sums
+//!
+//! A call's own amount (`billed × price ÷ 60`) is exact only when the quotient terminates within
+//! 28 digits: 37 s at 0.0137/min is 0.008448333…, rounded at the 28th digit. Adding such
+//! quotients call by call could drift by 10⁻²⁸ per call. So a line is computed from integers and
+//! the price: `usage = (Σ billed_secs) × price_per_minute ÷ 60`, one division per line, and
+//! `connect_fees = Σ connect_fee` (exact additions). The line's amount `connect_fees + usage` is
+//! rounded once, by the invoicer (`money::round_line`). The per-call amounts stored with each
+//! rated call (ClickHouse `rated_calls`) are for explanation; the invoice never adds them up.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use meterline_schemas::rate_table::TelecomError;
+
+use crate::telecom::{CallRecord, RatedCall};
+
+/// `data` field holding the called number.
+pub const DESTINATION_FIELD: &str = "destination";
+/// `data` field holding when the call was answered (optional; default: the event's `time`).
+pub const ANSWERED_AT_FIELD: &str = "answered_at";
+
+fn bad(what: String) -> TelecomError {
+    TelecomError::Invalid { path: "data".into(), message: what }
+}
+
+/// The call record of one ledger row: its event id, event time, meter value (the duration) and
+/// raw `data` text.
+pub fn call_from_row(event_id: &str, time: DateTime<Utc>, duration: Decimal, data: &str) -> Result<CallRecord, TelecomError> {
+    let value: serde_json::Value = serde_json::from_str(data).map_err(|e| bad(format!("is not a JSON object: {e}")))?;
+    let destination = match value.get(DESTINATION_FIELD) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => return Err(bad(format!("{DESTINATION_FIELD}: {other} is not a string"))),
+        None => return Err(bad(format!("{DESTINATION_FIELD}: is missing (the called number)"))),
+    };
+    let start = match value.get(ANSWERED_AT_FIELD) {
+        None | Some(serde_json::Value::Null) => time,
+        Some(serde_json::Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map_err(|e| bad(format!("{ANSWERED_AT_FIELD}: {s:?} is not an RFC 3339 time: {e}")))?
+            .with_timezone(&Utc),
+        Some(other) => return Err(bad(format!("{ANSWERED_AT_FIELD}: {other} is not an RFC 3339 string"))),
+    };
+    let whole = duration.normalize();
+    if whole.is_sign_negative() || whole.scale() != 0 {
+        return Err(bad(format!("duration {duration} is not a whole number of seconds of 0 or more")));
+    }
+    let duration_secs = u64::try_from(whole).map_err(|_| bad(format!("duration {duration} does not fit 64 bits")))?;
+    Ok(CallRecord { id: event_id.to_owned(), destination, start, duration_secs })
+}
+
+/// One rated call with where it came from: a row of ClickHouse `rated_calls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RatedCallRecord {
+    /// CloudEvents id of the call record.
+    pub event_id: String,
+    /// CloudEvents source.
+    pub source: String,
+    /// Customer key.
+    pub customer: String,
+    /// Subscription that billed it.
+    pub subscription: String,
+    /// Meter key.
+    pub meter: String,
+    /// Rate table key.
+    pub rate_table: String,
+    /// The event's time (which period it belongs to).
+    pub event_time: DateTime<Utc>,
+    /// Ledger segment of the row.
+    pub segment: String,
+    /// The destination as written in the record.
+    pub destination: String,
+    /// When the call was answered (chooses the band).
+    pub answered_at: DateTime<Utc>,
+    /// The rating.
+    pub call: RatedCall,
+}
+
+/// A telecom price's usage for one subscription and period.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TelecomUsage {
+    /// Rate table key.
+    pub rate_table: String,
+    /// One per (prefix, band, price per minute), see [`sum_calls`].
+    pub lines: Vec<CallLine>,
+    /// Every rated call, in ledger event-key order.
+    pub calls: Vec<RatedCallRecord>,
+}
+
+/// Rated calls of one (matched prefix, band, price per minute): one invoice line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallLine {
+    /// Prefix of the rate (`""` for the catch-all).
+    pub matched_prefix: String,
+    /// Description of the rate.
+    pub description: String,
+    /// Band name.
+    pub band: String,
+    /// The band's price per minute.
+    pub price_per_minute: Decimal,
+    /// Call records on the line, 0-second attempts included.
+    pub calls: u64,
+    /// Calls that were answered (more than 0 seconds).
+    pub answered: u64,
+    /// Σ duration seconds.
+    pub duration_secs: u64,
+    /// Σ billed seconds.
+    pub billed_secs: u64,
+    /// Σ connect fees (exact).
+    pub connect_fees: Decimal,
+    /// `billed_secs × price_per_minute ÷ 60`, one division.
+    pub usage_amount: Decimal,
+    /// `connect_fees + usage_amount`, unrounded: the invoicer rounds it once.
+    pub amount: Decimal,
+}
+
+/// Sums rated calls into lines, ordered by prefix, band and price. See the module documentation
+/// for why the seconds are summed before dividing.
+pub fn sum_calls(calls: &[RatedCall]) -> Result<Vec<CallLine>, TelecomError> {
+    let overflow = |what: &str| TelecomError::Overflow { what: what.to_owned() };
+    let mut groups: BTreeMap<(String, String, Decimal), CallLine> = BTreeMap::new();
+    for c in calls {
+        let key = (c.matched_prefix.clone(), c.band.clone(), c.price_per_minute.normalize());
+        let line = groups.entry(key).or_insert_with(|| CallLine {
+            matched_prefix: c.matched_prefix.clone(),
+            description: c.description.clone(),
+            band: c.band.clone(),
+            price_per_minute: c.price_per_minute.normalize(),
+            calls: 0,
+            answered: 0,
+            duration_secs: 0,
+            billed_secs: 0,
+            connect_fees: Decimal::ZERO,
+            usage_amount: Decimal::ZERO,
+            amount: Decimal::ZERO,
+        });
+        line.calls += 1;
+        line.answered += u64::from(c.duration_secs > 0);
+        line.duration_secs = line.duration_secs.checked_add(c.duration_secs).ok_or_else(|| overflow("duration seconds"))?;
+        line.billed_secs = line.billed_secs.checked_add(c.billed_secs).ok_or_else(|| overflow("billed seconds"))?;
+        line.connect_fees = line.connect_fees.checked_add(c.connect_fee).ok_or_else(|| overflow("connect fees"))?;
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (_, mut line) in groups {
+        // Multiply first, divide once: the only possibly inexact step of the line.
+        line.usage_amount = Decimal::from(line.billed_secs)
+            .checked_mul(line.price_per_minute)
+            .and_then(|p| p.checked_div(Decimal::from(60)))
+            .ok_or_else(|| overflow("line usage"))?
+            .normalize();
+        line.connect_fees = line.connect_fees.normalize();
+        line.amount = line.connect_fees.checked_add(line.usage_amount).ok_or_else(|| overflow("line amount"))?.normalize();
+        out.push(line);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meterline_schemas::money::Currency;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str_exact(s).unwrap()
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn rows_become_call_records() {
+        let c =
+            call_from_row("e1", t("2026-03-02T12:00:00Z"), d("125"), r#"{"destination":"+44 20","answered_at":"2026-03-02T11:59:00Z"}"#)
+                .unwrap();
+        assert_eq!((c.destination.as_str(), c.start, c.duration_secs), ("+44 20", t("2026-03-02T11:59:00Z"), 125));
+        let c = call_from_row("e1", t("2026-03-02T12:00:00Z"), d("125.000"), r#"{"destination":"44"}"#).unwrap();
+        assert_eq!((c.start, c.duration_secs), (t("2026-03-02T12:00:00Z"), 125));
+        for (value, data, needle) in [
+            ("1", r#"{}"#, "destination: is missing"),
+            ("1", r#"{"destination":44}"#, "destination: 44 is not a string"),
+            ("1.5", r#"{"destination":"44"}"#, "duration 1.5 is not a whole number"),
+            ("-1", r#"{"destination":"44"}"#, "duration -1 is not a whole number"),
+            ("1", r#"{"destination":"44","answered_at":"noon"}"#, "answered_at: \"noon\" is not an RFC 3339 time"),
+        ] {
+            let e = call_from_row("e1", t("2026-03-02T12:00:00Z"), d(value), data).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    fn rated(prefix: &str, band: &str, ppm: &str, duration: u64, billed: u64, connect: &str) -> RatedCall {
+        RatedCall {
+            call_id: "c".into(),
+            matched_prefix: prefix.into(),
+            description: "d".into(),
+            band: band.into(),
+            duration_secs: duration,
+            billed_secs: billed,
+            price_per_minute: d(ppm),
+            connect_fee: d(connect),
+            usage_amount: Decimal::ZERO,
+            amount: Decimal::ZERO,
+            currency: Currency::from_code("USD").unwrap(),
+        }
+    }
+
+    #[test]
+    fn seconds_are_summed_before_the_division() {
+        // Three 37 s calls at 0.0137/min: per call 37 × 0.0137 ÷ 60 = 0.0084483333… (28 digits);
+        // the line is 111 × 0.0137 ÷ 60 = 1.5207 ÷ 60 = 0.025345 exactly.
+        let calls = vec![rated("44", "peak", "0.0137", 37, 37, "0"); 3];
+        let lines = sum_calls(&calls).unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!((lines[0].billed_secs, lines[0].usage_amount, lines[0].amount), (111, d("0.025345"), d("0.025345")));
+        // Connect fees add exactly; groups split by prefix, band and price; 0 s attempts count as calls.
+        let calls = vec![
+            rated("44", "peak", "0.05", 60, 60, "0.05"),
+            rated("44", "off-peak", "0.02", 61, 120, "0.05"),
+            rated("44", "peak", "0.05", 0, 0, "0"),
+            rated("447", "peak", "0.12", 30, 30, "0"),
+        ];
+        let lines = sum_calls(&calls).unwrap();
+        let got: Vec<_> = lines.iter().map(|l| (l.matched_prefix.as_str(), l.band.as_str(), l.calls, l.answered, l.amount)).collect();
+        // 44 off-peak: 0.05 + 120 × 0.02 ÷ 60 = 0.09; 44 peak: 0.05 + 60 × 0.05 ÷ 60 = 0.10; 447: 30 × 0.12 ÷ 60 = 0.06
+        assert_eq!(got, vec![("44", "off-peak", 1, 1, d("0.09")), ("44", "peak", 2, 1, d("0.1")), ("447", "peak", 1, 1, d("0.06"))]);
+    }
+}
