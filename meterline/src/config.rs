@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use meterline_ingest::http::HttpConfig;
 use meterline_ingest::{IngestConfig, LedgerConfig, MirrorConfig};
+use meterline_invoicer::Billing;
 use meterline_schemas::clickhouse::{ClickHouseConfig, Secret};
-use meterline_schemas::money::RoundingMode;
+use meterline_schemas::money::{Currency, RoundingMode};
+use meterline_schemas::tax::TaxRounding;
 
 /// All settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +68,26 @@ pub struct CatalogConfig {
 pub struct BillingConfig {
     /// Line rounding mode: `half_even`, `half_up`, `up` or `down`.
     pub rounding: RoundingMode,
+    /// Tax rounding: `per_invoice` (one rounding per tax line) or `per_line` (each line's tax
+    /// rounded, then summed). docs/TAX.md.
+    pub tax_rounding: TaxRounding,
+    /// The seller's country (ISO 3166 alpha-2, e.g. `DE`); empty: unknown, and EU reverse charge
+    /// never applies.
+    pub seller_country: String,
+    /// Currency of the invoices' `*_base` reporting columns (ISO 4217); empty: none.
+    pub reporting_currency: String,
+}
+
+impl BillingConfig {
+    /// The invoicer's settings (checked by [`Config::validate`]).
+    pub fn settings(&self) -> anyhow::Result<Billing> {
+        let reporting_currency = match self.reporting_currency.as_str() {
+            "" => None,
+            code => Some(Currency::from_code(code).map_err(|e| anyhow::anyhow!("billing.reporting_currency = {code:?}: {e}"))?),
+        };
+        let seller_country = (!self.seller_country.is_empty()).then(|| self.seller_country.clone());
+        Ok(Billing { rounding: self.rounding, tax_rounding: self.tax_rounding, seller_country, reporting_currency, provider: None })
+    }
 }
 
 impl Default for Config {
@@ -81,7 +103,12 @@ impl Default for Config {
             ledger: LedgerConfig::default(),
             ingest: IngestConfig::default(),
             catalog: CatalogConfig { bucket_prefix: "meterline_catalog_".into() },
-            billing: BillingConfig { rounding: RoundingMode::HalfEven },
+            billing: BillingConfig {
+                rounding: RoundingMode::HalfEven,
+                tax_rounding: TaxRounding::PerInvoice,
+                seller_country: String::new(),
+                reporting_currency: "USD".into(),
+            },
             http: HttpConfig::default(),
             mirror: MirrorConfig::default(),
         }
@@ -132,6 +159,12 @@ impl Config {
         self.ingest.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.http.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.mirror.validate().map_err(|e| anyhow::anyhow!(e))?;
+        self.billing.settings()?;
+        let sc = &self.billing.seller_country;
+        anyhow::ensure!(
+            sc.is_empty() || (sc.len() == 2 && sc.bytes().all(|b| b.is_ascii_uppercase())),
+            "billing.seller_country = {sc:?}: expected an ISO 3166 alpha-2 code like \"DE\", or empty"
+        );
         Ok(())
     }
 }
@@ -158,6 +191,12 @@ mod tests {
         let mut c = Config::default();
         c.ingest.dlq_subject_prefix = "usage.dlq".into();
         assert!(c.validate().unwrap_err().to_string().contains("must not overlap"));
+        let mut c = Config::default();
+        c.billing.reporting_currency = "EURO".into();
+        assert!(c.validate().unwrap_err().to_string().contains("billing.reporting_currency = \"EURO\""));
+        let mut c = Config::default();
+        c.billing.seller_country = "de".into();
+        assert!(c.validate().unwrap_err().to_string().contains("billing.seller_country = \"de\""));
         let mut c = Config::default();
         c.mirror.interval_ms = 0;
         assert!(c.validate().unwrap_err().to_string().contains("mirror.interval_ms = 0"));

@@ -156,7 +156,7 @@ async fn reset(cfg: &Config) -> anyhow::Result<()> {
     for s in [&cfg.ingest.stream, &cfg.ingest.dlq_stream] {
         let _ = js.delete_stream(s).await;
     }
-    for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants"] {
+    for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "fx_rates"] {
         let _ = js.delete_key_value(format!("{}{kind}", cfg.catalog.bucket_prefix)).await;
     }
     client.flush().await?;

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::meter::Meter;
 use crate::money::{Currency, exact};
 use crate::price::{MatrixEntry, PackageRounding, Price, PriceModel, Tier};
+pub use crate::tax::{FxRate, TaxRate};
+use crate::tax::{check_vat_id, jurisdiction_candidates};
 
 /// A catalog file as written by users.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -44,6 +46,9 @@ pub struct CatalogFile {
     /// Prepaid credit grants of customers.
     #[serde(default)]
     pub credit_grants: Vec<CreditGrant>,
+    /// Dated exchange rates for the reporting-currency columns of invoices.
+    #[serde(default)]
+    pub fx_rates: Vec<FxRate>,
 }
 
 /// When a plan version's fixed charges (recurring fee and seats) are billed. Usage is always
@@ -120,6 +125,10 @@ pub struct PlanVersionSpec {
     /// Minimum spend on usage per period: a true-up line makes up any shortfall.
     #[serde(default, with = "exact::option")]
     pub minimum_commitment: Option<Decimal>,
+    /// Prices (fee, seats, usage, commitment, amount-off coupons) include tax: the tax is
+    /// extracted from them instead of added (docs/TAX.md).
+    #[serde(default)]
+    pub tax_inclusive: bool,
 }
 
 /// A usage price as written in a catalog file.
@@ -199,6 +208,9 @@ pub struct PlanVersion {
     /// Minimum usage spend per period.
     #[serde(default, with = "exact::option")]
     pub minimum_commitment: Option<Decimal>,
+    /// Prices include tax.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tax_inclusive: bool,
 }
 
 /// A customer.
@@ -211,11 +223,36 @@ pub struct Customer {
     pub name: String,
     /// Invoice currency (ISO 4217).
     pub currency: String,
-    /// Tax jurisdiction, a key of `tax_rates` (e.g. `US-CA`, `DE`).
+    /// Tax jurisdiction, a key of `tax_rates` (e.g. `US-CA`, `DE`); derived from `country` and
+    /// `region` when absent.
+    #[serde(default)]
     pub jurisdiction: String,
     /// BCP 47 locale for documents, e.g. `en-US`.
     #[serde(default = "default_locale")]
     pub locale: String,
+    /// ISO 3166 alpha-2 country; defaults to the jurisdiction's part before `-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Region within the country (`CA` for California).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// VAT id of a business customer; an EU id of valid format enables reverse charge for
+    /// cross-border supplies (docs/TAX.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_id: Option<String>,
+    /// Exempt from tax; `tax_exempt_reason` is then required and printed on the invoice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tax_exempt: bool,
+    /// Why the customer is exempt (certificate number, legal basis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_exempt_reason: Option<String>,
+}
+
+impl Customer {
+    /// The customer's country: `country`, else the jurisdiction's part before `-`.
+    pub fn country_code(&self) -> &str {
+        self.country.as_deref().unwrap_or_else(|| self.jurisdiction.split('-').next().unwrap_or_default())
+    }
 }
 
 fn default_locale() -> String {
@@ -289,19 +326,6 @@ impl Subscription {
     }
 }
 
-/// A tax rate for a jurisdiction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaxRate {
-    /// Jurisdiction key.
-    pub jurisdiction: String,
-    /// Name printed on the tax line, e.g. `VAT 19%`.
-    pub name: String,
-    /// Rate as a fraction: `"0.19"` for 19%.
-    #[serde(with = "exact")]
-    pub rate: Decimal,
-}
-
 /// A validated catalog.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalog {
@@ -313,15 +337,34 @@ pub struct Catalog {
     pub customers: BTreeMap<String, Customer>,
     /// Subscriptions by id.
     pub subscriptions: BTreeMap<String, Subscription>,
-    /// Tax rates by jurisdiction.
+    /// Tax rates by [`TaxRate::key`] (the jurisdiction, plus the start date of dated entries).
     pub tax_rates: BTreeMap<String, TaxRate>,
     /// Coupons by code.
     pub coupons: BTreeMap<String, Coupon>,
     /// Credit grants by id.
     pub credit_grants: BTreeMap<String, CreditGrant>,
+    /// Exchange rates by [`FxRate::key`].
+    pub fx_rates: BTreeMap<String, FxRate>,
 }
 
 impl Catalog {
+    /// The rate of a customer's `jurisdiction` at `t`: a dated entry of the most specific
+    /// candidate ([`jurisdiction_candidates`]) covering `t`, else its default entry, else the next
+    /// candidate's.
+    pub fn tax_rate_at(&self, jurisdiction: &str, t: DateTime<Utc>) -> Option<&TaxRate> {
+        jurisdiction_candidates(jurisdiction).into_iter().find_map(|j| {
+            let mut of_j = self.tax_rates.values().filter(|r| r.jurisdiction == j);
+            let dated = of_j.clone().find(|r| r.is_dated() && r.covers(t));
+            dated.or_else(|| of_j.find(|r| !r.is_dated()))
+        })
+    }
+
+    /// The exchange rate `from` → `to` in effect on `day`: the entry of the pair with the latest
+    /// date not after `day`. Same currency: `None` (the caller uses 1).
+    pub fn fx_rate_on(&self, from: &str, to: &str, day: chrono::NaiveDate) -> Option<&FxRate> {
+        self.fx_rates.values().filter(|r| r.from == from && r.to == to && r.date <= day).max_by_key(|r| r.date)
+    }
+
     /// Meters that count events of `event_type`.
     pub fn meters_by_event_type(&self) -> HashMap<String, Vec<Meter>> {
         let mut map: HashMap<String, Vec<Meter>> = HashMap::new();
@@ -394,7 +437,8 @@ impl Catalog {
         }
         self.check_overlaps()?;
         for (key, c) in &self.customers {
-            if !self.tax_rates.contains_key(&c.jurisdiction) {
+            let known = jurisdiction_candidates(&c.jurisdiction).iter().any(|j| self.tax_rates.values().any(|r| &r.jurisdiction == j));
+            if !known {
                 return Err(Error::catalog(
                     format!("customers[{key}].jurisdiction"),
                     format!("{:?} has no tax rate; add it to tax_rates (a rate of \"0\" is allowed)", c.jurisdiction),
@@ -527,6 +571,7 @@ impl Catalog {
         c.tax_rates.extend(other.tax_rates.clone());
         c.coupons.extend(other.coupons.clone());
         c.credit_grants.extend(other.credit_grants.clone());
+        c.fx_rates.extend(other.fx_rates.clone());
         c
     }
 }
@@ -592,15 +637,9 @@ impl CatalogFile {
             }
         }
         for t in &self.tax_rates {
-            let at = format!("tax_rates[{}]", t.jurisdiction);
-            check_key(&format!("{at}.jurisdiction"), &t.jurisdiction)?;
-            if t.rate < Decimal::ZERO || t.rate >= Decimal::ONE {
-                return Err(Error::catalog(
-                    format!("{at}.rate"),
-                    format!("{} must be a fraction in [0, 1), e.g. \"0.19\" for 19%", t.rate),
-                ));
-            }
-            if c.tax_rates.insert(t.jurisdiction.clone(), t.clone()).is_some() {
+            let t = validate_tax_rate(t)?;
+            let at = format!("tax_rates[{}]", t.key());
+            if c.tax_rates.insert(t.key(), t).is_some() {
                 return Err(Error::catalog(format!("{at}.jurisdiction"), "is defined twice"));
             }
         }
@@ -617,10 +656,9 @@ impl CatalogFile {
             }
         }
         for cu in &self.customers {
+            let cu = validate_customer(cu)?;
             let at = format!("customers[{}]", cu.key);
-            check_key(&format!("{at}.key"), &cu.key)?;
-            Currency::from_code(&cu.currency).map_err(|e| Error::catalog(format!("{at}.currency"), e.to_string()))?;
-            if c.customers.insert(cu.key.clone(), cu.clone()).is_some() {
+            if c.customers.insert(cu.key.clone(), cu).is_some() {
                 return Err(Error::catalog(format!("{at}.key"), "is defined twice"));
             }
         }
@@ -671,9 +709,109 @@ impl CatalogFile {
                 return Err(Error::catalog(format!("credit_grants[{}].id", g.id), "is defined twice"));
             }
         }
+        for r in &self.fx_rates {
+            let at = format!("fx_rates[{}]", r.key());
+            for (field, code) in [("from", &r.from), ("to", &r.to)] {
+                Currency::from_code(code).map_err(|e| Error::catalog(format!("{at}.{field}"), e.to_string()))?;
+            }
+            if r.from == r.to || r.rate <= Decimal::ZERO {
+                return Err(Error::catalog(format!("{at}.rate"), format!("{} must be positive between two different currencies", r.rate)));
+            }
+            if c.fx_rates.insert(r.key(), r.clone()).is_some() {
+                return Err(Error::catalog(format!("{at}.date"), "is defined twice for this pair"));
+            }
+        }
         base.merged_with(&c).check_references()?;
+        c.check_tax_rate_overlaps(base)?;
         Ok(c)
     }
+}
+
+impl Catalog {
+    /// Dated rates of one jurisdiction may not overlap (the default entry may: dated ones win).
+    fn check_tax_rate_overlaps(&self, base: &Catalog) -> Result<()> {
+        let all = base.merged_with(self);
+        let dated: Vec<&TaxRate> = all.tax_rates.values().filter(|r| r.is_dated()).collect();
+        for (i, a) in dated.iter().enumerate() {
+            for b in &dated[i + 1..] {
+                let overlap = a.jurisdiction == b.jurisdiction
+                    && a.from.is_none_or(|af| b.to.is_none_or(|bt| af <= bt))
+                    && b.from.is_none_or(|bf| a.to.is_none_or(|at| bf <= at));
+                if overlap {
+                    return Err(Error::catalog(
+                        format!("tax_rates[{}].from", b.key()),
+                        format!("overlaps tax_rates[{}]: dated rates of {} must not overlap", a.key(), a.jurisdiction),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a tax rate and fills its jurisdiction from `country`/`region`.
+fn validate_tax_rate(t: &TaxRate) -> Result<TaxRate> {
+    let mut t = t.clone();
+    let derived = match (&t.country, &t.region) {
+        (Some(c), Some(r)) => Some(format!("{c}-{r}")),
+        (Some(c), None) => Some(c.clone()),
+        (None, Some(r)) => return Err(Error::catalog(format!("tax_rates[{}].region", t.jurisdiction), format!("{r:?} needs a country"))),
+        (None, None) => None,
+    };
+    match derived {
+        Some(d) if t.jurisdiction.is_empty() || t.jurisdiction == d => t.jurisdiction = d,
+        Some(d) => {
+            return Err(Error::catalog(
+                format!("tax_rates[{}].jurisdiction", t.jurisdiction),
+                format!("does not match country/region {d}; give one or the other"),
+            ));
+        }
+        None => {}
+    }
+    let at = format!("tax_rates[{}]", t.jurisdiction);
+    check_key(&format!("{at}.jurisdiction"), &t.jurisdiction)?;
+    if t.rate < Decimal::ZERO || t.rate >= Decimal::ONE {
+        return Err(Error::catalog(format!("{at}.rate"), format!("{} must be a fraction in [0, 1), e.g. \"0.19\" for 19%", t.rate)));
+    }
+    if let (Some(f), Some(to)) = (t.from, t.to)
+        && to < f
+    {
+        return Err(Error::catalog(format!("{at}.to"), format!("{to} is before from {f}")));
+    }
+    Ok(t)
+}
+
+/// Checks a customer and fills its jurisdiction from `country`/`region`.
+fn validate_customer(cu: &Customer) -> Result<Customer> {
+    let mut cu = cu.clone();
+    let at = format!("customers[{}]", cu.key);
+    check_key(&format!("{at}.key"), &cu.key)?;
+    Currency::from_code(&cu.currency).map_err(|e| Error::catalog(format!("{at}.currency"), e.to_string()))?;
+    if cu.jurisdiction.is_empty() {
+        cu.jurisdiction = match (&cu.country, &cu.region) {
+            (Some(c), Some(r)) => format!("{c}-{r}"),
+            (Some(c), None) => c.clone(),
+            _ => return Err(Error::catalog(format!("{at}.jurisdiction"), "is required (or give country and optionally region)")),
+        };
+    }
+    if cu.tax_exempt && cu.tax_exempt_reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(Error::catalog(format!("{at}.tax_exempt_reason"), "is required when tax_exempt is true (it is printed on invoices)"));
+    }
+    if let Some(id) = &cu.vat_id {
+        match check_vat_id(id) {
+            Some(Err(expected)) => {
+                return Err(Error::catalog(format!("{at}.vat_id"), format!("{id:?} is not a valid EU VAT id: expected {expected}")));
+            }
+            Some(Ok(country)) if country != cu.country_code() => {
+                return Err(Error::catalog(
+                    format!("{at}.vat_id"),
+                    format!("{id:?} is a VAT id of {country} but the customer is in {:?}", cu.country_code()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(cu)
 }
 
 fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
@@ -737,6 +875,7 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         billing: v.billing.unwrap_or_default(),
         prices,
         minimum_commitment,
+        tax_inclusive: v.tax_inclusive,
     })
 }
 

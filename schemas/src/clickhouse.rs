@@ -144,6 +144,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "current_spend", sql: include_str!("../migrations/0003_current_spend.sql") },
     Migration { version: 4, name: "usage_mirror", sql: include_str!("../migrations/0004_usage_mirror.sql") },
     Migration { version: 5, name: "price_feature_lines", sql: include_str!("../migrations/0005_price_feature_lines.sql") },
+    Migration { version: 7, name: "tax_fx_reporting", sql: include_str!("../migrations/0007_tax_fx_reporting.sql") },
 ];
 
 /// Splits a migration into statements (`;` at the end of a line), dropping comment-only parts.

@@ -22,11 +22,13 @@ use serde::Deserialize;
 use meterline_ingest::LedgerConfig;
 use meterline_ingest::segment::{Ledger, build_segments};
 use meterline_ingest::validate::Validator;
-use meterline_invoicer::{CreditUsage, build_invoices};
+use meterline_invoicer::tax::usage_by_tax_period;
+use meterline_invoicer::{Billing, CreditUsage, build_invoices_with_usage};
 use meterline_schemas::catalog::{Catalog, CatalogFile};
 use meterline_schemas::invoice::InvoiceLineRow;
 use meterline_schemas::money::{Currency, RoundingMode};
 use meterline_schemas::period::PeriodLabel;
+use meterline_schemas::tax::TaxRounding;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +42,15 @@ struct Case {
     /// Rounding mode (default half_even).
     #[serde(default)]
     rounding: RoundingMode,
+    /// Tax rounding (default per_invoice).
+    #[serde(default)]
+    tax_rounding: TaxRounding,
+    /// The seller's country, for reverse charge (default none).
+    #[serde(default)]
+    seller_country: Option<String>,
+    /// Reporting currency of the `*_base` columns (default none; shown when set).
+    #[serde(default)]
+    reporting_currency: Option<String>,
     /// The catalog.
     catalog: CatalogFile,
     /// Usage events; `source` defaults to `golden`.
@@ -106,6 +117,13 @@ async fn run_case(path: &Path) -> String {
         ledger.write(&seg).await.unwrap();
     }
 
+    let billing = Billing {
+        rounding: case.rounding,
+        tax_rounding: case.tax_rounding,
+        seller_country: case.seller_country.clone(),
+        reporting_currency: case.reporting_currency.as_deref().map(|c| Currency::from_code(c).unwrap()),
+        provider: None,
+    };
     let mut out = String::new();
     let mut credits = CreditUsage::none();
     for (i, label) in labels.iter().enumerate() {
@@ -113,17 +131,26 @@ async fn run_case(path: &Path) -> String {
             out.push('\n');
         }
         let rated = meterline_rater::rate_period(dir.path(), &catalog, *label).await.unwrap();
-        let invoices = build_invoices(&rated, &catalog, *label, case.rounding, &credits).unwrap();
+        let parts = usage_by_tax_period(dir.path(), &rated, billing.provider(&catalog).as_ref()).await.unwrap();
+        let invoices = build_invoices_with_usage(&rated, &catalog, *label, &billing, &credits, &parts).unwrap();
         for inv in &invoices {
             credits.add_lines(&inv.lines).unwrap();
         }
-        render_period(&mut out, *label, case.rounding, &invoices);
+        render_period(&mut out, *label, &billing, &invoices);
     }
     out
 }
 
-fn render_period(out: &mut String, label: PeriodLabel, rounding: RoundingMode, invoices: &[meterline_invoicer::Invoice]) {
-    writeln!(out, "period {label}, rounding {}", rounding.as_str()).unwrap();
+fn render_period(out: &mut String, label: PeriodLabel, billing: &Billing, invoices: &[meterline_invoicer::Invoice]) {
+    // Tax settings are shown only when they differ from the defaults, so older cases read as before.
+    let mut settings = String::new();
+    if billing.tax_rounding != TaxRounding::PerInvoice {
+        write!(settings, ", tax rounding {}", billing.tax_rounding.as_str()).unwrap();
+    }
+    if let Some(c) = &billing.seller_country {
+        write!(settings, ", seller in {c}").unwrap();
+    }
+    writeln!(out, "period {label}, rounding {}{settings}", billing.rounding.as_str()).unwrap();
     for inv in invoices {
         let r = &inv.row;
         let cur = Currency::from_code(&r.currency).unwrap();
@@ -140,6 +167,20 @@ fn render_period(out: &mut String, label: PeriodLabel, rounding: RoundingMode, i
             cur.format(r.total)
         )
         .unwrap();
+        if !r.reporting_currency.is_empty() {
+            let rc = Currency::from_code(&r.reporting_currency).unwrap();
+            writeln!(
+                out,
+                "  in {}: subtotal {} tax {} total {} at {} of day {}",
+                r.reporting_currency,
+                rc.format(r.subtotal_base),
+                rc.format(r.tax_base),
+                rc.format(r.total_base),
+                r.fx_rate.normalize(),
+                chrono::NaiveDate::default() + chrono::Duration::days(i64::from(r.fx_date))
+            )
+            .unwrap();
+        }
         for l in &inv.lines {
             render_line(out, l, cur);
         }
@@ -216,6 +257,30 @@ fn render_line(out: &mut String, l: &InvoiceLineRow, cur: Currency) {
                 seg["seconds"],
                 seg["from"].as_str().unwrap_or("?"),
                 b["period_seconds"]
+            )
+            .unwrap();
+        }
+    }
+    if let Some(t) = b.get("tax_period") {
+        let text = |k: &str| t[k].as_str().unwrap_or("?").to_owned();
+        writeln!(out, "       tax period share {} of {} by {}", text("share"), text("line_amount"), text("split_by")).unwrap();
+    }
+    if let Some(t) = b.get("tax_inclusive") {
+        let text = |k: &str| t[k].as_str().unwrap_or("?").to_owned();
+        match t.get("net") {
+            Some(_) => writeln!(out, "       gross {} / (1 + {}) -> net {}", text("gross"), text("rate"), text("net")).unwrap(),
+            None => writeln!(out, "       tax included in gross {}", text("gross")).unwrap(),
+        }
+    }
+    if l.price_model == "tax" && b.get("rate").is_some() {
+        let text = |k: &str| b[k].as_str().unwrap_or("?").to_owned();
+        if b.get("treatment").is_some() || b["rounding"].as_str() == Some("per_line") {
+            writeln!(
+                out,
+                "       rate {} on {} ({})",
+                text("rate"),
+                text("taxable"),
+                b.get("treatment").or(b.get("rounding")).and_then(|v| v.as_str()).unwrap_or("?")
             )
             .unwrap();
         }

@@ -45,14 +45,15 @@ pub async fn run(cfg: &Config, cmd: CatalogCommand) -> anyhow::Result<()> {
 
 fn counts(c: &Catalog) -> String {
     format!(
-        "{} meters, {} plan versions, {} customers, {} subscriptions, {} tax rates, {} coupons, {} credit grants",
+        "{} meters, {} plan versions, {} customers, {} subscriptions, {} tax rates, {} coupons, {} credit grants, {} fx rates",
         c.meters.len(),
         c.plans.len(),
         c.customers.len(),
         c.subscriptions.len(),
         c.tax_rates.len(),
         c.coupons.len(),
-        c.credit_grants.len()
+        c.credit_grants.len(),
+        c.fx_rates.len()
     )
 }
 
@@ -65,6 +66,7 @@ fn catalog_json(c: &Catalog) -> serde_json::Value {
         "subscriptions": c.subscriptions.values().collect::<Vec<_>>(),
         "coupons": c.coupons.values().collect::<Vec<_>>(),
         "credit_grants": c.credit_grants.values().collect::<Vec<_>>(),
+        "fx_rates": c.fx_rates.values().collect::<Vec<_>>(),
     })
 }
 

@@ -37,5 +37,5 @@ pub async fn close(cfg: &Config, label: PeriodLabel) -> anyhow::Result<CloseRepo
     client.flush().await?;
     let ch = connect::clickhouse(cfg).await?;
     std::fs::create_dir_all(&cfg.ledger.path)?;
-    Ok(meterline_invoicer::close_period(&ch, &cfg.ledger.path, &catalog, label, cfg.billing.rounding).await?)
+    Ok(meterline_invoicer::close_period(&ch, &cfg.ledger.path, &catalog, label, cfg.billing.settings()?).await?)
 }
