@@ -433,14 +433,29 @@ pub(crate) fn apply_tax(
                 json!({ "treatment": "reverse_charge", "rate": "0", "taxable": taxable.to_string(), "vat_id": ctx.rated.customer.vat_id });
             return Ok((
                 lines,
-                vec![TaxLine { description: note.clone(), taxable, unrounded: Decimal::ZERO, amount: Decimal::ZERO, breakdown: b }],
+                vec![TaxLine {
+                    description: note.clone(),
+                    taxable,
+                    unrounded: Decimal::ZERO,
+                    amount: round_line(Decimal::ZERO, cur, mode),
+                    breakdown: b,
+                }],
             ));
         }
         TaxDetermination::Exempt { reason } => {
             let taxable: Decimal = lines.iter().map(|l| l.amount).sum();
             let b = json!({ "treatment": "exempt", "rate": "0", "taxable": taxable.to_string(), "reason": reason });
             let description = format!("Tax exempt: {reason}");
-            return Ok((lines, vec![TaxLine { description, taxable, unrounded: Decimal::ZERO, amount: Decimal::ZERO, breakdown: b }]));
+            return Ok((
+                lines,
+                vec![TaxLine {
+                    description,
+                    taxable,
+                    unrounded: Decimal::ZERO,
+                    amount: round_line(Decimal::ZERO, cur, mode),
+                    breakdown: b,
+                }],
+            ));
         }
     };
     if periods.is_empty() {

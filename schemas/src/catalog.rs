@@ -1258,10 +1258,65 @@ credit_grants:
     fn shipped_example_catalog_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/catalog.yaml");
         let c = CatalogFile::read(&path).unwrap().validate(&Catalog::default()).unwrap();
-        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (5, 6, 4, 4));
-        assert_eq!((c.coupons.len(), c.credit_grants.len()), (2, 2));
+        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (5, 7, 6, 4));
+        assert_eq!((c.coupons.len(), c.credit_grants.len(), c.tax_rates.len(), c.fx_rates.len()), (2, 2, 6, 3));
+        assert!(c.plans[&("europe".to_string(), 1)].tax_inclusive);
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(c.tax_rate_at("DE", t("2020-08-01T00:00:00Z")).unwrap().name, "USt 16%");
+        assert_eq!(c.tax_rate_at("DE", t("2026-10-01T00:00:00Z")).unwrap().name, "USt 19%");
+        assert_eq!(c.customers["societe-fr"].jurisdiction, "FR");
         assert_eq!(c.subscriptions["sub-team-1"].seats_at(DateTime::parse_from_rfc3339("2026-10-20T00:00:00Z").unwrap().into()), 12);
         assert_eq!(c.plans[&("gulf-kwd".to_string(), 1)].currency.minor_units(), 3);
+    }
+
+    #[test]
+    fn tax_rates_customers_and_fx_validate() {
+        let rates = r#"  - { country: US, name: US, rate: "0" }
+  - { country: US, region: CA, name: CA 8%, rate: "0.08", from: 2027-01-01 }
+"#;
+        let text = YAML.replace(
+            "tax_rates:
+",
+            &format!(
+                "tax_rates:
+{rates}"
+            ),
+        );
+        let c = parse(&text).unwrap();
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // Region beats country; a dated entry beats the default on its dates.
+        assert_eq!(c.tax_rate_at("US-CA", t("2026-06-01T00:00:00Z")).unwrap().name, "CA sales tax");
+        assert_eq!(c.tax_rate_at("US-CA", t("2027-01-01T00:00:00Z")).unwrap().name, "CA 8%");
+        assert_eq!(c.tax_rate_at("US-NV", t("2027-01-01T00:00:00Z")).unwrap().name, "US");
+        assert!(c.tax_rate_at("DE", t("2027-01-01T00:00:00Z")).is_none());
+
+        let overlap = text.replace(
+            "from: 2027-01-01 }",
+            "from: 2027-01-01 }
+  - { jurisdiction: US-CA, name: x, rate: \"0.1\", from: 2027-06-01, to: 2027-06-30 }",
+        );
+        let e = parse(&overlap).unwrap_err().to_string();
+        assert!(e.contains("overlaps tax_rates[US-CA.2027-01-01]: dated rates of US-CA must not overlap"), "{e}");
+        let e = parse(&text.replace("from: 2027-01-01 }", "from: 2027-01-01, to: 2026-01-01 }")).unwrap_err().to_string();
+        assert!(e.contains("tax_rates[US-CA].to: 2026-01-01 is before from 2027-01-01"), "{e}");
+
+        let cust = |extra: &str| YAML.replace("jurisdiction: US-CA }\nsub", &format!("jurisdiction: US-CA{extra} }}\nsub"));
+        let e = parse(&cust(", tax_exempt: true")).unwrap_err().to_string();
+        assert!(e.contains("customers[acme].tax_exempt_reason: is required when tax_exempt is true"), "{e}");
+        assert!(parse(&cust(", tax_exempt: true, tax_exempt_reason: resale certificate 42")).is_ok());
+        let e = parse(&cust(", vat_id: DE12345")).unwrap_err().to_string();
+        assert!(e.contains("customers[acme].vat_id: \"DE12345\" is not a valid EU VAT id: expected DE followed by 999999999"), "{e}");
+        let e = parse(&cust(", vat_id: DE123456789")).unwrap_err().to_string();
+        assert!(e.contains("\"DE123456789\" is a VAT id of DE but the customer is in \"US\""), "{e}");
+        assert!(parse(&cust(", vat_id: \"CHE-123.456.789\"")).is_ok(), "non-EU ids are kept, never reverse-charged");
+
+        let fx = format!("{YAML}fx_rates:\n  - {{ from: EUR, to: EUR, rate: \"1\", date: 2026-10-31 }}\n");
+        let e = parse(&fx).unwrap_err().to_string();
+        assert!(e.contains("fx_rates[EUR.EUR.2026-10-31].rate: 1 must be positive between two different currencies"), "{e}");
+        let c = parse(&fx.replace("to: EUR", "to: USD")).unwrap();
+        let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+        assert_eq!(c.fx_rate_on("EUR", "USD", day("2026-11-01")).unwrap().rate, Decimal::ONE);
+        assert!(c.fx_rate_on("EUR", "USD", day("2026-10-30")).is_none());
     }
 
     #[test]

@@ -329,3 +329,70 @@ async fn golden_cases() {
         failures.join("\n")
     );
 }
+
+/// The tax seam: a second [`meterline_invoicer::TaxProvider`] (standing in for an external tax
+/// service) decides the treatment and rates, Meterline does the arithmetic. Case 121's catalog;
+/// the provider taxes everyone at 10% except fr-b2b, which it reverse-charges with its own note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_tax_provider_seam() {
+    use meterline_invoicer::tax::{TaxDetermination, TaxPeriod, TaxRequest};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct External {
+        seen: Mutex<Vec<String>>,
+    }
+    impl meterline_invoicer::TaxProvider for External {
+        fn name(&self) -> &str {
+            "external-test"
+        }
+        fn determine(&self, req: &TaxRequest) -> meterline_invoicer::Result<TaxDetermination> {
+            // The request is plain JSON for a service: docs/TAX.md shows this shape.
+            self.seen.lock().unwrap().push(serde_json::to_string(req).unwrap());
+            if req.customer == "fr-b2b" {
+                return Ok(TaxDetermination::ReverseCharge { note: "External RC".into() });
+            }
+            Ok(TaxDetermination::Standard {
+                periods: vec![TaxPeriod {
+                    from: req.start,
+                    until: req.end,
+                    jurisdiction: "EXT".into(),
+                    name: "External tax 10%".into(),
+                    rate: "0.10".parse().unwrap(),
+                }],
+            })
+        }
+    }
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cases/121_reverse_charge_eu_b2b.yaml");
+    let case: Case = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let catalog = case.catalog.validate(&Catalog::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let label: PeriodLabel = "2026-10".parse().unwrap();
+    let rated = meterline_rater::rate_period(dir.path(), &catalog, label).await.unwrap();
+    let external = Arc::new(External::default());
+    let billing = Billing { seller_country: Some("DE".into()), provider: Some(external.clone()), ..Billing::default() };
+    let invoices = meterline_invoicer::build_invoices(&rated, &catalog, label, billing, &CreditUsage::none()).unwrap();
+    let summary: Vec<(String, String, String, String)> = invoices
+        .iter()
+        .map(|i| {
+            let tax_line = i.lines.iter().find(|l| l.price_model == "tax").map(|l| l.description.clone()).unwrap_or_default();
+            (i.row.customer.clone(), i.row.tax.to_string(), i.row.total.to_string(), tax_line)
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str, d: &str| (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned());
+    assert_eq!(
+        summary,
+        vec![
+            s("de-b2b", "10.00", "110.00", "External tax 10%"),
+            s("fr-b2b", "0.00", "100.00", "External RC"),
+            s("fr-b2c", "10.00", "110.00", "External tax 10%"),
+        ]
+    );
+    let seen = external.seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen[1],
+        r#"{"customer":"fr-b2b","jurisdiction":"FR","country":"FR","vat_id":"FR12345678901","tax_exempt":false,"tax_exempt_reason":null,"seller_country":"DE","currency":"EUR","tax_inclusive":false,"start":"2026-10-01T00:00:00Z","end":"2026-11-01T00:00:00Z"}"#
+    );
+}
