@@ -68,11 +68,11 @@ FROM
            sum(ifNull(value, toDecimal128(0, 9))) AS mirrored_value
     FROM usage_events
     GROUP BY customer, meter, period
-)
+) AS mirrored
 ANY LEFT JOIN
 (
     SELECT customer, meter, period, sum(event_count) AS billed_events, sum(quantity) AS billed_quantity, sum(amount) AS billed_amount
     FROM invoice_lines FINAL
     WHERE kind = 'usage'
     GROUP BY customer, meter, period
-) USING (customer, meter, period);
+) AS billed USING (customer, meter, period);

@@ -157,8 +157,9 @@ pub fn statements(sql: &str) -> Vec<String> {
 }
 
 /// Creates the database if needed and applies the migrations not yet recorded in
-/// `schema_migrations`. Idempotent: every statement is `IF NOT EXISTS`, and applied versions are
-/// skipped. Returns the versions applied by this call.
+/// `schema_migrations`. Idempotent: every statement is `IF NOT EXISTS` (or an `ADD COLUMN` whose
+/// "already exists" error is taken as done, since 18.16 lacks `ADD COLUMN IF NOT EXISTS`), and
+/// applied versions are skipped. Returns the versions applied by this call.
 pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
     let probe = base_client(cfg).with_validation(false);
     let db = quote_ident(&cfg.database);
@@ -175,7 +176,15 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
     let mut done = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         for stmt in statements(m.sql) {
-            c.query(&stmt).execute().await.map_err(|source| Error::Migration { version: m.version, name: m.name.to_owned(), source })?;
+            match c.query(&stmt).execute().await {
+                Ok(()) => {}
+                // 18.16 has no `ADD COLUMN IF NOT EXISTS`: a column already there means an earlier
+                // run applied this statement and stopped before recording the migration.
+                Err(e) if is_add_column(&stmt) && e.to_string().contains("Code: 15") => {
+                    tracing::debug!(version = m.version, statement = %stmt, "column exists already; statement skipped");
+                }
+                Err(source) => return Err(Error::Migration { version: m.version, name: m.name.to_owned(), source }),
+            }
         }
         c.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, now())")
             .bind(m.version)
@@ -186,6 +195,12 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
         done.push(m.version);
     }
     Ok(done)
+}
+
+/// Whether a statement only adds a column (re-running it fails with `Code: 15` once applied).
+fn is_add_column(stmt: &str) -> bool {
+    let s = stmt.trim_start().to_ascii_uppercase();
+    s.starts_with("ALTER TABLE") && s.contains(" ADD COLUMN ") && !s.contains(',')
 }
 
 /// Drops the configured database (tests and `meterline demo` use their own databases).
@@ -228,6 +243,13 @@ mod tests {
         for k in crate::invoice::LineKind::ALL {
             assert!(kinds[0].contains(&format!("'{}' = {}", k.name(), k as i8)), "{k:?}");
         }
+    }
+
+    #[test]
+    fn add_column_statements_are_recognised() {
+        let v7 = statements(MIGRATIONS.iter().find(|m| m.version == 7).unwrap().sql);
+        assert_eq!(v7.iter().filter(|s| is_add_column(s)).count(), 6);
+        assert!(!is_add_column("CREATE VIEW IF NOT EXISTS revenue_daily AS SELECT 1"));
     }
 
     #[test]
