@@ -1260,7 +1260,7 @@ credit_grants:
         let c = CatalogFile::read(&path).unwrap().validate(&Catalog::default()).unwrap();
         assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (5, 7, 6, 4));
         assert_eq!((c.coupons.len(), c.credit_grants.len(), c.tax_rates.len(), c.fx_rates.len()), (2, 2, 6, 3));
-        assert!(c.plans[&("europe".to_string(), 1)].tax_inclusive);
+        assert!(c.plans[&("vat-inclusive-eur".to_string(), 1)].tax_inclusive);
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         assert_eq!(c.tax_rate_at("DE", t("2020-08-01T00:00:00Z")).unwrap().name, "USt 16%");
         assert_eq!(c.tax_rate_at("DE", t("2026-10-01T00:00:00Z")).unwrap().name, "USt 19%");

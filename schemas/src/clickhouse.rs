@@ -197,10 +197,10 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
     Ok(done)
 }
 
-/// Whether a statement only adds a column (re-running it fails with `Code: 15` once applied).
+/// Whether a statement adds exactly one column (re-running it fails with `Code: 15` once applied).
 fn is_add_column(stmt: &str) -> bool {
     let s = stmt.trim_start().to_ascii_uppercase();
-    s.starts_with("ALTER TABLE") && s.contains(" ADD COLUMN ") && !s.contains(',')
+    s.starts_with("ALTER TABLE") && s.matches(" ADD COLUMN ").count() == 1
 }
 
 /// Drops the configured database (tests and `meterline demo` use their own databases).
