@@ -158,7 +158,7 @@ pub fn statements(sql: &str) -> Vec<String> {
 
 /// Creates the database if needed and applies the migrations not yet recorded in
 /// `schema_migrations`. Idempotent: every statement is `IF NOT EXISTS` (or an `ADD COLUMN` whose
-/// "already exists" error is taken as done, since 18.16 lacks `ADD COLUMN IF NOT EXISTS`), and
+/// "column already exists" error is taken as done, since 18.16 lacks `ADD COLUMN IF NOT EXISTS`), and
 /// applied versions are skipped. Returns the versions applied by this call.
 pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
     let probe = base_client(cfg).with_validation(false);
@@ -179,8 +179,9 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
             match c.query(&stmt).execute().await {
                 Ok(()) => {}
                 // 18.16 has no `ADD COLUMN IF NOT EXISTS`: a column already there means an earlier
-                // run applied this statement and stopped before recording the migration.
-                Err(e) if is_add_column(&stmt) && e.to_string().contains("Code: 15") => {
+                // run applied this statement and stopped before recording the migration. The code
+                // differs (18.16: 44, current: 15 DUPLICATE_COLUMN), the message does not.
+                Err(e) if is_add_column(&stmt) && e.to_string().contains("column with this name already exists") => {
                     tracing::debug!(version = m.version, statement = %stmt, "column exists already; statement skipped");
                 }
                 Err(source) => return Err(Error::Migration { version: m.version, name: m.name.to_owned(), source }),
@@ -197,7 +198,8 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
     Ok(done)
 }
 
-/// Whether a statement adds exactly one column (re-running it fails with `Code: 15` once applied).
+/// Whether a statement adds exactly one column (re-running it fails with "column with this name
+/// already exists" once applied).
 fn is_add_column(stmt: &str) -> bool {
     let s = stmt.trim_start().to_ascii_uppercase();
     s.starts_with("ALTER TABLE") && s.matches(" ADD COLUMN ").count() == 1
