@@ -318,6 +318,13 @@ fn seconds(a: DateTime<Utc>, b: DateTime<Utc>) -> Decimal {
     Decimal::from((b - a).num_seconds().max(0))
 }
 
+/// `d` with exactly the currency's minor-unit decimals (a difference or sum of rounded amounts is
+/// on the grid already, but `rust_decimal` may drop trailing zeros of a zero result).
+fn on_grid(mut d: Decimal, currency: Currency) -> Decimal {
+    d.rescale(currency.minor_units());
+    d
+}
+
 /// `amount` split by `shares` (summing to 1) with cumulative rounding: part k is
 /// `round(amount × S_k) − round(amount × S_{k−1})` with `S` the running sum of shares, so the
 /// parts add up to `amount` exactly and each is within one minor unit of its exact share.
@@ -327,7 +334,7 @@ pub(crate) fn split_amount(amount: Decimal, shares: &[Decimal], currency: Curren
     for (i, s) in shares.iter().enumerate() {
         cum += *s;
         let r = if i + 1 == shares.len() { amount } else { round_line(amount * cum, currency, mode) };
-        out.push(r - prev);
+        out.push(on_grid(r - prev, currency));
         prev = r;
     }
     out
@@ -482,7 +489,7 @@ pub(crate) fn apply_tax(
                     TaxRounding::PerInvoice => {
                         cum += g;
                         let r = round_line(cum / one_plus, cur, mode);
-                        let n = r - prev;
+                        let n = on_grid(r - prev, cur);
                         prev = r;
                         n
                     }
@@ -494,12 +501,12 @@ pub(crate) fn apply_tax(
                 l.amount = net;
                 net_sum += net;
             }
-            (net_sum, gross - gross / one_plus, gross - net_sum)
+            (net_sum, gross - gross / one_plus, on_grid(gross - net_sum, cur))
         } else {
             let exact = gross * p.rate;
             let amount = match ctx.tax_rounding {
                 TaxRounding::PerInvoice => round_line(exact, cur, mode),
-                TaxRounding::PerLine => bucket.iter().map(|i| round_line(split[*i].0.amount * p.rate, cur, mode)).sum(),
+                TaxRounding::PerLine => on_grid(bucket.iter().map(|i| round_line(split[*i].0.amount * p.rate, cur, mode)).sum(), cur),
             };
             (gross, exact, amount)
         };
