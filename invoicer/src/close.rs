@@ -42,7 +42,7 @@ pub async fn close_period(
     let rated = meterline_rater::rate_period(ledger_root, catalog, label).await?;
     let rows_rated = rated.iter().flat_map(|r| r.usage.iter()).map(|u| u.event_count).sum();
     let credits = CreditUsage::load_before(ch, catalog, label).await?;
-    let parts = usage_by_tax_period(ledger_root, &rated, billing.provider(catalog).as_ref()).await?;
+    let parts = usage_by_tax_period(ledger_root, &rated, &billing, billing.provider(catalog).as_ref()).await?;
     let invoices = build_invoices_with_usage(&rated, catalog, label, &billing, &credits, &parts)?;
     let rate_time = t0.elapsed();
     let t1 = Instant::now();

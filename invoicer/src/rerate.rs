@@ -68,7 +68,7 @@ pub async fn rerate(
     }
     let rated = meterline_rater::rate_period(ledger_root, &scoped, label).await?;
     let credits = CreditUsage::load_before(ch, catalog, label).await?;
-    let parts = crate::tax::usage_by_tax_period(ledger_root, &rated, billing.provider(&scoped).as_ref()).await?;
+    let parts = crate::tax::usage_by_tax_period(ledger_root, &rated, &billing, billing.provider(&scoped).as_ref()).await?;
     let fresh = crate::build::build_invoices_with_usage(&rated, &scoped, label, &billing, &credits, &parts)?;
     let period = label.to_string();
     let stored: HashMap<_, _> = list_invoices(ch, &period).await?.into_iter().map(|i| (i.invoice_id, i)).collect();

@@ -254,11 +254,17 @@ impl TaxProvider for CatalogTaxEngine<'_> {
 pub struct UsageByTaxPeriod(HashMap<(String, String), Vec<(Decimal, u64)>>);
 
 /// Reads from the ledger how each subscription's usage falls into its tax periods (only for
-/// windows that a rate change cuts; nothing is read otherwise).
-pub async fn usage_by_tax_period(ledger_root: &Path, rated: &[RatedSubscription], provider: &dyn TaxProvider) -> Result<UsageByTaxPeriod> {
+/// windows that a rate change cuts; nothing is read otherwise). Asks the provider exactly what the
+/// build will ask, so the periods line up.
+pub async fn usage_by_tax_period(
+    ledger_root: &Path,
+    rated: &[RatedSubscription],
+    billing: &Billing,
+    provider: &dyn TaxProvider,
+) -> Result<UsageByTaxPeriod> {
     let mut windows = Vec::new();
     for r in rated {
-        let req = TaxRequest::of(r, None);
+        let req = TaxRequest::of(r, billing.seller_country.as_deref());
         if let TaxDetermination::Standard { periods } = provider.determine(&req)?
             && periods.len() > 1
         {

@@ -386,7 +386,7 @@ proptest! {
             let mut out = Vec::new();
             for cat in [&taxed, &untaxed] {
                 let rated = meterline_rater::rate_period(dir.path(), cat, label).await.unwrap();
-                let parts = usage_by_tax_period(dir.path(), &rated, billing.provider(cat).as_ref()).await.unwrap();
+                let parts = usage_by_tax_period(dir.path(), &rated, &billing, billing.provider(cat).as_ref()).await.unwrap();
                 out.push(meterline_invoicer::build_invoices_with_usage(&rated, cat, label, &billing, &CreditUsage::none(), &parts).unwrap());
             }
             (out.remove(0), out.remove(0))

@@ -131,7 +131,7 @@ async fn run_case(path: &Path) -> String {
             out.push('\n');
         }
         let rated = meterline_rater::rate_period(dir.path(), &catalog, *label).await.unwrap();
-        let parts = usage_by_tax_period(dir.path(), &rated, billing.provider(&catalog).as_ref()).await.unwrap();
+        let parts = usage_by_tax_period(dir.path(), &rated, &billing, billing.provider(&catalog).as_ref()).await.unwrap();
         let invoices = build_invoices_with_usage(&rated, &catalog, *label, &billing, &credits, &parts).unwrap();
         for inv in &invoices {
             credits.add_lines(&inv.lines).unwrap();

@@ -99,9 +99,10 @@ fn print_tables(c: &Catalog) -> anyhow::Result<()> {
     }
     crate::output::emit(format!("{t}"))?;
     let mut t = Table::new();
-    t.set_header(["jurisdiction", "name", "rate"]);
+    t.set_header(["jurisdiction", "name", "rate", "from", "to"]);
     for r in c.tax_rates.values() {
-        t.add_row([r.jurisdiction.clone(), r.name.clone(), r.rate.to_string()]);
+        let day = |d: Option<chrono::NaiveDate>| d.map_or_else(|| "-".to_owned(), |d| d.to_string());
+        t.add_row([r.jurisdiction.clone(), r.name.clone(), r.rate.to_string(), day(r.from), day(r.to)]);
     }
     crate::output::emit(format!("{t}"))?;
     crate::output::emit(counts(c))?;
