@@ -25,12 +25,13 @@ use serde_json::json;
 use meterline_schemas::catalog::Catalog;
 use meterline_schemas::clickhouse::ClickHouse;
 use meterline_schemas::invoice::{InvoiceLineRow, InvoiceStatus, LineKind};
-use meterline_schemas::money::RoundingMode;
 use meterline_schemas::period::PeriodLabel;
 
-use crate::build::{Charge, build_invoices};
+use crate::build::{Charge, build_invoices_with_usage};
 use crate::credits::CreditUsage;
 use crate::error::Result;
+use crate::settings::Settings;
+use crate::tax::usage_by_tax_period;
 use crate::writer::current_headers;
 
 /// Late usage of one subscription and period whose net is negative.
@@ -67,12 +68,11 @@ pub async fn compute(
     ledger_root: &Path,
     catalog: &Catalog,
     label: PeriodLabel,
-    rounding: RoundingMode,
-    lookback: u32,
+    settings: &Settings,
 ) -> Result<Adjustments> {
     let mut out = Adjustments::default();
     let mut q = label;
-    for _ in 0..lookback {
+    for _ in 0..settings.adjustment_periods {
         q = q.prev();
         let period = q.to_string();
         let stored: HashMap<String, _> = current_headers(ch, &period)
@@ -100,7 +100,10 @@ pub async fn compute(
         }
         let rated = meterline_rater::rate_period(ledger_root, catalog, q).await?;
         let credits = CreditUsage::load_before(ch, catalog, q).await?;
-        let fresh = build_invoices(&rated, catalog, q, rounding, &credits)?;
+        // Re-rated with the same settings and tax step as the close that billed q, so unchanged
+        // usage gives unchanged (net) lines.
+        let parts = usage_by_tax_period(ledger_root, &rated, settings, settings.provider(catalog).as_ref()).await?;
+        let fresh = build_invoices_with_usage(&rated, catalog, q, settings, &credits, &parts)?;
         for inv in &fresh {
             let Some(old) = stored.get(&inv.row.subscription_id) else { continue };
             let sub = inv.row.subscription_id.clone();

@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::events;
 use crate::lifecycle::{Billing, event_row, next_version};
 use crate::rated_calls::{RatedCallsWritten, rated_call_rows, write_rated_calls};
+use crate::tax::usage_by_tax_period;
 use crate::writer::{WriteSummary, current_headers, insert_all, write_drafts};
 
 /// What a close did and how long it took.
@@ -84,8 +85,9 @@ pub async fn close_period(
     let rated = meterline_rater::rate_period(ledger_root, catalog, label).await?;
     let rows_rated = rated.iter().flat_map(|r| r.usage.iter()).map(|u| u.event_count).sum();
     let credits = CreditUsage::load_before(ch, catalog, label).await?;
-    let adj = adjustments::compute(ch, ledger_root, catalog, label, s.rounding, s.adjustment_periods).await?;
-    let invoices = build_invoices_with(&rated, catalog, label, s.rounding, &credits, &adj.lines)?;
+    let parts = usage_by_tax_period(ledger_root, &rated, s, s.provider(catalog).as_ref()).await?;
+    let adj = adjustments::compute(ch, ledger_root, catalog, label, s).await?;
+    let invoices = build_invoices_with(&rated, catalog, label, s, &credits, &parts, &adj.lines)?;
     let rate_time = t0.elapsed();
 
     let deadline_of = |row: &InvoiceRow| DateTime::from_timestamp(i64::from(row.period_end), 0).unwrap_or_default() + s.grace;

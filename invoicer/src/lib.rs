@@ -5,6 +5,10 @@
 //! - [`fees`]: the recurring fee and seats, prorated by seconds, in arrears or in advance.
 //! - [`discounts`]: coupon discount lines (percentage or fixed, on one meter or the subtotal).
 //! - [`credits`]: prepaid credit grants burned down after tax, balances carried across periods.
+//! - [`settings`]: every `[billing]` setting in one struct (rounding, tax, lifecycle).
+//! - [`tax`]: the tax step: the [`tax::TaxProvider`] seam and the built-in catalog engine,
+//!   exemptions, reverse charge, lines split at rate changes, tax-inclusive prices, per-line or
+//!   per-invoice tax rounding.
 //! - [`ids`]: deterministic invoice, transition and credit-note ids.
 //! - [`writer`]: idempotent draft writes to `invoices` / `invoice_lines` and reading them back.
 //! - [`rated_calls`]: rated call records of telecom prices → `rated_calls`, idempotently.
@@ -36,11 +40,15 @@ pub mod numbering;
 pub mod rated_calls;
 pub mod render;
 pub mod rerate;
+pub mod settings;
 pub mod spend;
+pub mod tax;
 pub mod writer;
 
-pub use build::{Invoice, build_invoices};
+pub use build::{Invoice, build_invoices, build_invoices_with_usage};
 pub use close::{CloseOptions, CloseReport, close_period};
 pub use credits::CreditUsage;
 pub use error::{Error, Result};
-pub use lifecycle::{Billing, Settings};
+pub use lifecycle::Billing;
+pub use settings::Settings;
+pub use tax::TaxProvider;

@@ -13,28 +13,13 @@ use uuid::Uuid;
 
 use meterline_schemas::clickhouse::ClickHouse;
 use meterline_schemas::invoice::{InvoiceEventRow, InvoiceRow, InvoiceStatus};
-use meterline_schemas::money::RoundingMode;
 
 use crate::error::{Error, Result};
 use crate::events::{self, Publisher};
 use crate::ids::event_id;
-use crate::numbering::{Numbering, Series};
+use crate::numbering::Numbering;
+use crate::settings::Settings;
 use crate::writer::insert_all;
-
-/// Billing rules of the lifecycle (`[billing]` in `meterline.toml`).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Line rounding mode.
-    pub rounding: RoundingMode,
-    /// Grace window after a period's end: late usage until then refreshes the draft.
-    pub grace: chrono::Duration,
-    /// Invoice numbers.
-    pub invoice_series: Series,
-    /// Credit note numbers.
-    pub credit_note_series: Series,
-    /// Earlier periods re-rated for adjustments by every close.
-    pub adjustment_periods: u32,
-}
 
 /// Everything the lifecycle writes to: ClickHouse, the numbering counters, the billing events.
 #[derive(Debug, Clone)]
@@ -192,6 +177,12 @@ mod tests {
             content_hash: 0,
             issued_at: 0,
             version: 3,
+            reporting_currency: String::new(),
+            subtotal_base: Default::default(),
+            tax_base: Default::default(),
+            total_base: Default::default(),
+            fx_rate: Default::default(),
+            fx_date: 0,
         }
     }
 

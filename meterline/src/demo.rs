@@ -164,7 +164,9 @@ async fn reset(cfg: &Config) -> anyhow::Result<()> {
     for s in [&cfg.ingest.stream, &cfg.ingest.dlq_stream, &cfg.billing.events_stream] {
         let _ = js.delete_stream(s).await;
     }
-    for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "rate_tables", "numbering"] {
+    for kind in
+        ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "rate_tables", "fx_rates", "numbering"]
+    {
         let _ = js.delete_key_value(format!("{}{kind}", cfg.catalog.bucket_prefix)).await;
     }
     client.flush().await?;

@@ -162,6 +162,26 @@ pub struct InvoiceRow {
     pub issued_at: u32,
     /// ReplacingMergeTree version: 1 for the first draft, +1 for every refresh or transition.
     pub version: u64,
+    /// Reporting currency of the `*_base` columns (`[billing] reporting_currency`; migration
+    /// 0007). Empty when no reporting currency is configured. The `*_base` columns are for
+    /// dashboards only, never what the customer owes, and are left out of `content_hash`.
+    pub reporting_currency: String,
+    /// `subtotal × fx_rate`, rounded to the reporting currency's minor unit.
+    #[serde(with = "ch_decimal")]
+    pub subtotal_base: Decimal,
+    /// `tax × fx_rate`, rounded likewise.
+    #[serde(with = "ch_decimal")]
+    pub tax_base: Decimal,
+    /// `total × fx_rate`, rounded likewise (not necessarily `subtotal_base + tax_base`).
+    #[serde(with = "ch_decimal")]
+    pub total_base: Decimal,
+    /// Units of the reporting currency per unit of `currency`: 1 for the same currency, 0 when the
+    /// catalog has no rate for the pair on or before `fx_date` (the `*_base` columns are then 0).
+    #[serde(with = "ch_decimal")]
+    pub fx_rate: Decimal,
+    /// Date of the rate used (ClickHouse `Date`: days since 1970-01-01); the issue day when the
+    /// currencies are equal, 0 when no rate was found.
+    pub fx_date: u16,
 }
 
 /// One row of `invoice_lines`.

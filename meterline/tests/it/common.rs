@@ -6,14 +6,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use meterline_ingest::IngestConfig;
-use meterline_invoicer::numbering::Series;
 use meterline_invoicer::{Billing, CloseOptions, CloseReport, Settings, close_period};
 use meterline_schemas::catalog::Catalog;
 use meterline_schemas::catalog::CatalogFile;
 use meterline_schemas::catalog_store::CatalogStore;
 use meterline_schemas::clickhouse::{ClickHouse, ClickHouseConfig, Secret};
 use meterline_schemas::ledger::msg_id;
-use meterline_schemas::money::RoundingMode;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -157,13 +155,11 @@ impl TestEnv {
 
     /// The invoice lifecycle with the default `[billing]` settings, in this test's namespace.
     pub async fn billing(&self) -> Billing {
-        let settings = Settings {
-            rounding: RoundingMode::HalfEven,
-            grace: chrono::Duration::hours(72),
-            invoice_series: Series::new("meterline", "inv", "INV-{year}-{seq:06}").unwrap(),
-            credit_note_series: Series::new("meterline", "cn", "CN-{year}-{seq:06}").unwrap(),
-            adjustment_periods: 3,
-        };
+        self.billing_with(Settings::default()).await
+    }
+
+    /// The invoice lifecycle with `settings`, in this test's namespace.
+    pub async fn billing_with(&self, settings: Settings) -> Billing {
         let numbering = format!("{}numbering", self.bucket_prefix);
         Billing::open(self.clickhouse().await, &self.js, &numbering, &self.billing_stream, &self.billing_prefix, settings).await.unwrap()
     }
