@@ -6,11 +6,17 @@
 //! 2. usage lines in the plan's price order;
 //! 3. the minimum-commitment true-up when usage (before discounts) falls short;
 //! 4. coupon discounts, meter coupons first (`discounts.rs`);
-//! 5. tax: one line per invoice at the customer's jurisdiction rate, computed on the rounded
-//!    subtotal (charges and discounts) and rounded once (per-invoice tax rounding);
+//! 5. tax (`tax.rs`): the provider's treatment and rates; where a rate changes inside the window
+//!    every earlier line is split per rate period; inclusive prices become net lines; one tax
+//!    line per rate period (or one zero line with the reverse-charge or exemption note), rounded
+//!    per invoice or per line;
 //! 6. prepaid credits applied to the amount due after tax (`credits.rs`).
 //!
-//! Header: `subtotal` = lines 1–4, `tax` = line 5, `total` = the amount due = every line.
+//! Header: `subtotal` = lines 1–4, `tax` = line 5, `total` = the amount due = every line; the
+//! `*_base` columns convert them into the reporting currency at the catalog's FX rate of the
+//! issue day (dashboards only, left out of the content hash).
+
+use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -23,9 +29,11 @@ use meterline_schemas::period::PeriodLabel;
 
 use crate::credits::{CreditUsage, apply_credits};
 use crate::discounts::discounts;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fees::fixed_charges;
 use crate::ids::invoice_id;
+use crate::settings::Settings;
+use crate::tax::{TaxContext, TaxRequest, UsageByTaxPeriod, apply_tax};
 
 /// An invoice with its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +60,7 @@ fn column_quantity(q: Decimal) -> Decimal {
 
 /// A line before it is rounded and numbered.
 #[derive(Debug, Clone)]
-pub(crate) struct Charge {
+pub struct Charge {
     pub kind: LineKind,
     pub description: String,
     pub meter: String,
@@ -89,25 +97,71 @@ impl Charge {
 }
 
 /// Builds the invoices of `label` from rated subscriptions. `credits` holds what earlier
-/// periods' invoices used of each credit grant ([`CreditUsage::load_before`]).
+/// periods' invoices used of each credit grant ([`CreditUsage::load_before`]). `billing` is a
+/// [`Settings`] or just a rounding mode (the defaults otherwise). Without the ledger at hand, usage
+/// lines cut by a tax rate change are split by time share; the close uses
+/// [`build_invoices_with_usage`] to split them by event time.
 pub fn build_invoices(
     rated: &[RatedSubscription],
     catalog: &Catalog,
     label: PeriodLabel,
-    rounding: RoundingMode,
+    billing: impl Into<Settings>,
     credits: &CreditUsage,
 ) -> Result<Vec<Invoice>> {
+    build_invoices_with(rated, catalog, label, &billing.into(), credits, &UsageByTaxPeriod::default(), &BTreeMap::new())
+}
+
+/// [`build_invoices`] with the usage of each tax period read from the ledger
+/// ([`crate::tax::usage_by_tax_period`]).
+pub fn build_invoices_with_usage(
+    rated: &[RatedSubscription],
+    catalog: &Catalog,
+    label: PeriodLabel,
+    billing: &Settings,
+    credits: &CreditUsage,
+    usage_parts: &UsageByTaxPeriod,
+) -> Result<Vec<Invoice>> {
+    build_invoices_with(rated, catalog, label, billing, credits, usage_parts, &BTreeMap::new())
+}
+
+/// [`build_invoices_with_usage`] with adjustment lines for late usage of earlier periods, by
+/// subscription (`adjustments.rs`); they are charges before tax, placed after the discounts.
+pub fn build_invoices_with(
+    rated: &[RatedSubscription],
+    catalog: &Catalog,
+    label: PeriodLabel,
+    billing: &Settings,
+    credits: &CreditUsage,
+    usage_parts: &UsageByTaxPeriod,
+    adjustments: &BTreeMap<String, Vec<Charge>>,
+) -> Result<Vec<Invoice>> {
     let mut usage = credits.clone();
-    rated.iter().map(|r| build_one(r, catalog, label, rounding, &mut usage)).collect()
+    let provider = billing.provider(catalog);
+    rated
+        .iter()
+        .map(|r| {
+            let tax = TaxInputs { provider: provider.as_ref(), usage_parts };
+            build_one(r, catalog, label, billing, tax, &mut usage, adjustments.get(&r.subscription.id))
+        })
+        .collect()
+}
+
+/// What the tax step of one invoice needs besides the settings.
+struct TaxInputs<'a> {
+    provider: &'a dyn crate::tax::TaxProvider,
+    usage_parts: &'a UsageByTaxPeriod,
 }
 
 fn build_one(
     r: &RatedSubscription,
     catalog: &Catalog,
     label: PeriodLabel,
-    rounding: RoundingMode,
+    billing: &Settings,
+    tax_in: TaxInputs<'_>,
     credits: &mut CreditUsage,
+    adjustments: Option<&Vec<Charge>>,
 ) -> Result<Invoice> {
+    let rounding: RoundingMode = billing.rounding;
     let period = label.to_string();
     let currency: Currency = r.plan.currency;
     let id = invoice_id(&r.subscription.id, &period, FIRST_REVISION);
@@ -185,17 +239,18 @@ fn build_one(
 
     let discount_lines = discounts(r, catalog, label, &lines, currency, rounding)?;
     lines.extend(discount_lines.into_iter().map(&line));
+    lines.extend(adjustments.into_iter().flatten().cloned().map(&line));
 
+    let determination = tax_in.provider.determine(&TaxRequest::of(r, billing.seller_country.as_deref()))?;
+    let ctx = TaxContext { rated: r, currency, rounding, tax_rounding: billing.tax_rounding, usage: tax_in.usage_parts };
+    let (pre_tax, tax_lines) = apply_tax(lines, &determination, &ctx)?;
+    lines = pre_tax;
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
-    let tax_rate = catalog.tax_rates.get(&r.customer.jurisdiction).ok_or_else(|| {
-        Error::Catalog(format!("customer {} has jurisdiction {:?} without a tax rate", r.customer.key, r.customer.jurisdiction))
-    })?;
     let mut tax = Decimal::ZERO;
-    if !tax_rate.rate.is_zero() {
-        let unrounded = subtotal.checked_mul(tax_rate.rate).ok_or_else(|| Error::Overflow(format!("tax on {subtotal}")))?;
-        let breakdown = json!({ "jurisdiction": tax_rate.jurisdiction, "rate": tax_rate.rate.to_string(), "taxable": subtotal.to_string(), "rounding": "per_invoice" });
-        let l = line(Charge::new(LineKind::Tax, tax_rate.name.clone(), subtotal, "tax", unrounded, breakdown));
-        tax = l.amount;
+    for t in tax_lines {
+        let mut l = line(Charge::new(LineKind::Tax, t.description, t.taxable, "tax", t.unrounded, t.breakdown));
+        l.amount = t.amount; // per-line rounding: a sum of rounded amounts (equal to round(unrounded) per invoice)
+        tax += t.amount;
         lines.push(l);
     }
 
@@ -219,12 +274,24 @@ fn build_one(
         tax,
         total: lines.iter().map(|l| l.amount).sum(),
         line_count: u32::try_from(lines.len()).unwrap_or(u32::MAX),
-        status: InvoiceStatus::Finalized as i8,
+        status: InvoiceStatus::Draft as i8,
+        number: String::new(),
+        status_at: secs(r.window.period_end),
+        lines_version: 1,
         revision: FIRST_REVISION,
         content_hash: 0,
         issued_at: secs(r.window.period_end),
         version: 1,
+        reporting_currency: String::new(),
+        subtotal_base: Decimal::ZERO,
+        tax_base: Decimal::ZERO,
+        total_base: Decimal::ZERO,
+        fx_rate: Decimal::ZERO,
+        fx_date: 0,
     };
+    if let Some(reporting) = billing.reporting_currency {
+        to_reporting_currency(&mut row, catalog, reporting, rounding, r.window.period_end);
+    }
     row.content_hash = content_hash(&row, &lines)?;
     Ok(Invoice { row, lines })
 }
@@ -276,10 +343,61 @@ fn telecom_lines(u: &meterline_rater::RatedUsage, t: &meterline_rater::calls::Te
         .collect()
 }
 
-/// xxh3-64 of the canonical JSON of the header (with `content_hash` = 0) and its lines.
+/// Fills the reporting-currency columns: the FX rate of the pair in effect on the issue day (the
+/// latest catalog entry dated on or before it; 1 for the same currency), each amount converted
+/// and rounded on its own to the reporting currency's minor unit with the line rounding mode.
+/// No rate: `fx_rate` 0 and zero amounts (dashboards filter `fx_rate > 0`); the close does not
+/// fail, since these columns are never what the customer owes.
+fn to_reporting_currency(
+    row: &mut InvoiceRow,
+    catalog: &Catalog,
+    reporting: Currency,
+    rounding: RoundingMode,
+    issued: chrono::DateTime<chrono::Utc>,
+) {
+    let day = issued.date_naive();
+    let epoch_days = |d: chrono::NaiveDate| u16::try_from((d - chrono::NaiveDate::default()).num_days()).unwrap_or(0);
+    row.reporting_currency = reporting.code().to_owned();
+    let (rate, date) = if row.currency == reporting.code() {
+        (Decimal::ONE, epoch_days(day))
+    } else {
+        match catalog.fx_rate_on(&row.currency, reporting.code(), day) {
+            Some(fx) => (fx.rate, epoch_days(fx.date)),
+            None => {
+                tracing::warn!(invoice = %row.invoice_id, from = %row.currency, to = %reporting, %day, "no fx rate; *_base left at 0");
+                return;
+            }
+        }
+    };
+    row.fx_rate = rate;
+    row.fx_date = date;
+    row.subtotal_base = round_line(row.subtotal * rate, reporting, rounding);
+    row.tax_base = round_line(row.tax * rate, reporting, rounding);
+    row.total_base = round_line(row.total * rate, reporting, rounding);
+}
+
+/// xxh3-64 of the canonical JSON of the header and its lines, without the lifecycle fields
+/// (`content_hash`, `status`, `number`, `status_at`, `lines_version`, the versions) and without
+/// the reporting-currency columns (`reporting_currency`, `*_base`, `fx_rate`, `fx_date`): the same
+/// content hashes the same whether draft, finalized or paid, and an FX table corrected later never
+/// turns a stored invoice into a conflict (those columns are not what the customer owes).
 pub fn content_hash(row: &InvoiceRow, lines: &[InvoiceLineRow]) -> Result<u64> {
-    let mut r = row.clone();
-    r.content_hash = 0;
+    let r = InvoiceRow {
+        content_hash: 0,
+        status: 0,
+        number: String::new(),
+        status_at: 0,
+        lines_version: 0,
+        version: 0,
+        reporting_currency: String::new(),
+        subtotal_base: Decimal::ZERO,
+        tax_base: Decimal::ZERO,
+        total_base: Decimal::ZERO,
+        fx_rate: Decimal::ZERO,
+        fx_date: 0,
+        ..row.clone()
+    };
+    let lines: Vec<InvoiceLineRow> = lines.iter().map(|l| InvoiceLineRow { version: 0, ..l.clone() }).collect();
     let bytes = serde_json::to_vec(&(r, lines))?;
     Ok(xxhash_rust::xxh3::xxh3_64(&bytes))
 }

@@ -1,23 +1,40 @@
-//! The period close: catalog + ledger + period → invoices in ClickHouse.
+//! The period close: catalog + ledger + period → invoices in ClickHouse, through their lifecycle.
+//!
+//! 1. Rate the period from the ledger, compute adjustments for late usage of earlier finalized
+//!    periods (`adjustments.rs`), build the invoices.
+//! 2. Write drafts: create missing ones, refresh drafts whose content changed (`writer.rs`).
+//! 3. Finalize the drafts whose grace deadline (`period end + grace`) has passed: reserve gapless
+//!    numbers (`numbering.rs`), write the finalized headers and their `invoice_events`, release
+//!    the reservations, then publish `invoice.finalized` events.
+//!
+//! `close --finalize` insists on finalizing: it fails, before writing anything, when any
+//! invoice's deadline has not passed yet.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
 use meterline_schemas::catalog::Catalog;
-use meterline_schemas::clickhouse::ClickHouse;
-use meterline_schemas::money::RoundingMode;
+use meterline_schemas::invoice::{InvoiceRow, InvoiceStatus};
 use meterline_schemas::period::PeriodLabel;
 
-use crate::build::{Invoice, build_invoices};
+use crate::adjustments::{self, NegativeAdjustment};
+use crate::build::{Invoice, build_invoices_with};
 use crate::credits::CreditUsage;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::events;
+use crate::lifecycle::{Billing, event_row, next_version};
 use crate::rated_calls::{RatedCallsWritten, rated_call_rows, write_rated_calls};
-use crate::writer::{WriteSummary, write_invoices};
+use crate::tax::usage_by_tax_period;
+use crate::writer::{WriteSummary, current_headers, insert_all, write_drafts};
 
 /// What a close did and how long it took.
 #[derive(Debug, Clone)]
 pub struct CloseReport {
-    /// The invoices computed (whether or not newly written).
+    /// The invoices computed (whether or not newly written), as drafts.
     pub invoices: Vec<Invoice>,
     /// Ledger rows (one per event and meter) aggregated into usage lines.
     pub rows_rated: u64,
@@ -27,32 +44,161 @@ pub struct CloseReport {
     pub write_time: Duration,
     /// What the write did.
     pub write: WriteSummary,
+    /// Invoices finalized by this close, with their numbers.
+    pub finalized: Vec<InvoiceRow>,
+    /// Invoices still draft after this close (their deadline has not passed).
+    pub drafts: usize,
+    /// The latest grace deadline among the period's invoices.
+    pub deadline: Option<DateTime<Utc>>,
+    /// Late usage of earlier periods whose net is negative: not billed as lines (see
+    /// docs/DECISIONS.md), to be credited with `meterline invoices credit-note`.
+    pub negative_adjustments: Vec<NegativeAdjustment>,
     /// What the write of rated call records (telecom prices) did.
     pub calls: RatedCallsWritten,
 }
 
+/// How to close.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseOptions {
+    /// The clock: deadlines are compared with it, and finalization is dated by it.
+    pub now: DateTime<Utc>,
+    /// Refuse (before writing) unless every invoice's grace deadline has passed.
+    pub finalize: bool,
+}
+
+fn secs(t: DateTime<Utc>) -> u32 {
+    u32::try_from(t.timestamp()).unwrap_or(u32::MAX)
+}
+
 /// Closes `label`: rates every active subscription from the ledger at `ledger_root`, builds the
-/// invoices and writes what is not stored yet.
+/// invoices, writes drafts and finalizes those past their grace deadline.
 pub async fn close_period(
-    ch: &ClickHouse,
+    billing: &Billing,
     ledger_root: &Path,
     catalog: &Catalog,
     label: PeriodLabel,
-    rounding: RoundingMode,
+    opts: CloseOptions,
 ) -> Result<CloseReport> {
+    let ch = &billing.ch;
+    let s = &billing.settings;
     let t0 = Instant::now();
     let rated = meterline_rater::rate_period(ledger_root, catalog, label).await?;
     let rows_rated = rated.iter().flat_map(|r| r.usage.iter()).map(|u| u.event_count).sum();
     let credits = CreditUsage::load_before(ch, catalog, label).await?;
-    let invoices = build_invoices(&rated, catalog, label, rounding, &credits)?;
+    let parts = usage_by_tax_period(ledger_root, &rated, s, s.provider(catalog).as_ref()).await?;
+    let adj = adjustments::compute(ch, ledger_root, catalog, label, s).await?;
+    let invoices = build_invoices_with(&rated, catalog, label, s, &credits, &parts, &adj.lines)?;
     let rate_time = t0.elapsed();
-    let call_rows = rated_call_rows(&rated, label);
+
+    let deadline_of = |row: &InvoiceRow| DateTime::from_timestamp(i64::from(row.period_end), 0).unwrap_or_default() + s.grace;
+    let deadline = invoices.iter().map(|i| deadline_of(&i.row)).max();
+    if opts.finalize
+        && let Some(d) = deadline
+        && opts.now < d
+    {
+        return Err(Error::DeadlineNotPassed(format!(
+            "period {label} cannot be finalized before its grace deadline {} (period end + billing.grace_hours = {}); it is {} now",
+            d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            s.grace.num_hours(),
+            opts.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )));
+    }
+
     let t1 = Instant::now();
+    let period = label.to_string();
+    let call_rows = rated_call_rows(&rated, label);
     // Calls first, invoices last: a stored invoice header means its calls are stored too.
-    let calls = write_rated_calls(ch, &label.to_string(), &call_rows).await?;
-    let write = write_invoices(ch, &label.to_string(), &invoices).await?;
+    let calls = write_rated_calls(ch, &period, &call_rows).await?;
+    let (mut write, current) = write_drafts(ch, &period, &invoices).await?;
+    let due: Vec<InvoiceRow> =
+        current.into_iter().filter(|r| r.status == InvoiceStatus::Draft as i8 && deadline_of(r) <= opts.now).collect();
+    let finalized = finalize(billing, &period, due, opts.now).await?;
+    write.finalized = finalized.len();
     let write_time = t1.elapsed();
-    tracing::info!(period = %label, invoices = invoices.len(), inserted = write.inserted, unchanged = write.unchanged,
-        conflicts = write.conflicts.len(), rated_calls_inserted = calls.inserted, "period closed");
-    Ok(CloseReport { invoices, rows_rated, rate_time, write_time, write, calls })
+    let drafts = current_headers(ch, &period).await?.values().filter(|r| r.status == InvoiceStatus::Draft as i8).count();
+    for n in &adj.negative {
+        tracing::warn!(subscription = %n.subscription_id, period = %n.period, net = %n.net, "late usage nets negative: issue a credit note");
+    }
+    tracing::info!(period = %label, invoices = invoices.len(), inserted = write.inserted, refreshed = write.refreshed,
+        finalized = write.finalized, unchanged = write.unchanged, conflicts = write.conflicts.len(), rated_calls_inserted = calls.inserted,
+        "period closed");
+    Ok(CloseReport {
+        invoices,
+        rows_rated,
+        rate_time,
+        write_time,
+        write,
+        finalized,
+        drafts,
+        deadline,
+        negative_adjustments: adj.negative,
+        calls,
+    })
+}
+
+/// Finalizes `due` drafts: gapless numbers, finalized headers, transitions, billing events.
+/// Safe against a second closer doing the same at the same time (see `numbering.rs`).
+async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: DateTime<Utc>) -> Result<Vec<InvoiceRow>> {
+    let series = &billing.settings.invoice_series;
+    let mut due = due;
+    due.sort_by(|a, b| (&a.customer, &a.subscription_id).cmp(&(&b.customer, &b.subscription_id)));
+    let (todo, reservations) = loop {
+        let mut snap = billing.numbering.read(series).await?;
+        if due.is_empty() && snap.counter.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Read ClickHouse after the counter: a writer that finished (and released) after our read
+        // changes the revision, so the compare-and-set below fails and we look again.
+        let stored = current_headers(&billing.ch, period).await?;
+        let is_draft = |id: &Uuid| stored.get(id).is_some_and(|r| r.status == InvoiceStatus::Draft as i8);
+        let todo: Vec<InvoiceRow> =
+            due.iter().filter_map(|r| stored.get(&r.invoice_id).filter(|_| is_draft(&r.invoice_id)).cloned()).collect();
+        let before = snap.counter.clone();
+        // Reservations whose invoices are already finalized (by a closer that crashed before
+        // releasing, or one running beside us, of any period) are finished: drop them.
+        let pending: Vec<Uuid> = snap.counter.pending.keys().copied().collect();
+        let written = finalized_among(billing, &pending).await?;
+        snap.counter.pending.retain(|id, _| !written.contains(id));
+        let ids: Vec<Uuid> = todo.iter().map(|r| r.invoice_id).collect();
+        let reserved: HashMap<Uuid, _> = snap.counter.reserve(&ids, secs(now)).into_iter().collect();
+        if snap.counter == before || billing.numbering.compare_and_set(series, &snap.counter, snap.revision).await? {
+            break (todo, reserved);
+        }
+    };
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::failpoint::hit("close.after_reserve");
+    let mut rows = Vec::with_capacity(todo.len());
+    let mut evs = Vec::with_capacity(todo.len());
+    for draft in &todo {
+        let r = reservations[&draft.invoice_id];
+        let mut row = next_version(draft, InvoiceStatus::Finalized, r.at);
+        row.number = series.number(r);
+        evs.push(event_row(&row, InvoiceStatus::Draft as i8, "close", "grace deadline passed"));
+        rows.push(row);
+    }
+    insert_all(billing.ch.client(), "invoices", &rows.iter().collect::<Vec<_>>()).await?;
+    insert_all(billing.ch.client(), "invoice_events", &evs.iter().collect::<Vec<_>>()).await?;
+    crate::failpoint::hit("close.after_finalize_write");
+    billing.numbering.release(series, &rows.iter().map(|r| r.invoice_id).collect::<Vec<_>>()).await?;
+    let published: Vec<_> =
+        rows.iter().zip(&evs).map(|(row, ev)| events::invoice_event(ev.event_id, row, InvoiceStatus::Draft, "close", &ev.reason)).collect();
+    billing.events.publish(&published).await?;
+    Ok(rows)
+}
+
+/// Which of `ids` are stored with a status other than draft (any period).
+async fn finalized_among(billing: &Billing, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+    let found: Vec<String> = billing
+        .ch
+        .client()
+        .query(&format!("SELECT DISTINCT toString(invoice_id) FROM invoices WHERE invoice_id IN ({list}) AND status != 'draft'"))
+        .fetch_all()
+        .await?;
+    Ok(found.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect())
 }

@@ -87,7 +87,8 @@ impl CreditUsage {
     }
 
     /// What invoices of periods before `label` applied, from ClickHouse (complete invoices only:
-    /// lines whose header is written). Skips the query when the catalog has no grants.
+    /// lines whose header is written, and only each invoice's current lines version, since a
+    /// refreshed draft leaves its earlier lines behind). Skips the query when the catalog has no grants.
     pub async fn load_before(ch: &ClickHouse, catalog: &Catalog, label: PeriodLabel) -> Result<CreditUsage> {
         let mut usage = CreditUsage::none();
         if catalog.credit_grants.is_empty() {
@@ -97,7 +98,7 @@ impl CreditUsage {
             .client()
             .query(
                 "SELECT breakdown FROM invoice_lines FINAL WHERE kind = 'credit' AND period < ? \
-                 AND invoice_id IN (SELECT invoice_id FROM invoices WHERE period < ?)",
+                 AND (invoice_id, version) IN (SELECT invoice_id, lines_version FROM invoices_current WHERE period < ?)",
             )
             .bind(label.to_string())
             .bind(label.to_string())

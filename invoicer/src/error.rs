@@ -22,6 +22,24 @@ pub enum Error {
     /// JSON encoding of a line breakdown failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// NATS (numbering counters, billing events) failed.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// A billing setting is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// No invoice or credit note with that id or number.
+    #[error("{0}")]
+    NotFound(String),
+    /// A lifecycle transition that is not allowed from the invoice's current state.
+    #[error("invoice {invoice} is {from}: cannot {action} ({from} → {to} is not allowed)")]
+    IllegalTransition { invoice: String, from: String, to: String, action: String },
+    /// `close --finalize` before the period's grace deadline.
+    #[error("{0}")]
+    DeadlineNotPassed(String),
+    /// A credit note larger than what is left to credit, or otherwise invalid.
+    #[error("{0}")]
+    CreditNote(String),
     /// A document could not be rendered (template, logo, breakdown).
     #[error("render: {0}")]
     Render(String),
@@ -45,7 +63,7 @@ impl Error {
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::ClickHouse(_) => true,
+            Error::ClickHouse(_) | Error::Nats(_) => true,
             Error::Schemas(e) => e.is_transient(),
             _ => false,
         }

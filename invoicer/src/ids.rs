@@ -14,6 +14,28 @@ pub fn invoice_id(subscription: &str, period: &str, revision: u32) -> Uuid {
     uuid::Builder::from_custom_bytes(h.digest128().to_be_bytes()).into_uuid()
 }
 
+fn hashed(parts: &[&[u8]]) -> Uuid {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in parts {
+        h.update(part);
+        h.update(&[0]);
+    }
+    uuid::Builder::from_custom_bytes(h.digest128().to_be_bytes()).into_uuid()
+}
+
+/// The id of a lifecycle transition: the header version it writes and the status it enters
+/// identify it, so two closers finalizing the same invoice produce the same id (and the same
+/// `Nats-Msg-Id`).
+pub fn event_id(invoice: Uuid, version: u64, to_status: i8) -> Uuid {
+    hashed(&[b"meterline.invoice_event", invoice.as_bytes(), &version.to_be_bytes(), &to_status.to_be_bytes()])
+}
+
+/// The id of the `ordinal`-th (0-based) credit note of an invoice: a retried command (same
+/// number of credit notes already stored) addresses the same credit note and reservation.
+pub fn credit_note_id(invoice: Uuid, ordinal: u32) -> Uuid {
+    hashed(&[b"meterline.credit_note", invoice.as_bytes(), &ordinal.to_be_bytes()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

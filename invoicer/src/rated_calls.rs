@@ -1,11 +1,13 @@
 //! Rated call records of telecom prices → ClickHouse `rated_calls` (migration 0008).
 //!
-//! Idempotent like the invoice writer: before inserting, the writer reads which subscriptions
-//! of the period already have rows and inserts only the others, all rows of one subscription in
-//! one `INSERT` (one block, written entirely or not at all). The rows are computed from the
-//! ledger and the catalog alone, so a second close computes the same rows and skips them. The
-//! close writes them before the invoices, so a stored invoice header implies its calls are
-//! stored too.
+//! Idempotent like the invoice writer: before inserting, the writer reads which calls
+//! (subscription, source, event id) of the period are stored and inserts only the others, the
+//! new rows of one subscription in one `INSERT` (one block, written entirely or not at all). The
+//! rows are computed from the ledger and the catalog alone, so a second close computes the same
+//! rows and skips them; a close within the grace window that refreshes a draft with late calls
+//! adds just those calls. The close writes them before the invoices, so a stored invoice header
+//! (of any lines version) implies its calls are stored too. Late calls of an already finalized
+//! period are billed as adjustments on a later invoice and are not added to that period's rows.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -65,32 +67,47 @@ pub fn rated_call_rows(rated: &[RatedSubscription], label: PeriodLabel) -> BTree
 pub struct RatedCallsWritten {
     /// Rows inserted now.
     pub inserted: usize,
-    /// Subscriptions whose rows were already stored (skipped).
+    /// Subscriptions whose rows were all stored already (nothing inserted for them).
     pub already_stored: usize,
 }
 
-/// Inserts the rows of every subscription that has none stored for `period` yet.
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct StoredCall {
+    subscription_id: String,
+    source: String,
+    event_id: String,
+}
+
+/// Inserts the rows of `period` not stored yet, keyed by (subscription, source, event id): all
+/// of a subscription's rows the first time, and on later closes only the calls that arrived
+/// since (late calls within the grace window, which also refresh the draft invoice). One insert
+/// per subscription; a repeated close inserts nothing, so no duplicates even without FINAL.
 pub async fn write_rated_calls(ch: &ClickHouse, period: &str, rows: &BTreeMap<String, Vec<RatedCallRow>>) -> Result<RatedCallsWritten> {
     let mut done = RatedCallsWritten::default();
     if rows.values().all(Vec::is_empty) {
         return Ok(done);
     }
     let c = ch.client();
-    let stored: HashSet<String> = c
-        .query("SELECT DISTINCT subscription_id FROM rated_calls WHERE period = ?")
+    let stored: HashSet<(String, String, String)> = c
+        .query("SELECT DISTINCT subscription_id, source, event_id FROM rated_calls WHERE period = ?")
         .bind(period)
-        .fetch_all::<String>()
+        .fetch_all::<StoredCall>()
         .await?
         .into_iter()
+        .map(|r| (r.subscription_id, r.source, r.event_id))
         .collect();
     for (subscription, calls) in rows {
-        if stored.contains(subscription) {
-            done.already_stored += 1;
+        let missing: Vec<&RatedCallRow> =
+            calls.iter().filter(|r| !stored.contains(&(r.subscription_id.clone(), r.source.clone(), r.event_id.clone()))).collect();
+        if missing.is_empty() {
+            if !calls.is_empty() {
+                done.already_stored += 1;
+            }
             continue;
         }
-        let refs: Vec<&RatedCallRow> = calls.iter().collect();
-        insert_all(c, "rated_calls", &refs).await?;
-        done.inserted += refs.len();
+        tracing::debug!(subscription = %subscription, rows = missing.len(), "rated calls inserted");
+        insert_all(c, "rated_calls", &missing).await?;
+        done.inserted += missing.len();
     }
     Ok(done)
 }

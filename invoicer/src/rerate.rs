@@ -10,10 +10,8 @@ use serde::Serialize;
 
 use meterline_schemas::catalog::Catalog;
 use meterline_schemas::clickhouse::ClickHouse;
-use meterline_schemas::money::RoundingMode;
 use meterline_schemas::period::PeriodLabel;
 
-use crate::build::build_invoices;
 use crate::credits::CreditUsage;
 use crate::error::Result;
 use crate::writer::{list_invoices, list_lines};
@@ -60,16 +58,18 @@ pub async fn rerate(
     ledger_root: &Path,
     catalog: &Catalog,
     label: PeriodLabel,
-    rounding: RoundingMode,
+    billing: impl Into<crate::settings::Settings>,
     customer: Option<&str>,
 ) -> Result<RerateReport> {
+    let billing = billing.into();
     let mut scoped = catalog.clone();
     if let Some(c) = customer {
         scoped.subscriptions.retain(|_, s| s.customer == c);
     }
     let rated = meterline_rater::rate_period(ledger_root, &scoped, label).await?;
     let credits = CreditUsage::load_before(ch, catalog, label).await?;
-    let fresh = build_invoices(&rated, &scoped, label, rounding, &credits)?;
+    let parts = crate::tax::usage_by_tax_period(ledger_root, &rated, &billing, billing.provider(&scoped).as_ref()).await?;
+    let fresh = crate::build::build_invoices_with_usage(&rated, &scoped, label, &billing, &credits, &parts)?;
     let period = label.to_string();
     let stored: HashMap<_, _> = list_invoices(ch, &period).await?.into_iter().map(|i| (i.invoice_id, i)).collect();
     let mut stored_lines: HashMap<_, Vec<_>> = HashMap::new();

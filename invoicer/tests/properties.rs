@@ -1,7 +1,9 @@
 //! Property tests over the whole rating and invoicing path (ledger segments → DataFusion →
 //! prices → invoices): the result does not depend on event order or on how events are split
 //! into segments, and every invoice's totals are sums of its rounded lines; discounts and
-//! prepaid credits never make a line or a total negative, and never use more than a grant holds.
+//! prepaid credits never make a line or a total negative, and never use more than a grant holds;
+//! tax never changes what the lines before it cost (split at a rate change or extracted from
+//! inclusive prices).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -296,5 +298,120 @@ proptest! {
             let id = format!("g{i}");
             prop_assert!(credits.used(&id) <= Decimal::new(i64::from(*cents) + 1, 2), "grant {} overdrawn", id);
         }
+    }
+}
+
+/// A plan with a fee, seats, usage and a percent coupon; DE taxed at 19%, then `second` from
+/// October `change_day` (none when 0); prices inclusive or not. `zero`: the same with no tax.
+fn tax_catalog(inclusive: bool, change_day: u32, second: &str, pct: &str, zero: bool) -> Catalog {
+    let (r1, r2) = if zero { ("0", "0") } else { ("0.19", second) };
+    let dated = if change_day > 0 {
+        format!("  - {{ country: DE, name: second, rate: \"{r2}\", from: 2026-10-{change_day:02}, to: 2026-12-31 }}\n")
+    } else {
+        String::new()
+    };
+    let text = format!(
+        r#"
+meters:
+  - {{ key: total, event_type: u, aggregation: SUM, value: v }}
+  - {{ key: calls, event_type: u, aggregation: COUNT }}
+tax_rates:
+  - {{ country: DE, name: first, rate: "{r1}" }}
+{dated}coupons:
+  - {{ code: PCT, percent: "{pct}", duration: forever }}
+  - {{ code: MPCT, percent: "{pct}", meter: calls, duration: forever }}
+plans:
+  - key: p
+    versions:
+      - version: 1
+        currency: EUR
+        tax_inclusive: {inclusive}
+        recurring_fee: "9.99"
+        seat_price: "3.33"
+        prices:
+          - {{ meter: total, model: per_unit, unit_price: "0.013" }}
+          - {{ meter: calls, model: per_unit, unit_price: "0.07" }}
+customers:
+  - {{ key: a, name: A, currency: EUR, country: DE }}
+subscriptions:
+  - {{ id: sub-a, customer: a, plan: p, plan_version: 1, start: "2026-10-07T05:00:00Z", anchor_day: 1, seats: 3,
+      seat_changes: [ {{ at: "2026-10-19T00:00:00Z", seats: 7 }} ], coupons: [ MPCT, PCT ] }}
+"#
+    );
+    CatalogFile::parse(&text, "yaml").unwrap().validate(&Catalog::default()).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn tax_never_changes_what_lines_cost(
+        evs in prop::collection::vec(ev(), 0..30),
+        inclusive in any::<bool>(),
+        change_day in prop_oneof![Just(0u32), 2u32..=31],
+        second in prop_oneof![Just("0.16"), Just("0.07"), Just("0.0725"), Just("0")],
+        pct in percent(),
+        mode in rounding(),
+        per_line in any::<bool>(),
+    ) {
+        use meterline_invoicer::tax::usage_by_tax_period;
+        use meterline_schemas::tax::TaxRounding;
+        let taxed = tax_catalog(inclusive, change_day, second, &pct, false);
+        let untaxed = tax_catalog(inclusive, change_day, second, &pct, true);
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        let validator = Validator::new(taxed.meters_by_event_type());
+        let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+        for (i, (_, cents, sec, _)) in evs.iter().enumerate() {
+            let t = (start + Duration::seconds(i64::from(*sec))).to_rfc3339();
+            let json = serde_json::json!({ "specversion": "1.0", "id": format!("e{i}"), "source": "prop", "type": "u",
+                "subject": "a", "time": t, "data": { "v": Decimal::new(i64::from(*cents), 2).to_string() } });
+            validator.check(json.to_string().as_bytes(), &mut ok, &mut bad);
+        }
+        prop_assert!(bad.is_empty());
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let label = "2026-10".parse().unwrap();
+        let billing = meterline_invoicer::Settings {
+            tax_rounding: if per_line { TaxRounding::PerLine } else { TaxRounding::PerInvoice },
+            ..mode.into()
+        };
+        let (with_tax, without) = rt.block_on(async {
+            let ledger = Ledger::open(&LedgerConfig { path: dir.path().to_path_buf() }).unwrap();
+            let refs: Vec<&Accepted> = ok.iter().collect();
+            if !refs.is_empty() {
+                for seg in build_segments(0, &refs, 1, refs.len() as u64, start).unwrap() {
+                    ledger.write(&seg).await.unwrap();
+                }
+            }
+            let mut out = Vec::new();
+            for cat in [&taxed, &untaxed] {
+                let rated = meterline_rater::rate_period(dir.path(), cat, label).await.unwrap();
+                let parts = usage_by_tax_period(dir.path(), &rated, &billing, billing.provider(cat).as_ref()).await.unwrap();
+                out.push(meterline_invoicer::build_invoices_with_usage(&rated, cat, label, &billing, &CreditUsage::none(), &parts).unwrap());
+            }
+            (out.remove(0), out.remove(0))
+        });
+        let (a, b) = (&with_tax[0], &without[0]);
+        let tax_k = LineKind::Tax as i8;
+        prop_assert_eq!(a.row.total, a.lines.iter().map(|l| l.amount).sum::<Decimal>(), "total is the sum of every line");
+        prop_assert_eq!(a.row.tax, a.lines.iter().filter(|l| l.kind == tax_k).map(|l| l.amount).sum::<Decimal>());
+        prop_assert_eq!(a.row.subtotal, a.row.total - a.row.tax);
+        prop_assert!(a.lines.iter().all(|l| l.amount.scale() == 2));
+        if inclusive {
+            // net + tax = gross: the customer pays the price list, whatever the rates.
+            prop_assert_eq!(a.row.total, b.row.total);
+        } else {
+            // Splitting at a rate change never changes the amount before tax.
+            prop_assert_eq!(a.row.subtotal, b.row.subtotal);
+        }
+            // One tax line per non-zero rate in the window, which starts on 7 October: a change on
+        // the 8th or later cuts it in two, an earlier one replaces the first rate entirely.
+        let second_line = usize::from(second != "0");
+        let lines = match change_day {
+            0 => 1,
+            2..=7 => second_line,
+            _ => 1 + second_line,
+        };
+        prop_assert_eq!(a.lines.iter().filter(|l| l.kind == tax_k).count(), lines);
     }
 }

@@ -36,7 +36,15 @@ pub fn build(customers: u32, period_start: DateTime<Utc>) -> Result<Catalog> {
             meter("storage_gb_hours", "storage.usage", Aggregation::Sum, Some("gb_hours"), Some(("region", "region"))),
             meter("call_seconds", "telecom.call", Aggregation::Sum, Some("duration_seconds"), Some(("country", "dest_country"))),
         ],
-        tax_rates: vec![TaxRate { jurisdiction: "US-OR".into(), name: "no sales tax".into(), rate: Decimal::ZERO }],
+        tax_rates: vec![TaxRate {
+            jurisdiction: "US-OR".into(),
+            country: None,
+            region: None,
+            name: "no sales tax".into(),
+            rate: Decimal::ZERO,
+            from: None,
+            to: None,
+        }],
         plans: vec![PlanSpec {
             key: "lt-plan".into(),
             name: Some("Load test".into()),
@@ -60,6 +68,11 @@ pub fn build(customers: u32, period_start: DateTime<Utc>) -> Result<Catalog> {
                 currency: "USD".into(),
                 jurisdiction: "US-OR".into(),
                 locale: "en-US".into(),
+                country: None,
+                region: None,
+                vat_id: None,
+                tax_exempt: false,
+                tax_exempt_reason: None,
             })
             .collect(),
         subscriptions: (0..customers)

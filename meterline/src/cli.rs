@@ -155,6 +155,12 @@ pub struct CloseArgs {
     /// Period to close, `YYYY-MM`.
     #[arg(long)]
     pub period: String,
+    /// Insist on finalizing: fail (writing nothing) when the grace deadline has not passed.
+    #[arg(long)]
+    pub finalize: bool,
+    /// Close as if the clock read this RFC 3339 time (replays and tests); default: now.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
 }
 
 /// `spend`.
@@ -197,6 +203,20 @@ pub enum InvoicesCommand {
         #[arg(long)]
         lines: bool,
     },
+    /// Record an invoice as paid (from finalized or uncollectible).
+    Pay(TransitionArgs),
+    /// Void an invoice (from finalized or uncollectible); it keeps its number.
+    Void(TransitionArgs),
+    /// Write an invoice off as uncollectible (from finalized).
+    MarkUncollectible(TransitionArgs),
+    /// Issue a credit note on a finalized invoice: an amount, whole lines, or the full remainder.
+    CreditNote(CreditNoteArgs),
+    /// Show an invoice's lifecycle transitions and credit notes.
+    History {
+        /// Invoice id or number.
+        #[arg(long)]
+        id: String,
+    },
     /// Render one invoice as an HTML or PDF document (PDF needs Chromium).
     Render {
         /// The invoice id (UUID), as `invoices list` shows it.
@@ -227,6 +247,38 @@ pub enum InvoicesCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+/// `invoices pay|void|mark-uncollectible`.
+#[derive(Debug, Args)]
+pub struct TransitionArgs {
+    /// Invoice id (UUID) or number (`INV-2026-000123`).
+    #[arg(long)]
+    pub id: String,
+    /// Why, recorded in invoice_events and the billing event.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// `invoices credit-note`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(false).args(["amount", "line", "full"])))]
+pub struct CreditNoteArgs {
+    /// Invoice id (UUID) or number.
+    #[arg(long)]
+    pub id: String,
+    /// Amount to credit (exact decimal, tax included).
+    #[arg(long)]
+    pub amount: Option<String>,
+    /// Invoice line number to credit in full; repeat for several lines.
+    #[arg(long)]
+    pub line: Vec<u32>,
+    /// Credit everything not yet credited.
+    #[arg(long)]
+    pub full: bool,
+    /// Why (required).
+    #[arg(long)]
+    pub reason: String,
 }
 
 /// Document formats of `invoices render`.

@@ -18,7 +18,8 @@ use meterline_ingest::http::HttpConfig;
 use meterline_ingest::{IngestConfig, LedgerConfig, MirrorConfig};
 use meterline_invoicer::render::{Branding, RenderConfig};
 use meterline_schemas::clickhouse::{ClickHouseConfig, Secret};
-use meterline_schemas::money::RoundingMode;
+use meterline_schemas::money::{Currency, RoundingMode};
+use meterline_schemas::tax::TaxRounding;
 
 /// All settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +72,53 @@ pub struct CatalogConfig {
 pub struct BillingConfig {
     /// Line rounding mode: `half_even`, `half_up`, `up` or `down`.
     pub rounding: RoundingMode,
+    /// Hours after a period's end during which its invoices stay drafts (late usage refreshes them).
+    pub grace_hours: u32,
+    /// Issuer of invoice and credit-note numbers: one gapless series per issuer.
+    pub issuer: String,
+    /// Invoice number format: `{year}` (year of finalization) and `{seq}` or `{seq:0N}`.
+    pub number_format: String,
+    /// Credit note number format, same placeholders.
+    pub credit_note_format: String,
+    /// Earlier periods re-rated by each close for late-usage adjustments.
+    pub adjustment_periods: u32,
+    /// JetStream stream of billing events.
+    pub events_stream: String,
+    /// Subject prefix of billing events: `<prefix>.invoice.finalized`, ….
+    pub events_subject_prefix: String,
+    /// Tax rounding: `per_invoice` (one rounding per tax line) or `per_line` (each line's tax
+    /// rounded, then summed). docs/TAX.md.
+    pub tax_rounding: TaxRounding,
+    /// The seller's country (ISO 3166 alpha-2, e.g. `DE`); empty: unknown, and EU reverse charge
+    /// never applies.
+    pub seller_country: String,
+    /// Currency of the invoices' `*_base` reporting columns (ISO 4217); empty: none.
+    pub reporting_currency: String,
+}
+
+impl BillingConfig {
+    /// The invoicer's settings.
+    pub fn settings(&self) -> anyhow::Result<meterline_invoicer::Settings> {
+        use meterline_invoicer::numbering::Series;
+        let reporting_currency = match self.reporting_currency.as_str() {
+            "" => None,
+            code => Some(Currency::from_code(code).map_err(|e| anyhow::anyhow!("billing.reporting_currency = {code:?}: {e}"))?),
+        };
+        let seller_country = (!self.seller_country.is_empty()).then(|| self.seller_country.clone());
+        Ok(meterline_invoicer::Settings {
+            rounding: self.rounding,
+            grace: chrono::Duration::hours(i64::from(self.grace_hours)),
+            invoice_series: Series::new(&self.issuer, "inv", &self.number_format)
+                .map_err(|e| anyhow::anyhow!("billing.number_format / billing.issuer: {e}"))?,
+            credit_note_series: Series::new(&self.issuer, "cn", &self.credit_note_format)
+                .map_err(|e| anyhow::anyhow!("billing.credit_note_format / billing.issuer: {e}"))?,
+            adjustment_periods: self.adjustment_periods,
+            tax_rounding: self.tax_rounding,
+            seller_country,
+            reporting_currency,
+            provider: None,
+        })
+    }
 }
 
 impl Default for Config {
@@ -86,7 +134,19 @@ impl Default for Config {
             ledger: LedgerConfig::default(),
             ingest: IngestConfig::default(),
             catalog: CatalogConfig { bucket_prefix: "meterline_catalog_".into() },
-            billing: BillingConfig { rounding: RoundingMode::HalfEven },
+            billing: BillingConfig {
+                rounding: RoundingMode::HalfEven,
+                grace_hours: 72,
+                issuer: "meterline".into(),
+                number_format: "INV-{year}-{seq:06}".into(),
+                credit_note_format: "CN-{year}-{seq:06}".into(),
+                adjustment_periods: 3,
+                events_stream: "BILLING".into(),
+                events_subject_prefix: "billing".into(),
+                tax_rounding: TaxRounding::PerInvoice,
+                seller_country: String::new(),
+                reporting_currency: "USD".into(),
+            },
             http: HttpConfig::default(),
             mirror: MirrorConfig::default(),
             branding: Branding::default(),
@@ -136,11 +196,24 @@ impl Config {
             "catalog.bucket_prefix = {:?}: use letters, digits, '_' or '-'",
             self.catalog.bucket_prefix
         );
+        self.billing.settings()?;
+        anyhow::ensure!(
+            !self.billing.events_subject_prefix.is_empty()
+                && !self.billing.events_subject_prefix.contains(['*', '>', ' '])
+                && !self.billing.events_subject_prefix.starts_with(&self.ingest.subject_prefix),
+            "billing.events_subject_prefix = {:?}: a NATS subject without wildcards, outside ingest.subject_prefix",
+            self.billing.events_subject_prefix
+        );
         self.ingest.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.http.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.mirror.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.branding.validate().map_err(|e| anyhow::anyhow!(e))?;
         self.render.validate().map_err(|e| anyhow::anyhow!(e))?;
+        let sc = &self.billing.seller_country;
+        anyhow::ensure!(
+            sc.is_empty() || (sc.len() == 2 && sc.bytes().all(|b| b.is_ascii_uppercase())),
+            "billing.seller_country = {sc:?}: expected an ISO 3166 alpha-2 code like \"DE\", or empty"
+        );
         Ok(())
     }
 }
@@ -167,6 +240,15 @@ mod tests {
         let mut c = Config::default();
         c.ingest.dlq_subject_prefix = "usage.dlq".into();
         assert!(c.validate().unwrap_err().to_string().contains("must not overlap"));
+        let mut c = Config::default();
+        c.billing.number_format = "INV-{year}".into();
+        assert!(c.validate().unwrap_err().to_string().contains("number format \"INV-{year}\": needs exactly one {seq}"));
+        let mut c = Config::default();
+        c.billing.reporting_currency = "EURO".into();
+        assert!(c.validate().unwrap_err().to_string().contains("billing.reporting_currency = \"EURO\""));
+        let mut c = Config::default();
+        c.billing.seller_country = "de".into();
+        assert!(c.validate().unwrap_err().to_string().contains("billing.seller_country = \"de\""));
         let mut c = Config::default();
         c.mirror.interval_ms = 0;
         assert!(c.validate().unwrap_err().to_string().contains("mirror.interval_ms = 0"));

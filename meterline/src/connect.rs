@@ -30,3 +30,18 @@ pub async fn clickhouse(cfg: &Config) -> anyhow::Result<meterline_schemas::click
 pub async fn catalog(cfg: &Config, js: &jetstream::Context) -> anyhow::Result<meterline_schemas::catalog_store::CatalogStore> {
     Ok(meterline_schemas::catalog_store::CatalogStore::open(js, &cfg.catalog.bucket_prefix).await?)
 }
+
+/// The invoice lifecycle's pieces: ClickHouse, the numbering bucket, the billing events stream.
+pub async fn billing(cfg: &Config, js: &jetstream::Context) -> anyhow::Result<meterline_invoicer::Billing> {
+    let ch = clickhouse(cfg).await?;
+    let b = &cfg.billing;
+    Ok(meterline_invoicer::Billing::open(
+        ch,
+        js,
+        &format!("{}numbering", cfg.catalog.bucket_prefix),
+        &b.events_stream,
+        &b.events_subject_prefix,
+        b.settings()?,
+    )
+    .await?)
+}

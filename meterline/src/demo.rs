@@ -91,7 +91,8 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     stages.push(Stage { name: "ingest", items: report.messages, unit: "events", time: ingest_time });
 
     eprintln!("==> closing period {label}");
-    let close = commands::close(&cfg, label).await?;
+    // The demo period lies in the past: its grace deadline has passed, so the close finalizes.
+    let close = commands::close(&cfg, label, meterline_invoicer::CloseOptions { now: chrono::Utc::now(), finalize: false }).await?;
     stages.push(Stage { name: "rate", items: close.rows_rated, unit: "ledger rows", time: close.rate_time });
     stages.push(Stage { name: "write", items: close.invoices.len() as u64, unit: "invoices", time: close.write_time });
 
@@ -152,16 +153,20 @@ fn namespace(cfg: &mut Config, out: &Path) {
     cfg.ingest.dlq_subject_prefix = "demo_usage_dlq".into();
     cfg.ingest.consumer = "demo-ingest".into();
     cfg.catalog.bucket_prefix = "demo_catalog_".into();
+    cfg.billing.events_stream = "DEMO_BILLING".into();
+    cfg.billing.events_subject_prefix = "demo_billing".into();
     cfg.clickhouse.database = "meterline_demo".into();
     cfg.ledger.path = out.join("ledger");
 }
 
 async fn reset(cfg: &Config) -> anyhow::Result<()> {
     let (client, js) = connect::nats(cfg).await?;
-    for s in [&cfg.ingest.stream, &cfg.ingest.dlq_stream] {
+    for s in [&cfg.ingest.stream, &cfg.ingest.dlq_stream, &cfg.billing.events_stream] {
         let _ = js.delete_stream(s).await;
     }
-    for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "rate_tables"] {
+    for kind in
+        ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "rate_tables", "fx_rates", "numbering"]
+    {
         let _ = js.delete_key_value(format!("{}{kind}", cfg.catalog.bucket_prefix)).await;
     }
     client.flush().await?;

@@ -19,6 +19,8 @@ use crate::meter::Meter;
 use crate::money::{Currency, exact};
 use crate::price::{MatrixEntry, PackageRounding, Price, PriceModel, Tier};
 use crate::rate_table::RateTable;
+pub use crate::tax::{FxRate, TaxRate};
+use crate::tax::{check_vat_id, jurisdiction_candidates};
 
 /// A catalog file as written by users.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -48,6 +50,9 @@ pub struct CatalogFile {
     /// Telecom rate tables that `telecom` prices refer to.
     #[serde(default)]
     pub rate_tables: Vec<RateTable>,
+    /// Dated exchange rates for the reporting-currency columns of invoices.
+    #[serde(default)]
+    pub fx_rates: Vec<FxRate>,
 }
 
 /// When a plan version's fixed charges (recurring fee and seats) are billed. Usage is always
@@ -124,6 +129,10 @@ pub struct PlanVersionSpec {
     /// Minimum spend on usage per period: a true-up line makes up any shortfall.
     #[serde(default, with = "exact::option")]
     pub minimum_commitment: Option<Decimal>,
+    /// Prices (fee, seats, usage, commitment, amount-off coupons) include tax: the tax is
+    /// extracted from them instead of added (docs/TAX.md).
+    #[serde(default)]
+    pub tax_inclusive: bool,
 }
 
 /// A usage price as written in a catalog file.
@@ -206,6 +215,9 @@ pub struct PlanVersion {
     /// Minimum usage spend per period.
     #[serde(default, with = "exact::option")]
     pub minimum_commitment: Option<Decimal>,
+    /// Prices include tax.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tax_inclusive: bool,
 }
 
 /// A customer.
@@ -218,11 +230,36 @@ pub struct Customer {
     pub name: String,
     /// Invoice currency (ISO 4217).
     pub currency: String,
-    /// Tax jurisdiction, a key of `tax_rates` (e.g. `US-CA`, `DE`).
+    /// Tax jurisdiction, a key of `tax_rates` (e.g. `US-CA`, `DE`); derived from `country` and
+    /// `region` when absent.
+    #[serde(default)]
     pub jurisdiction: String,
     /// BCP 47 locale for documents, e.g. `en-US`.
     #[serde(default = "default_locale")]
     pub locale: String,
+    /// ISO 3166 alpha-2 country; defaults to the jurisdiction's part before `-`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Region within the country (`CA` for California).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// VAT id of a business customer; an EU id of valid format enables reverse charge for
+    /// cross-border supplies (docs/TAX.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_id: Option<String>,
+    /// Exempt from tax; `tax_exempt_reason` is then required and printed on the invoice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tax_exempt: bool,
+    /// Why the customer is exempt (certificate number, legal basis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_exempt_reason: Option<String>,
+}
+
+impl Customer {
+    /// The customer's country: `country`, else the jurisdiction's part before `-`.
+    pub fn country_code(&self) -> &str {
+        self.country.as_deref().unwrap_or_else(|| self.jurisdiction.split('-').next().unwrap_or_default())
+    }
 }
 
 fn default_locale() -> String {
@@ -296,19 +333,6 @@ impl Subscription {
     }
 }
 
-/// A tax rate for a jurisdiction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaxRate {
-    /// Jurisdiction key.
-    pub jurisdiction: String,
-    /// Name printed on the tax line, e.g. `VAT 19%`.
-    pub name: String,
-    /// Rate as a fraction: `"0.19"` for 19%.
-    #[serde(with = "exact")]
-    pub rate: Decimal,
-}
-
 /// A validated catalog.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalog {
@@ -320,7 +344,7 @@ pub struct Catalog {
     pub customers: BTreeMap<String, Customer>,
     /// Subscriptions by id.
     pub subscriptions: BTreeMap<String, Subscription>,
-    /// Tax rates by jurisdiction.
+    /// Tax rates by [`TaxRate::key`] (the jurisdiction, plus the start date of dated entries).
     pub tax_rates: BTreeMap<String, TaxRate>,
     /// Coupons by code.
     pub coupons: BTreeMap<String, Coupon>,
@@ -328,9 +352,28 @@ pub struct Catalog {
     pub credit_grants: BTreeMap<String, CreditGrant>,
     /// Telecom rate tables by key.
     pub rate_tables: BTreeMap<String, RateTable>,
+    /// Exchange rates by [`FxRate::key`].
+    pub fx_rates: BTreeMap<String, FxRate>,
 }
 
 impl Catalog {
+    /// The rate of a customer's `jurisdiction` at `t`: a dated entry of the most specific
+    /// candidate ([`jurisdiction_candidates`]) covering `t`, else its default entry, else the next
+    /// candidate's.
+    pub fn tax_rate_at(&self, jurisdiction: &str, t: DateTime<Utc>) -> Option<&TaxRate> {
+        jurisdiction_candidates(jurisdiction).into_iter().find_map(|j| {
+            let mut of_j = self.tax_rates.values().filter(|r| r.jurisdiction == j);
+            let dated = of_j.clone().find(|r| r.is_dated() && r.covers(t));
+            dated.or_else(|| of_j.find(|r| !r.is_dated()))
+        })
+    }
+
+    /// The exchange rate `from` → `to` in effect on `day`: the entry of the pair with the latest
+    /// date not after `day`. Same currency: `None` (the caller uses 1).
+    pub fn fx_rate_on(&self, from: &str, to: &str, day: chrono::NaiveDate) -> Option<&FxRate> {
+        self.fx_rates.values().filter(|r| r.from == from && r.to == to && r.date <= day).max_by_key(|r| r.date)
+    }
+
     /// Meters that count events of `event_type`.
     pub fn meters_by_event_type(&self) -> HashMap<String, Vec<Meter>> {
         let mut map: HashMap<String, Vec<Meter>> = HashMap::new();
@@ -403,7 +446,8 @@ impl Catalog {
         }
         self.check_overlaps()?;
         for (key, c) in &self.customers {
-            if !self.tax_rates.contains_key(&c.jurisdiction) {
+            let known = jurisdiction_candidates(&c.jurisdiction).iter().any(|j| self.tax_rates.values().any(|r| &r.jurisdiction == j));
+            if !known {
                 return Err(Error::catalog(
                     format!("customers[{key}].jurisdiction"),
                     format!("{:?} has no tax rate; add it to tax_rates (a rate of \"0\" is allowed)", c.jurisdiction),
@@ -558,6 +602,7 @@ impl Catalog {
         c.coupons.extend(other.coupons.clone());
         c.credit_grants.extend(other.credit_grants.clone());
         c.rate_tables.extend(other.rate_tables.clone());
+        c.fx_rates.extend(other.fx_rates.clone());
         c
     }
 }
@@ -623,15 +668,9 @@ impl CatalogFile {
             }
         }
         for t in &self.tax_rates {
-            let at = format!("tax_rates[{}]", t.jurisdiction);
-            check_key(&format!("{at}.jurisdiction"), &t.jurisdiction)?;
-            if t.rate < Decimal::ZERO || t.rate >= Decimal::ONE {
-                return Err(Error::catalog(
-                    format!("{at}.rate"),
-                    format!("{} must be a fraction in [0, 1), e.g. \"0.19\" for 19%", t.rate),
-                ));
-            }
-            if c.tax_rates.insert(t.jurisdiction.clone(), t.clone()).is_some() {
+            let t = validate_tax_rate(t)?;
+            let at = format!("tax_rates[{}]", t.key());
+            if c.tax_rates.insert(t.key(), t).is_some() {
                 return Err(Error::catalog(format!("{at}.jurisdiction"), "is defined twice"));
             }
         }
@@ -648,10 +687,9 @@ impl CatalogFile {
             }
         }
         for cu in &self.customers {
+            let cu = validate_customer(cu)?;
             let at = format!("customers[{}]", cu.key);
-            check_key(&format!("{at}.key"), &cu.key)?;
-            Currency::from_code(&cu.currency).map_err(|e| Error::catalog(format!("{at}.currency"), e.to_string()))?;
-            if c.customers.insert(cu.key.clone(), cu.clone()).is_some() {
+            if c.customers.insert(cu.key.clone(), cu).is_some() {
                 return Err(Error::catalog(format!("{at}.key"), "is defined twice"));
             }
         }
@@ -728,9 +766,109 @@ impl CatalogFile {
                 return Err(Error::catalog(format!("rate_tables[{}].key", t.key), "is defined twice"));
             }
         }
+        for r in &self.fx_rates {
+            let at = format!("fx_rates[{}]", r.key());
+            for (field, code) in [("from", &r.from), ("to", &r.to)] {
+                Currency::from_code(code).map_err(|e| Error::catalog(format!("{at}.{field}"), e.to_string()))?;
+            }
+            if r.from == r.to || r.rate <= Decimal::ZERO {
+                return Err(Error::catalog(format!("{at}.rate"), format!("{} must be positive between two different currencies", r.rate)));
+            }
+            if c.fx_rates.insert(r.key(), r.clone()).is_some() {
+                return Err(Error::catalog(format!("{at}.date"), "is defined twice for this pair"));
+            }
+        }
         base.merged_with(&c).check_references()?;
+        c.check_tax_rate_overlaps(base)?;
         Ok(c)
     }
+}
+
+impl Catalog {
+    /// Dated rates of one jurisdiction may not overlap (the default entry may: dated ones win).
+    fn check_tax_rate_overlaps(&self, base: &Catalog) -> Result<()> {
+        let all = base.merged_with(self);
+        let dated: Vec<&TaxRate> = all.tax_rates.values().filter(|r| r.is_dated()).collect();
+        for (i, a) in dated.iter().enumerate() {
+            for b in &dated[i + 1..] {
+                let overlap = a.jurisdiction == b.jurisdiction
+                    && a.from.is_none_or(|af| b.to.is_none_or(|bt| af <= bt))
+                    && b.from.is_none_or(|bf| a.to.is_none_or(|at| bf <= at));
+                if overlap {
+                    return Err(Error::catalog(
+                        format!("tax_rates[{}].from", b.key()),
+                        format!("overlaps tax_rates[{}]: dated rates of {} must not overlap", a.key(), a.jurisdiction),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a tax rate and fills its jurisdiction from `country`/`region`.
+fn validate_tax_rate(t: &TaxRate) -> Result<TaxRate> {
+    let mut t = t.clone();
+    let derived = match (&t.country, &t.region) {
+        (Some(c), Some(r)) => Some(format!("{c}-{r}")),
+        (Some(c), None) => Some(c.clone()),
+        (None, Some(r)) => return Err(Error::catalog(format!("tax_rates[{}].region", t.jurisdiction), format!("{r:?} needs a country"))),
+        (None, None) => None,
+    };
+    match derived {
+        Some(d) if t.jurisdiction.is_empty() || t.jurisdiction == d => t.jurisdiction = d,
+        Some(d) => {
+            return Err(Error::catalog(
+                format!("tax_rates[{}].jurisdiction", t.jurisdiction),
+                format!("does not match country/region {d}; give one or the other"),
+            ));
+        }
+        None => {}
+    }
+    let at = format!("tax_rates[{}]", t.jurisdiction);
+    check_key(&format!("{at}.jurisdiction"), &t.jurisdiction)?;
+    if t.rate < Decimal::ZERO || t.rate >= Decimal::ONE {
+        return Err(Error::catalog(format!("{at}.rate"), format!("{} must be a fraction in [0, 1), e.g. \"0.19\" for 19%", t.rate)));
+    }
+    if let (Some(f), Some(to)) = (t.from, t.to)
+        && to < f
+    {
+        return Err(Error::catalog(format!("{at}.to"), format!("{to} is before from {f}")));
+    }
+    Ok(t)
+}
+
+/// Checks a customer and fills its jurisdiction from `country`/`region`.
+fn validate_customer(cu: &Customer) -> Result<Customer> {
+    let mut cu = cu.clone();
+    let at = format!("customers[{}]", cu.key);
+    check_key(&format!("{at}.key"), &cu.key)?;
+    Currency::from_code(&cu.currency).map_err(|e| Error::catalog(format!("{at}.currency"), e.to_string()))?;
+    if cu.jurisdiction.is_empty() {
+        cu.jurisdiction = match (&cu.country, &cu.region) {
+            (Some(c), Some(r)) => format!("{c}-{r}"),
+            (Some(c), None) => c.clone(),
+            _ => return Err(Error::catalog(format!("{at}.jurisdiction"), "is required (or give country and optionally region)")),
+        };
+    }
+    if cu.tax_exempt && cu.tax_exempt_reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(Error::catalog(format!("{at}.tax_exempt_reason"), "is required when tax_exempt is true (it is printed on invoices)"));
+    }
+    if let Some(id) = &cu.vat_id {
+        match check_vat_id(id) {
+            Some(Err(expected)) => {
+                return Err(Error::catalog(format!("{at}.vat_id"), format!("{id:?} is not a valid EU VAT id: expected {expected}")));
+            }
+            Some(Ok(country)) if country != cu.country_code() => {
+                return Err(Error::catalog(
+                    format!("{at}.vat_id"),
+                    format!("{id:?} is a VAT id of {country} but the customer is in {:?}", cu.country_code()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(cu)
 }
 
 fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
@@ -799,6 +937,7 @@ fn validate_version(p: &PlanSpec, v: &PlanVersionSpec) -> Result<PlanVersion> {
         billing: v.billing.unwrap_or_default(),
         prices,
         minimum_commitment,
+        tax_inclusive: v.tax_inclusive,
     })
 }
 
@@ -1222,11 +1361,67 @@ credit_grants:
     fn shipped_example_catalog_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/catalog.yaml");
         let c = CatalogFile::read(&path).unwrap().validate(&Catalog::default()).unwrap();
-        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (6, 7, 5, 5));
-        assert_eq!((c.coupons.len(), c.credit_grants.len(), c.rate_tables.len()), (2, 2, 1));
+        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (6, 8, 7, 5));
+        assert_eq!(c.rate_tables.len(), 1);
         assert_eq!(c.rate_tables["uk-voice"].rates.len(), 3);
+        assert_eq!((c.coupons.len(), c.credit_grants.len(), c.tax_rates.len(), c.fx_rates.len()), (2, 2, 6, 3));
+        assert!(c.plans[&("vat-inclusive-eur".to_string(), 1)].tax_inclusive);
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(c.tax_rate_at("DE", t("2020-08-01T00:00:00Z")).unwrap().name, "USt 16%");
+        assert_eq!(c.tax_rate_at("DE", t("2026-10-01T00:00:00Z")).unwrap().name, "USt 19%");
+        assert_eq!(c.customers["societe-fr"].jurisdiction, "FR");
         assert_eq!(c.subscriptions["sub-team-1"].seats_at(DateTime::parse_from_rfc3339("2026-10-20T00:00:00Z").unwrap().into()), 12);
         assert_eq!(c.plans[&("gulf-kwd".to_string(), 1)].currency.minor_units(), 3);
+    }
+
+    #[test]
+    fn tax_rates_customers_and_fx_validate() {
+        let rates = r#"  - { country: US, name: US, rate: "0" }
+  - { country: US, region: CA, name: CA 8%, rate: "0.08", from: 2027-01-01 }
+"#;
+        let text = YAML.replace(
+            "tax_rates:
+",
+            &format!(
+                "tax_rates:
+{rates}"
+            ),
+        );
+        let c = parse(&text).unwrap();
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // Region beats country; a dated entry beats the default on its dates.
+        assert_eq!(c.tax_rate_at("US-CA", t("2026-06-01T00:00:00Z")).unwrap().name, "CA sales tax");
+        assert_eq!(c.tax_rate_at("US-CA", t("2027-01-01T00:00:00Z")).unwrap().name, "CA 8%");
+        assert_eq!(c.tax_rate_at("US-NV", t("2027-01-01T00:00:00Z")).unwrap().name, "US");
+        assert!(c.tax_rate_at("DE", t("2027-01-01T00:00:00Z")).is_none());
+
+        let overlap = text.replace(
+            "from: 2027-01-01 }",
+            "from: 2027-01-01 }
+  - { jurisdiction: US-CA, name: x, rate: \"0.1\", from: 2027-06-01, to: 2027-06-30 }",
+        );
+        let e = parse(&overlap).unwrap_err().to_string();
+        assert!(e.contains("overlaps tax_rates[US-CA.2027-01-01]: dated rates of US-CA must not overlap"), "{e}");
+        let e = parse(&text.replace("from: 2027-01-01 }", "from: 2027-01-01, to: 2026-01-01 }")).unwrap_err().to_string();
+        assert!(e.contains("tax_rates[US-CA].to: 2026-01-01 is before from 2027-01-01"), "{e}");
+
+        let cust = |extra: &str| YAML.replace("jurisdiction: US-CA }\nsub", &format!("jurisdiction: US-CA{extra} }}\nsub"));
+        let e = parse(&cust(", tax_exempt: true")).unwrap_err().to_string();
+        assert!(e.contains("customers[acme].tax_exempt_reason: is required when tax_exempt is true"), "{e}");
+        assert!(parse(&cust(", tax_exempt: true, tax_exempt_reason: resale certificate 42")).is_ok());
+        let e = parse(&cust(", vat_id: DE12345")).unwrap_err().to_string();
+        assert!(e.contains("customers[acme].vat_id: \"DE12345\" is not a valid EU VAT id: expected DE followed by 999999999"), "{e}");
+        let e = parse(&cust(", vat_id: DE123456789")).unwrap_err().to_string();
+        assert!(e.contains("\"DE123456789\" is a VAT id of DE but the customer is in \"US\""), "{e}");
+        assert!(parse(&cust(", vat_id: \"CHE-123.456.789\"")).is_ok(), "non-EU ids are kept, never reverse-charged");
+
+        let fx = format!("{YAML}fx_rates:\n  - {{ from: EUR, to: EUR, rate: \"1\", date: 2026-10-31 }}\n");
+        let e = parse(&fx).unwrap_err().to_string();
+        assert!(e.contains("fx_rates[EUR.EUR.2026-10-31].rate: 1 must be positive between two different currencies"), "{e}");
+        let c = parse(&fx.replace("to: EUR", "to: USD")).unwrap();
+        let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+        assert_eq!(c.fx_rate_on("EUR", "USD", day("2026-11-01")).unwrap().rate, Decimal::ONE);
+        assert!(c.fx_rate_on("EUR", "USD", day("2026-10-30")).is_none());
     }
 
     #[test]

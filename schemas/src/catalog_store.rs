@@ -1,7 +1,8 @@
 //! The catalog persisted in NATS JetStream key-value buckets.
 //!
 //! One bucket per kind of entry, named `<prefix>meters`, `<prefix>plans`, `<prefix>customers`,
-//! `<prefix>subscriptions`, `<prefix>tax_rates`, `<prefix>coupons`, `<prefix>credit_grants`, `<prefix>rate_tables`; values are JSON. Plan versions are stored under
+//! `<prefix>subscriptions`, `<prefix>tax_rates`, `<prefix>coupons`, `<prefix>credit_grants`, `<prefix>rate_tables`,
+//! `<prefix>fx_rates`; values are JSON. Plan versions are stored under
 //! `<plan>.v<version>` and are immutable: applying a file that changes a stored version fails
 //! before anything is written. Other entries are upserted. Nothing is deleted by `apply`.
 
@@ -35,6 +36,7 @@ pub struct CatalogStore {
     coupons: kv::Store,
     credit_grants: kv::Store,
     rate_tables: kv::Store,
+    fx_rates: kv::Store,
 }
 
 fn nats<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> Error + '_ {
@@ -67,6 +69,7 @@ impl CatalogStore {
             coupons: bucket(js, format!("{prefix}coupons")).await?,
             credit_grants: bucket(js, format!("{prefix}credit_grants")).await?,
             rate_tables: bucket(js, format!("{prefix}rate_tables")).await?,
+            fx_rates: bucket(js, format!("{prefix}fx_rates")).await?,
         })
     }
 
@@ -80,6 +83,7 @@ impl CatalogStore {
             coupons: load_all(&self.coupons).await?,
             credit_grants: load_all(&self.credit_grants).await?,
             rate_tables: load_all(&self.rate_tables).await?,
+            fx_rates: load_all(&self.fx_rates).await?,
             ..Default::default()
         };
         let plans: BTreeMap<String, crate::catalog::PlanVersion> = load_all(&self.plans).await?;
@@ -125,6 +129,7 @@ impl CatalogStore {
             &mut summary,
         )
         .await?;
+        write_all(&self.fx_rates, "fx_rates", new.fx_rates.iter().map(|(k, v)| (k.clone(), v)), &stored.fx_rates, &mut summary).await?;
         Ok(summary)
     }
 }

@@ -144,7 +144,10 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "current_spend", sql: include_str!("../migrations/0003_current_spend.sql") },
     Migration { version: 4, name: "usage_mirror", sql: include_str!("../migrations/0004_usage_mirror.sql") },
     Migration { version: 5, name: "price_feature_lines", sql: include_str!("../migrations/0005_price_feature_lines.sql") },
+    Migration { version: 6, name: "invoice_lifecycle", sql: include_str!("../migrations/0006_invoice_lifecycle.sql") },
+    Migration { version: 7, name: "tax_fx_reporting", sql: include_str!("../migrations/0007_tax_fx_reporting.sql") },
     Migration { version: 8, name: "rated_calls", sql: include_str!("../migrations/0008_rated_calls.sql") },
+    Migration { version: 9, name: "lifecycle_tax_views", sql: include_str!("../migrations/0009_lifecycle_tax_views.sql") },
 ];
 
 /// Splits a migration into statements (`;` at the end of a line), dropping comment-only parts.
@@ -157,8 +160,9 @@ pub fn statements(sql: &str) -> Vec<String> {
 }
 
 /// Creates the database if needed and applies the migrations not yet recorded in
-/// `schema_migrations`. Idempotent: every statement is `IF NOT EXISTS`, and applied versions are
-/// skipped. Returns the versions applied by this call.
+/// `schema_migrations`. Idempotent: every statement is `IF NOT EXISTS` (or an `ADD COLUMN` whose
+/// "column already exists" error is taken as done, since 18.16 lacks `ADD COLUMN IF NOT EXISTS`), and
+/// applied versions are skipped. Returns the versions applied by this call.
 pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
     let probe = base_client(cfg).with_validation(false);
     let db = quote_ident(&cfg.database);
@@ -175,7 +179,16 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
     let mut done = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         for stmt in statements(m.sql) {
-            c.query(&stmt).execute().await.map_err(|source| Error::Migration { version: m.version, name: m.name.to_owned(), source })?;
+            match c.query(&stmt).execute().await {
+                Ok(()) => {}
+                // 18.16 has no `ADD COLUMN IF NOT EXISTS`: a column already there means an earlier
+                // run applied this statement and stopped before recording the migration. The code
+                // differs (18.16: 44, current: 15 DUPLICATE_COLUMN), the message does not.
+                Err(e) if is_add_column(&stmt) && e.to_string().contains("column with this name already exists") => {
+                    tracing::debug!(version = m.version, statement = %stmt, "column exists already; statement skipped");
+                }
+                Err(source) => return Err(Error::Migration { version: m.version, name: m.name.to_owned(), source }),
+            }
         }
         c.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, now())")
             .bind(m.version)
@@ -186,6 +199,13 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<Vec<u32>> {
         done.push(m.version);
     }
     Ok(done)
+}
+
+/// Whether a statement adds exactly one column (re-running it fails with "column with this name
+/// already exists" once applied).
+fn is_add_column(stmt: &str) -> bool {
+    let s = stmt.trim_start().to_ascii_uppercase();
+    s.starts_with("ALTER TABLE") && s.matches(" ADD COLUMN ").count() == 1
 }
 
 /// Drops the configured database (tests and `meterline demo` use their own databases).
@@ -222,12 +242,25 @@ mod tests {
     #[test]
     fn migration_versions_strictly_increase() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
-        let kinds = statements(MIGRATIONS.iter().find(|m| m.version == 5).unwrap().sql);
-        assert_eq!(kinds.len(), 1);
-        // The Enum8 lists exactly the Rust kinds.
+        // The kind Enum8 that applying every migration in order leaves (the last statement that
+        // sets it, in whichever migration) lists every Rust kind; likewise the status Enum8.
+        let stmts: Vec<String> = MIGRATIONS.iter().flat_map(|m| statements(m.sql)).collect();
+        let kinds = stmts.iter().rfind(|s| s.starts_with("ALTER TABLE invoice_lines MODIFY COLUMN kind")).unwrap();
         for k in crate::invoice::LineKind::ALL {
-            assert!(kinds[0].contains(&format!("'{}' = {}", k.name(), k as i8)), "{k:?}");
+            assert!(kinds.contains(&format!("'{}' = {}", k.name(), k as i8)), "{k:?}");
         }
+        assert_eq!(kinds.matches(" = ").count(), crate::invoice::LineKind::ALL.len(), "no kind the Rust code lacks");
+        let status = stmts.iter().rfind(|s| s.starts_with("ALTER TABLE invoices MODIFY COLUMN status")).unwrap();
+        for st in crate::invoice::InvoiceStatus::ALL {
+            assert!(status.contains(&format!("'{}' = {}", st.name(), st as i8)), "{st:?}");
+        }
+    }
+
+    #[test]
+    fn add_column_statements_are_recognised() {
+        let v7 = statements(MIGRATIONS.iter().find(|m| m.version == 7).unwrap().sql);
+        assert_eq!(v7.iter().filter(|s| is_add_column(s)).count(), 6);
+        assert!(!is_add_column("CREATE VIEW IF NOT EXISTS revenue_daily AS SELECT 1"));
     }
 
     #[test]

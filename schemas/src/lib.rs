@@ -13,6 +13,8 @@
 //! - [`discount`]: coupons (percentage or fixed amount, on the subtotal or one meter) and their
 //!   duration in billing cycles.
 //! - [`credit`]: prepaid credit grants, their validity and burn order.
+//! - [`tax`]: dated tax rates by country and region, EU VAT id formats, tax rounding, dated FX
+//!   rates.
 //! - [`catalog_store`]: the catalog persisted in NATS JetStream key-value buckets.
 //! - [`period`]: billing periods (monthly cycles with an anchor day) and proration windows.
 //! - [`ledger`]: the Arrow schema of ledger segments and the dedup key of an event.
@@ -34,5 +36,6 @@ pub mod money;
 pub mod period;
 pub mod price;
 pub mod rate_table;
+pub mod tax;
 
 pub use error::{Error, Result};

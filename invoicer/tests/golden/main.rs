@@ -22,11 +22,13 @@ use serde::Deserialize;
 use meterline_ingest::LedgerConfig;
 use meterline_ingest::segment::{Ledger, build_segments};
 use meterline_ingest::validate::Validator;
-use meterline_invoicer::{CreditUsage, build_invoices};
+use meterline_invoicer::tax::usage_by_tax_period;
+use meterline_invoicer::{CreditUsage, Settings, build_invoices_with_usage};
 use meterline_schemas::catalog::{Catalog, CatalogFile};
 use meterline_schemas::invoice::InvoiceLineRow;
 use meterline_schemas::money::{Currency, RoundingMode};
 use meterline_schemas::period::PeriodLabel;
+use meterline_schemas::tax::TaxRounding;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +42,15 @@ struct Case {
     /// Rounding mode (default half_even).
     #[serde(default)]
     rounding: RoundingMode,
+    /// Tax rounding (default per_invoice).
+    #[serde(default)]
+    tax_rounding: TaxRounding,
+    /// The seller's country, for reverse charge (default none).
+    #[serde(default)]
+    seller_country: Option<String>,
+    /// Reporting currency of the `*_base` columns (default none; shown when set).
+    #[serde(default)]
+    reporting_currency: Option<String>,
     /// The catalog.
     catalog: CatalogFile,
     /// Usage events; `source` defaults to `golden`.
@@ -106,6 +117,14 @@ async fn run_case(path: &Path) -> String {
         ledger.write(&seg).await.unwrap();
     }
 
+    let billing = Settings {
+        rounding: case.rounding,
+        tax_rounding: case.tax_rounding,
+        seller_country: case.seller_country.clone(),
+        reporting_currency: case.reporting_currency.as_deref().map(|c| Currency::from_code(c).unwrap()),
+        provider: None,
+        ..Settings::default()
+    };
     let mut out = String::new();
     let mut credits = CreditUsage::none();
     for (i, label) in labels.iter().enumerate() {
@@ -113,11 +132,12 @@ async fn run_case(path: &Path) -> String {
             out.push('\n');
         }
         let rated = meterline_rater::rate_period(dir.path(), &catalog, *label).await.unwrap();
-        let invoices = build_invoices(&rated, &catalog, *label, case.rounding, &credits).unwrap();
+        let parts = usage_by_tax_period(dir.path(), &rated, &billing, billing.provider(&catalog).as_ref()).await.unwrap();
+        let invoices = build_invoices_with_usage(&rated, &catalog, *label, &billing, &credits, &parts).unwrap();
         for inv in &invoices {
             credits.add_lines(&inv.lines).unwrap();
         }
-        render_period(&mut out, *label, case.rounding, &invoices);
+        render_period(&mut out, *label, &billing, &invoices);
         render_calls(&mut out, &rated);
     }
     out
@@ -152,8 +172,16 @@ fn render_calls(out: &mut String, rated: &[meterline_rater::RatedSubscription]) 
     }
 }
 
-fn render_period(out: &mut String, label: PeriodLabel, rounding: RoundingMode, invoices: &[meterline_invoicer::Invoice]) {
-    writeln!(out, "period {label}, rounding {}", rounding.as_str()).unwrap();
+fn render_period(out: &mut String, label: PeriodLabel, billing: &Settings, invoices: &[meterline_invoicer::Invoice]) {
+    // Tax settings are shown only when they differ from the defaults, so older cases read as before.
+    let mut settings = String::new();
+    if billing.tax_rounding != TaxRounding::PerInvoice {
+        write!(settings, ", tax rounding {}", billing.tax_rounding.as_str()).unwrap();
+    }
+    if let Some(c) = &billing.seller_country {
+        write!(settings, ", seller in {c}").unwrap();
+    }
+    writeln!(out, "period {label}, rounding {}{settings}", billing.rounding.as_str()).unwrap();
     for inv in invoices {
         let r = &inv.row;
         let cur = Currency::from_code(&r.currency).unwrap();
@@ -170,6 +198,20 @@ fn render_period(out: &mut String, label: PeriodLabel, rounding: RoundingMode, i
             cur.format(r.total)
         )
         .unwrap();
+        if !r.reporting_currency.is_empty() {
+            let rc = Currency::from_code(&r.reporting_currency).unwrap();
+            writeln!(
+                out,
+                "  in {}: subtotal {} tax {} total {} at {} of day {}",
+                r.reporting_currency,
+                rc.format(r.subtotal_base),
+                rc.format(r.tax_base),
+                rc.format(r.total_base),
+                r.fx_rate.normalize(),
+                chrono::NaiveDate::default() + chrono::Duration::days(i64::from(r.fx_date))
+            )
+            .unwrap();
+        }
         for l in &inv.lines {
             render_line(out, l, cur);
         }
@@ -267,6 +309,30 @@ fn render_line(out: &mut String, l: &InvoiceLineRow, cur: Currency) {
             .unwrap();
         }
     }
+    if let Some(t) = b.get("tax_period") {
+        let text = |k: &str| t[k].as_str().unwrap_or("?").to_owned();
+        writeln!(out, "       tax period share {} of {} by {}", text("share"), text("line_amount"), text("split_by")).unwrap();
+    }
+    if let Some(t) = b.get("tax_inclusive") {
+        let text = |k: &str| t[k].as_str().unwrap_or("?").to_owned();
+        match t.get("net") {
+            Some(_) => writeln!(out, "       gross {} / (1 + {}) -> net {}", text("gross"), text("rate"), text("net")).unwrap(),
+            None => writeln!(out, "       tax included in gross {}", text("gross")).unwrap(),
+        }
+    }
+    if l.price_model == "tax" && b.get("rate").is_some() {
+        let text = |k: &str| b[k].as_str().unwrap_or("?").to_owned();
+        if b.get("treatment").is_some() || b["rounding"].as_str() == Some("per_line") {
+            writeln!(
+                out,
+                "       rate {} on {} ({})",
+                text("rate"),
+                text("taxable"),
+                b.get("treatment").or(b.get("rounding")).and_then(|v| v.as_str()).unwrap_or("?")
+            )
+            .unwrap();
+        }
+    }
     if let Some(code) = b.get("coupon").and_then(|v| v.as_str()) {
         let cycles = b["cycles"].as_u64().map_or_else(|| "∞".to_owned(), |n| n.to_string());
         writeln!(out, "       coupon {code} cycle {} of {cycles} on base {}", b["cycle"], b["base"].as_str().unwrap_or("?")).unwrap();
@@ -309,5 +375,72 @@ async fn golden_cases() {
         failures.len(),
         cases.len(),
         failures.join("\n")
+    );
+}
+
+/// The tax seam: a second [`meterline_invoicer::TaxProvider`] (standing in for an external tax
+/// service) decides the treatment and rates, Meterline does the arithmetic. Case 121's catalog;
+/// the provider taxes everyone at 10% except fr-b2b, which it reverse-charges with its own note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_tax_provider_seam() {
+    use meterline_invoicer::tax::{TaxDetermination, TaxPeriod, TaxRequest};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct External {
+        seen: Mutex<Vec<String>>,
+    }
+    impl meterline_invoicer::TaxProvider for External {
+        fn name(&self) -> &str {
+            "external-test"
+        }
+        fn determine(&self, req: &TaxRequest) -> meterline_invoicer::Result<TaxDetermination> {
+            // The request is plain JSON for a service: docs/TAX.md shows this shape.
+            self.seen.lock().unwrap().push(serde_json::to_string(req).unwrap());
+            if req.customer == "fr-b2b" {
+                return Ok(TaxDetermination::ReverseCharge { note: "External RC".into() });
+            }
+            Ok(TaxDetermination::Standard {
+                periods: vec![TaxPeriod {
+                    from: req.start,
+                    until: req.end,
+                    jurisdiction: "EXT".into(),
+                    name: "External tax 10%".into(),
+                    rate: "0.10".parse().unwrap(),
+                }],
+            })
+        }
+    }
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cases/121_reverse_charge_eu_b2b.yaml");
+    let case: Case = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let catalog = case.catalog.validate(&Catalog::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let label: PeriodLabel = "2026-10".parse().unwrap();
+    let rated = meterline_rater::rate_period(dir.path(), &catalog, label).await.unwrap();
+    let external = Arc::new(External::default());
+    let billing = Settings { seller_country: Some("DE".into()), provider: Some(external.clone()), ..Settings::default() };
+    let invoices = meterline_invoicer::build_invoices(&rated, &catalog, label, billing, &CreditUsage::none()).unwrap();
+    let summary: Vec<(String, String, String, String)> = invoices
+        .iter()
+        .map(|i| {
+            let tax_line = i.lines.iter().find(|l| l.price_model == "tax").map(|l| l.description.clone()).unwrap_or_default();
+            (i.row.customer.clone(), i.row.tax.to_string(), i.row.total.to_string(), tax_line)
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str, d: &str| (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned());
+    assert_eq!(
+        summary,
+        vec![
+            s("de-b2b", "10.00", "110.00", "External tax 10%"),
+            s("fr-b2b", "0.00", "100.00", "External RC"),
+            s("fr-b2c", "10.00", "110.00", "External tax 10%"),
+        ]
+    );
+    let seen = external.seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen[1],
+        r#"{"customer":"fr-b2b","jurisdiction":"FR","country":"FR","vat_id":"FR12345678901","tax_exempt":false,"tax_exempt_reason":null,"seller_country":"DE","currency":"EUR","tax_inclusive":false,"start":"2026-10-01T00:00:00Z","end":"2026-11-01T00:00:00Z"}"#
     );
 }

@@ -45,7 +45,7 @@ pub async fn run(cfg: &Config, cmd: CatalogCommand) -> anyhow::Result<()> {
 
 fn counts(c: &Catalog) -> String {
     format!(
-        "{} meters, {} plan versions, {} customers, {} subscriptions, {} tax rates, {} coupons, {} credit grants, {} rate tables",
+        "{} meters, {} plan versions, {} customers, {} subscriptions, {} tax rates, {} coupons, {} credit grants, {} rate tables, {} fx rates",
         c.meters.len(),
         c.plans.len(),
         c.customers.len(),
@@ -53,7 +53,8 @@ fn counts(c: &Catalog) -> String {
         c.tax_rates.len(),
         c.coupons.len(),
         c.credit_grants.len(),
-        c.rate_tables.len()
+        c.rate_tables.len(),
+        c.fx_rates.len()
     )
 }
 
@@ -67,6 +68,7 @@ fn catalog_json(c: &Catalog) -> serde_json::Value {
         "coupons": c.coupons.values().collect::<Vec<_>>(),
         "credit_grants": c.credit_grants.values().collect::<Vec<_>>(),
         "rate_tables": c.rate_tables.values().collect::<Vec<_>>(),
+        "fx_rates": c.fx_rates.values().collect::<Vec<_>>(),
     })
 }
 
@@ -99,9 +101,10 @@ fn print_tables(c: &Catalog) -> anyhow::Result<()> {
     }
     crate::output::emit(format!("{t}"))?;
     let mut t = Table::new();
-    t.set_header(["jurisdiction", "name", "rate"]);
+    t.set_header(["jurisdiction", "name", "rate", "from", "to"]);
     for r in c.tax_rates.values() {
-        t.add_row([r.jurisdiction.clone(), r.name.clone(), r.rate.to_string()]);
+        let day = |d: Option<chrono::NaiveDate>| d.map_or_else(|| "-".to_owned(), |d| d.to_string());
+        t.add_row([r.jurisdiction.clone(), r.name.clone(), r.rate.to_string(), day(r.from), day(r.to)]);
     }
     crate::output::emit(format!("{t}"))?;
     crate::output::emit(counts(c))?;

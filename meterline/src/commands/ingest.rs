@@ -19,7 +19,8 @@ const MIRROR_STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_interrupt("finishing the current batch and stopping");
-    let opts = RunOptions { until_idle: args.until_idle, partitions: args.partitions, grace: None };
+    let grace = Some(Duration::from_secs(u64::from(cfg.billing.grace_hours) * 3600));
+    let opts = RunOptions { until_idle: args.until_idle, partitions: args.partitions, grace };
     // The mirror reads the ledger on its own schedule; acks never wait for it, and it is only
     // stopped once ingest has returned (see meterline_ingest::mirror).
     let mirror = if cfg.mirror.enabled { Some(super::mirror::spawn(cfg)?) } else { None };

@@ -1,4 +1,4 @@
-//! `meterline invoices list`, `render` and `export`.
+//! `meterline invoices list|pay|void|mark-uncollectible|credit-note|history|render|export`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +11,13 @@ use meterline_schemas::money::Currency;
 use meterline_schemas::period::PeriodLabel;
 
 use anyhow::Context as _;
+use meterline_invoicer::credit_notes::{self, Credit};
+use meterline_invoicer::lifecycle;
 use meterline_invoicer::render::{self, InvoiceData, Locale};
 use meterline_schemas::catalog::Catalog;
+use meterline_schemas::invoice::InvoiceStatus;
 
-use crate::cli::{DocFormat, ExportFormat, Format, InvoicesCommand};
+use crate::cli::{CreditNoteArgs, DocFormat, ExportFormat, Format, InvoicesCommand, TransitionArgs};
 use crate::config::Config;
 use crate::connect;
 
@@ -23,6 +26,11 @@ pub async fn run(cfg: &Config, cmd: InvoicesCommand) -> anyhow::Result<()> {
         InvoicesCommand::List { period, format, lines } => list(cfg, period, format, lines).await,
         InvoicesCommand::Render { id, format, out, locale } => render_one(cfg, &id, format, out, locale).await,
         InvoicesCommand::Export { period, format, lines, out } => export(cfg, &period, format, lines, out).await,
+        InvoicesCommand::Pay(a) => transition(cfg, a, InvoiceStatus::Paid).await,
+        InvoicesCommand::Void(a) => transition(cfg, a, InvoiceStatus::Void).await,
+        InvoicesCommand::MarkUncollectible(a) => transition(cfg, a, InvoiceStatus::Uncollectible).await,
+        InvoicesCommand::CreditNote(a) => credit_note(cfg, a).await,
+        InvoicesCommand::History { id } => history(cfg, &id).await,
     }
 }
 
@@ -48,10 +56,24 @@ async fn list(cfg: &Config, period: String, format: Format, lines: bool) -> anyh
         }
         Format::Table => {
             let mut t = Table::new();
-            t.set_header(["customer", "subscription", "plan", "currency", "subtotal", "tax", "total", "lines", "invoice id"]);
+            t.set_header([
+                "number",
+                "status",
+                "customer",
+                "subscription",
+                "plan",
+                "currency",
+                "subtotal",
+                "tax",
+                "total",
+                "lines",
+                "invoice id",
+            ]);
             for i in &invoices {
                 let f = money(i);
                 t.add_row(vec![
+                    i.number.clone(),
+                    status_name(i.status).to_owned(),
                     i.customer.clone(),
                     i.subscription_id.clone(),
                     format!("{}@{}", i.plan, i.plan_version),
@@ -63,7 +85,7 @@ async fn list(cfg: &Config, period: String, format: Format, lines: bool) -> anyh
                     i.invoice_id.to_string(),
                 ]);
             }
-            for c in 4..=6 {
+            for c in 6..=8 {
                 if let Some(col) = t.column_mut(c) {
                     col.set_cell_alignment(CellAlignment::Right);
                 }
@@ -97,7 +119,9 @@ fn invoice_json(i: &InvoiceRow) -> serde_json::Value {
         "tax": f(i.tax),
         "total": f(i.total),
         "line_count": i.line_count,
-        "status": if i.status == 1 { "draft" } else { "finalized" },
+        "number": i.number,
+        "status": status_name(i.status),
+        "status_at": ts(i.status_at),
         "revision": i.revision,
         "issued_at": ts(i.issued_at),
     })
@@ -123,6 +147,62 @@ fn line_json(l: &meterline_schemas::invoice::InvoiceLineRow, i: &InvoiceRow) -> 
 
 fn ts(secs: u32) -> String {
     chrono::DateTime::from_timestamp(i64::from(secs), 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+fn status_name(s: i8) -> &'static str {
+    InvoiceStatus::from_i8(s).map_or("unknown", |s| s.name())
+}
+
+async fn transition(cfg: &Config, a: TransitionArgs, to: InvoiceStatus) -> anyhow::Result<()> {
+    let (client, js) = connect::nats(cfg).await?;
+    let billing = connect::billing(cfg, &js).await?;
+    let row = lifecycle::transition(&billing, &a.id, to, &a.reason, chrono::Utc::now()).await?;
+    client.flush().await?;
+    crate::output::emit(format!("invoice {} is {} now", lifecycle::describe(&row), status_name(row.status)))?;
+    Ok(())
+}
+
+async fn credit_note(cfg: &Config, a: CreditNoteArgs) -> anyhow::Result<()> {
+    let what = match (&a.amount, a.line.is_empty(), a.full) {
+        (Some(x), _, _) => Credit::Amount(
+            Decimal::from_str_exact(x).map_err(|e| anyhow::anyhow!("--amount {x:?}: expected an exact decimal such as 12.50 ({e})"))?,
+        ),
+        (None, false, _) => Credit::Lines(a.line.clone()),
+        _ => Credit::Full,
+    };
+    let (client, js) = connect::nats(cfg).await?;
+    let billing = connect::billing(cfg, &js).await?;
+    let issued = credit_notes::issue(&billing, &a.id, what, &a.reason, chrono::Utc::now()).await?;
+    client.flush().await?;
+    let cur = Currency::from_code(&issued.note.currency)?;
+    crate::output::emit(format!(
+        "credit note {} on invoice {}: {} {}, {} {} left to credit",
+        issued.note.number,
+        issued.note.invoice_number,
+        cur.format(issued.note.amount),
+        issued.note.currency,
+        cur.format(issued.remaining),
+        issued.note.currency
+    ))?;
+    Ok(())
+}
+
+async fn history(cfg: &Config, id: &str) -> anyhow::Result<()> {
+    let ch = connect::clickhouse(cfg).await?;
+    let inv = lifecycle::find(&ch, id).await?;
+    let mut t = Table::new();
+    t.set_header(["at", "from", "to", "number", "actor", "reason"]);
+    for e in lifecycle::history(&ch, inv.invoice_id).await? {
+        let from = if e.from_status == 0 { "none" } else { status_name(e.from_status) };
+        t.add_row(vec![ts(e.at), from.to_owned(), status_name(e.to_status).to_owned(), e.number, e.actor, e.reason]);
+    }
+    crate::output::emit(t)?;
+    let f = money(&inv);
+    for c in credit_notes::of_invoice(&ch, inv.invoice_id).await? {
+        crate::output::emit(format!("credit note {} at {}: {} {} ({})", c.number, ts(c.issued_at), f(c.amount), c.currency, c.reason))?;
+    }
+    crate::output::emit(format!("invoice {} is {}", lifecycle::describe(&inv), status_name(inv.status)))?;
+    Ok(())
 }
 
 /// Loads the catalog for customer names and locales; documents still render without it.

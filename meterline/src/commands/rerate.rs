@@ -21,7 +21,8 @@ pub async fn run(cfg: &Config, args: RerateArgs) -> anyhow::Result<()> {
     let ch = connect::clickhouse(cfg).await?;
     std::fs::create_dir_all(&cfg.ledger.path)?;
     let report =
-        meterline_invoicer::rerate::rerate(&ch, &cfg.ledger.path, &catalog, label, cfg.billing.rounding, args.customer.as_deref()).await?;
+        meterline_invoicer::rerate::rerate(&ch, &cfg.ledger.path, &catalog, label, cfg.billing.settings()?, args.customer.as_deref())
+            .await?;
     match args.format {
         Format::Json => emit(serde_json::to_string_pretty(&report)?)?,
         Format::Table => {

@@ -79,7 +79,7 @@ pub fn generate(customers: usize, label: PeriodLabel, seed: u64) -> CatalogFile 
         ("KW", "No VAT", "0"),
     ]
     .iter()
-    .map(|(j, n, r)| TaxRate { jurisdiction: (*j).into(), name: (*n).into(), rate: d(r) })
+    .map(|(j, n, r)| TaxRate { jurisdiction: (*j).into(), name: (*n).into(), rate: d(r), ..Default::default() })
     .collect();
 
     let token_tiers = [(Some("1000000"), "0", "0"), (Some("10000000"), "0.000002", "0"), (None, "0.0000015", "0")];
@@ -199,6 +199,11 @@ pub fn generate(customers: usize, label: PeriodLabel, seed: u64) -> CatalogFile 
                 _ => "en-US",
             }
             .into(),
+            country: None,
+            region: None,
+            vat_id: None,
+            tax_exempt: false,
+            tax_exempt_reason: None,
         });
         let (plan, plan_version) = seg_plans[rng.usize(..seg_plans.len())];
         let roll = rng.u32(..100);

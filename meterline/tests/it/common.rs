@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use meterline_ingest::IngestConfig;
+use meterline_invoicer::{Billing, CloseOptions, CloseReport, Settings, close_period};
+use meterline_schemas::catalog::Catalog;
 use meterline_schemas::catalog::CatalogFile;
 use meterline_schemas::catalog_store::CatalogStore;
 use meterline_schemas::clickhouse::{ClickHouse, ClickHouseConfig, Secret};
@@ -19,6 +21,9 @@ pub struct TestEnv {
     pub ch: ClickHouseConfig,
     pub ingest: IngestConfig,
     pub bucket_prefix: String,
+    /// Billing events stream and subject prefix of this test.
+    pub billing_stream: String,
+    pub billing_prefix: String,
     pub ledger: tempfile::TempDir,
     pub client: async_nats::Client,
     pub js: jetstream::Context,
@@ -55,7 +60,17 @@ impl TestEnv {
         meterline_schemas::clickhouse::migrate(&ch)
             .await
             .unwrap_or_else(|e| panic!("ClickHouse must run at {} (make test starts it): {e}", ch.url));
-        TestEnv { bucket_prefix: format!("{name}_"), nats_url, ch, ingest, ledger: tempfile::tempdir().expect("temp dir"), client, js }
+        TestEnv {
+            bucket_prefix: format!("{name}_"),
+            billing_stream: format!("{upper}_BILLING"),
+            billing_prefix: format!("{name}.billing"),
+            nats_url,
+            ch,
+            ingest,
+            ledger: tempfile::tempdir().expect("temp dir"),
+            client,
+            js,
+        }
     }
 
     pub fn ledger_path(&self) -> PathBuf {
@@ -119,6 +134,8 @@ impl TestEnv {
             ("INGEST__DUPLICATE_WINDOW_SECS", i.duplicate_window_secs.to_string()),
             ("INGEST__METRICS_LISTEN", i.metrics_listen.clone()),
             ("CATALOG__BUCKET_PREFIX", self.bucket_prefix.clone()),
+            ("BILLING__EVENTS_STREAM", self.billing_stream.clone()),
+            ("BILLING__EVENTS_SUBJECT_PREFIX", self.billing_prefix.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (format!("METERLINE__{k}"), v))
@@ -136,12 +153,40 @@ impl TestEnv {
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
+    /// The invoice lifecycle with the default `[billing]` settings, in this test's namespace.
+    pub async fn billing(&self) -> Billing {
+        self.billing_with(Settings::default()).await
+    }
+
+    /// The invoice lifecycle with `settings`, in this test's namespace.
+    pub async fn billing_with(&self, settings: Settings) -> Billing {
+        let numbering = format!("{}numbering", self.bucket_prefix);
+        Billing::open(self.clickhouse().await, &self.js, &numbering, &self.billing_stream, &self.billing_prefix, settings).await.unwrap()
+    }
+
+    /// Closes `period` with the clock at `now` (RFC 3339).
+    pub async fn close(&self, catalog: &Catalog, period: &str, now: &str) -> CloseReport {
+        let opts = CloseOptions { now: chrono::DateTime::parse_from_rfc3339(now).unwrap().to_utc(), finalize: false };
+        close_period(&self.billing().await, &self.ledger_path(), catalog, period.parse().unwrap(), opts).await.unwrap()
+    }
+
     /// Removes the test's streams, buckets and database.
     pub async fn cleanup(self) {
-        for s in [&self.ingest.stream, &self.ingest.dlq_stream] {
+        for s in [&self.ingest.stream, &self.ingest.dlq_stream, &self.billing_stream] {
             let _ = self.js.delete_stream(s).await;
         }
-        for kind in ["meters", "plans", "customers", "subscriptions", "tax_rates", "coupons", "credit_grants", "rate_tables", "api_keys"] {
+        for kind in [
+            "meters",
+            "plans",
+            "customers",
+            "subscriptions",
+            "tax_rates",
+            "coupons",
+            "credit_grants",
+            "rate_tables",
+            "api_keys",
+            "numbering",
+        ] {
             let _ = self.js.delete_key_value(format!("{}{kind}", self.bucket_prefix)).await;
         }
         let _ = meterline_schemas::clickhouse::drop_database(&self.ch).await;

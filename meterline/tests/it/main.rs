@@ -13,6 +13,7 @@ mod crash;
 mod credits;
 mod dead_letters;
 mod http;
+mod lifecycle;
 mod mirror;
 mod outage;
 mod partitions;

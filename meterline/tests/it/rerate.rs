@@ -7,7 +7,6 @@ use rust_decimal::Decimal;
 
 use meterline_ingest::IngestCounters;
 use meterline_ingest::segment::Ledger;
-use meterline_invoicer::close_period;
 use meterline_invoicer::rerate::rerate;
 use meterline_invoicer::writer::{list_invoices, list_lines};
 use meterline_schemas::money::RoundingMode;
@@ -41,7 +40,7 @@ async fn late_usage_shows_in_rerate_and_leaves_invoices_alone() {
     ingest().await;
     let ch = env.clickhouse().await;
     let period = "2026-10".parse().unwrap();
-    close_period(&ch, &env.ledger_path(), &catalog, period, RoundingMode::HalfEven).await.unwrap();
+    env.close(&catalog, "2026-10", "2026-11-25T00:00:00Z").await;
     let before = (list_invoices(&ch, "2026-10").await.unwrap(), list_lines(&ch, "2026-10").await.unwrap());
 
     let clean = rerate(&ch, &env.ledger_path(), &catalog, period, RoundingMode::HalfEven, None).await.unwrap();
@@ -74,7 +73,7 @@ async fn late_usage_shows_in_rerate_and_leaves_invoices_alone() {
     assert_eq!((only_bob.differences.len(), only_bob.unchanged), (2, 0));
 
     // A second close never rewrites a finalized invoice: it reports the conflicts.
-    let again = close_period(&ch, &env.ledger_path(), &catalog, period, RoundingMode::HalfEven).await.unwrap();
+    let again = env.close(&catalog, "2026-10", "2026-11-25T00:00:00Z").await;
     assert_eq!((again.write.inserted, again.write.unchanged, again.write.conflicts.len()), (0, 2, 2));
     assert_eq!((list_invoices(&ch, "2026-10").await.unwrap(), list_lines(&ch, "2026-10").await.unwrap()), before);
     env.cleanup().await;

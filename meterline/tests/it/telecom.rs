@@ -87,7 +87,8 @@ async fn call_records_are_rated_stored_and_invoiced() {
     .await
     .unwrap();
 
-    let (ok, out, err) = env.meterline(&["close", "--period", "2026-03"], &[]);
+    // Within the grace window (period end + 72 h): the invoice is a draft.
+    let (ok, out, err) = env.meterline(&["close", "--period", "2026-03", "--as-of", "2026-04-02T00:00:00Z"], &[]);
     assert!(ok, "{err}");
     assert!(out.contains("rated calls: 5 written now, 0 subscriptions already stored"), "{out}");
 
@@ -138,12 +139,32 @@ async fn call_records_are_rated_stored_and_invoiced() {
     );
     assert_eq!(list_invoices(&ch, "2026-03").await.unwrap()[0].total.to_string(), "0.41");
 
-    // Closing again: nothing new in rated_calls or the invoices, no duplicates without FINAL.
+    // A late call within the grace window: the draft is refreshed and only that call is added
+    // to rated_calls (447: (42 + 42 + 42) × 0.12 / 60 = 0.252 → 0.25; total 0.49).
+    env.publish(&call("c6", "2026-03-31T23:00:00Z", "+44 7700 900123", 37)).await;
+    meterline_ingest::run(
+        &env.js,
+        &env.ingest,
+        &ledger,
+        &catalog,
+        meterline_ingest::RunOptions { until_idle: true, partitions: None },
+        std::sync::Arc::new(IngestCounters::default()),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let (ok, out, err) = env.meterline(&["close", "--period", "2026-03", "--as-of", "2026-04-02T12:00:00Z"], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("rated calls: 1 written now, 0 subscriptions already stored"), "{out}");
+    assert_eq!(list_invoices(&ch, "2026-03").await.unwrap()[0].total.to_string(), "0.49");
+
+    // Closing again (after the deadline: finalized): nothing new in rated_calls, no duplicates
+    // without FINAL.
     let (ok, out, err) = env.meterline(&["close", "--period", "2026-03"], &[]);
     assert!(ok, "{err}");
     assert!(out.contains("rated calls: 0 written now, 1 subscriptions already stored"), "{out}");
     let count: u64 = ch.client().query("SELECT count() FROM rated_calls").fetch_one().await.unwrap();
-    assert_eq!(count, 5);
+    assert_eq!(count, 6);
 
     // The preview of one call uses the stored catalog and the same code.
     let (ok, out, err) = env.meterline(&["price", "--plan", "voice", "--event", &calls[2], "--format", "json"], &[]);

@@ -1,0 +1,430 @@
+//! The invoice lifecycle end to end through the `meterline` binary: drafts in the grace window,
+//! refresh, finalization with gapless numbers, transitions and their refusals, billing events,
+//! two closers at once, adjustments for late usage, credit notes.
+
+use std::time::Duration;
+
+use clickhouse::Row;
+use futures::StreamExt;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use meterline_invoicer::lifecycle::history;
+use meterline_invoicer::numbering::{Counter, Numbering, Series};
+use meterline_invoicer::writer::{list_invoices, list_lines};
+use meterline_schemas::invoice::{InvoiceStatus, LineKind};
+
+use crate::common::{TestEnv, event};
+use crate::scenario::{CATALOG, messages};
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str_exact(s).unwrap()
+}
+
+/// Publishes the scenario and ingests it with the binary.
+async fn scenario(env: &TestEnv) {
+    env.catalog(CATALOG).await;
+    for m in messages() {
+        env.publish(&m).await;
+    }
+    let (ok, out, err) = env.meterline(&["ingest", "--until-idle"], &[]);
+    assert!(ok, "{out}{err}");
+}
+
+fn run(env: &TestEnv, args: &[&str]) -> String {
+    let (ok, out, err) = env.meterline(args, &[]);
+    assert!(ok, "meterline {args:?} failed: {out}{err}");
+    out
+}
+
+fn fail(env: &TestEnv, args: &[&str]) -> String {
+    let (ok, out, err) = env.meterline(args, &[]);
+    assert!(!ok, "meterline {args:?} should fail: {out}{err}");
+    err
+}
+
+/// Billing events received on a core subscription, as JSON, until `n` arrived.
+async fn collect(sub: &mut async_nats::Subscriber, n: usize) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let msg =
+            tokio::time::timeout(Duration::from_secs(10), sub.next()).await.expect("billing event in time").expect("subscription open");
+        out.push((msg.subject.to_string(), serde_json::from_slice(&msg.payload).unwrap()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drafts_refresh_finalize_and_transition_with_events() {
+    let env = TestEnv::new("lifecycle").await;
+    scenario(&env).await;
+    let mut sub = env.client.subscribe(format!("{}.>", env.billing_prefix)).await.unwrap();
+    env.client.flush().await.unwrap();
+    let ch = env.clickhouse().await;
+
+    // Inside the grace window (October ends 2026-11-01, deadline 2026-11-04): drafts, no numbers.
+    let out = run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-02T00:00:00Z"]);
+    assert!(out.contains("4 invoices (4 created, 0 refreshed, 0 finalized now, 0 unchanged, 0 conflicting, 4 still draft)"), "{out}");
+    assert!(out.contains("drafts are finalized by the first close after the grace deadline 2026-11-04T00:00:00Z"), "{out}");
+    let inv = list_invoices(&ch, "2026-10").await.unwrap();
+    assert!(inv.iter().all(|i| i.status == InvoiceStatus::Draft as i8 && i.number.is_empty()), "{inv:?}");
+
+    // --finalize before the deadline is refused, naming it; nothing is written.
+    let err = fail(&env, &["close", "--period", "2026-10", "--finalize", "--as-of", "2026-11-02T00:00:00Z"]);
+    assert!(
+        err.contains(
+            "period 2026-10 cannot be finalized before its grace deadline 2026-11-04T00:00:00Z \
+             (period end + billing.grace_hours = 72); it is 2026-11-02T00:00:00Z now"
+        ),
+        "{err}"
+    );
+
+    // A late call for alice within the grace window refreshes her draft: calls 3 → 4 (0.04),
+    // subtotal 13.29, tax 13.29 × 0.0725 = 0.963525 → 0.96, total 14.25.
+    env.publish(&event("late-1", "api.request", "alice", "2026-10-15T00:00:00Z", "{}")).await;
+    run(&env, &["ingest", "--until-idle"]);
+    let out = run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-03T00:00:00Z"]);
+    assert!(out.contains("(0 created, 1 refreshed, 0 finalized now, 3 unchanged, 0 conflicting, 4 still draft)"), "{out}");
+    let alice = list_invoices(&ch, "2026-10").await.unwrap().into_iter().find(|i| i.customer == "alice").unwrap();
+    assert_eq!((alice.total, alice.status, alice.version, alice.lines_version), (d("14.25"), 1, 2, 2));
+    let alice_lines: Vec<Decimal> =
+        list_lines(&ch, "2026-10").await.unwrap().iter().filter(|l| l.invoice_id == alice.invoice_id).map(|l| l.amount).collect();
+    assert_eq!(alice_lines, vec![d("10.00"), d("0.04"), d("3.25"), d("0.96")]);
+
+    // At the deadline: finalized, numbered in customer order.
+    let out = run(&env, &["close", "--period", "2026-10", "--finalize", "--as-of", "2026-11-04T00:00:00Z"]);
+    assert!(out.contains("(0 created, 0 refreshed, 4 finalized now, 4 unchanged, 0 conflicting, 0 still draft)"), "{out}");
+    assert!(out.contains("numbers INV-2026-000001 to INV-2026-000004"), "{out}");
+    let inv = list_invoices(&ch, "2026-10").await.unwrap();
+    let got: Vec<(&str, &str, i8, u32)> = inv.iter().map(|i| (i.customer.as_str(), i.number.as_str(), i.status, i.status_at)).collect();
+    let at = 1_793_750_400; // 2026-11-04T00:00:00Z
+    assert_eq!(
+        got,
+        vec![
+            ("alice", "INV-2026-000001", 2, at),
+            ("bob", "INV-2026-000002", 2, at),
+            ("chiyo", "INV-2026-000003", 2, at),
+            ("dan", "INV-2026-000004", 2, at)
+        ]
+    );
+    // Closing again changes nothing.
+    let out = run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-05T00:00:00Z"]);
+    assert!(out.contains("(0 created, 0 refreshed, 0 finalized now, 4 unchanged, 0 conflicting, 0 still draft)"), "{out}");
+
+    // Transitions and refusals.
+    let alice_id = alice.invoice_id.to_string();
+    let out = run(&env, &["invoices", "pay", "--id", "INV-2026-000001", "--reason", "wire 42"]);
+    assert_eq!(out.trim(), format!("invoice INV-2026-000001 ({alice_id}) is paid now"));
+    let err = fail(&env, &["invoices", "pay", "--id", &alice_id]);
+    assert!(err.contains(&format!("invoice INV-2026-000001 ({alice_id}) is paid: cannot pay it (paid → paid is not allowed)")), "{err}");
+    let err = fail(&env, &["invoices", "void", "--id", "INV-2026-000001"]);
+    assert!(err.contains("is paid: cannot void it (paid → void is not allowed)"), "{err}");
+
+    let bob = inv[1].invoice_id.to_string();
+    run(&env, &["invoices", "void", "--id", "INV-2026-000002", "--reason", "duplicate order"]);
+    let err = fail(&env, &["invoices", "void", "--id", "INV-2026-000002"]);
+    assert!(err.contains(&format!("invoice INV-2026-000002 ({bob}) is void: cannot void it (void → void is not allowed)")), "{err}");
+    let err = fail(&env, &["invoices", "pay", "--id", "INV-2026-000002"]);
+    assert!(err.contains(&format!("invoice INV-2026-000002 ({bob}) is void: cannot pay it (void → paid is not allowed)")), "{err}");
+    let err = fail(&env, &["invoices", "mark-uncollectible", "--id", "INV-2026-000002"]);
+    assert!(err.contains("is void: cannot mark it uncollectible (void → uncollectible is not allowed)"), "{err}");
+
+    run(&env, &["invoices", "mark-uncollectible", "--id", "INV-2026-000003", "--reason", "insolvent"]);
+    run(&env, &["invoices", "pay", "--id", "INV-2026-000003", "--reason", "paid after all"]);
+
+    // A draft cannot be paid: November (alice's a7 call) is still in its grace window.
+    run(&env, &["close", "--period", "2026-11", "--as-of", "2026-11-25T00:00:00Z"]);
+    let nov = list_invoices(&ch, "2026-11").await.unwrap();
+    let draft = nov[0].invoice_id.to_string();
+    let err = fail(&env, &["invoices", "pay", "--id", &draft]);
+    assert!(err.contains(&format!("invoice {draft} is draft: cannot pay it (draft → paid is not allowed)")), "{err}");
+    let err = fail(&env, &["invoices", "pay", "--id", "INV-2026-999999"]);
+    assert!(err.contains("no invoice with id or number \"INV-2026-999999\""), "{err}");
+
+    // Every transition of alice's invoice, in order.
+    let h: Vec<(i8, i8, String, String, String)> = history(&ch, alice.invoice_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.from_status, e.to_status, e.number, e.actor, e.reason))
+        .collect();
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        h,
+        vec![
+            (0, 1, s(""), s("close"), s("created")),
+            (1, 1, s(""), s("close"), s("refreshed")),
+            (1, 2, s("INV-2026-000001"), s("close"), s("grace deadline passed")),
+            (2, 3, s("INV-2026-000001"), s("cli"), s("wire 42")),
+        ]
+    );
+    let out = run(&env, &["invoices", "history", "--id", "INV-2026-000001"]);
+    assert!(
+        out.contains("| 2026-11-04T00:00:00+00:00 | draft     | finalized | INV-2026-000001 | close | grace deadline passed |"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with(&format!("invoice INV-2026-000001 ({alice_id}) is paid")), "{out}");
+    let out = run(&env, &["invoices", "list", "--period", "2026-10", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let statuses: Vec<(&str, &str)> =
+        listed.as_array().unwrap().iter().map(|i| (i["number"].as_str().unwrap(), i["status"].as_str().unwrap())).collect();
+    assert_eq!(
+        statuses,
+        vec![("INV-2026-000001", "paid"), ("INV-2026-000002", "void"), ("INV-2026-000003", "paid"), ("INV-2026-000004", "finalized")]
+    );
+
+    // Billing events: 4 finalized, then paid, voided, uncollectible, paid.
+    let evs = collect(&mut sub, 8).await;
+    let p = &env.billing_prefix;
+    let subjects: Vec<String> = evs.iter().map(|(s, _)| s.clone()).collect();
+    let mut expected: Vec<String> = ["invoice.finalized"; 4].iter().map(|k| format!("{p}.{k}")).collect();
+    expected.extend(["invoice.paid", "invoice.voided", "invoice.uncollectible", "invoice.paid"].iter().map(|k| format!("{p}.{k}")));
+    assert_eq!(subjects, expected);
+    let first = &evs[0].1;
+    let event_id = first["event_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        first,
+        &serde_json::json!({
+            "schema": "meterline.billing.v1",
+            "event_id": event_id,
+            "type": "invoice.finalized",
+            "occurred_at": "2026-11-04T00:00:00Z",
+            "invoice_id": alice_id,
+            "invoice_number": "INV-2026-000001",
+            "customer": "alice",
+            "subscription_id": "sub-alice",
+            "period": "2026-10",
+            "currency": "USD",
+            "total": "14.25",
+            "status": "finalized",
+            "previous_status": "draft",
+            "actor": "close",
+            "reason": "grace deadline passed",
+        })
+    );
+    assert_eq!(
+        (evs[4].1["status"].as_str(), evs[4].1["previous_status"].as_str(), evs[4].1["reason"].as_str()),
+        (Some("paid"), Some("finalized"), Some("wire 42"))
+    );
+    assert_eq!(evs[5].1["invoice_number"], "INV-2026-000002");
+    // The stream holds each event once (Nats-Msg-Id = event id).
+    let mut stream = env.js.get_stream(&env.billing_stream).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 8);
+    env.cleanup().await;
+}
+
+#[derive(Row, Deserialize)]
+struct Numbers {
+    current: u64,
+    distinct_numbers: u64,
+    numbers: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_closes_number_gaplessly() {
+    let env = TestEnv::new("concurrent").await;
+    let n = 25;
+    let mut yaml = String::from(
+        "tax_rates:\n  - { jurisdiction: NONE, name: no tax, rate: \"0\" }\nplans:\n  - key: basic\n    versions:\n      - { version: 1, currency: USD, recurring_fee: \"10\" }\ncustomers:\n",
+    );
+    for i in 0..n {
+        yaml.push_str(&format!("  - {{ key: c{i:02}, name: C{i}, currency: USD, jurisdiction: NONE }}\n"));
+    }
+    yaml.push_str("subscriptions:\n");
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - {{ id: sub-{i:02}, customer: c{i:02}, plan: basic, plan_version: 1, start: \"2026-01-01T00:00:00Z\", anchor_day: 1 }}\n"
+        ));
+    }
+    env.catalog(&yaml).await;
+    std::fs::create_dir_all(env.ledger_path()).unwrap();
+
+    // Two closers for the same period, started at once, both past the deadline.
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_meterline"))
+            .args(["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"])
+            .current_dir(env.ledger.path())
+            .envs(env.child_env())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        // Which closer did what varies from run to run (both may create and finalize).
+        eprintln!("closer: {}", String::from_utf8_lossy(&out.stdout).trim());
+    }
+
+    let ch = env.clickhouse().await;
+    let got: Numbers = ch
+        .client()
+        .query(
+            "SELECT (SELECT count() FROM invoices_current) AS current, \
+             (SELECT uniqExact(number) FROM invoices WHERE number != '') AS distinct_numbers, \
+             (SELECT groupArray(number) FROM (SELECT number FROM invoices_current ORDER BY number)) AS numbers",
+        )
+        .fetch_one()
+        .await
+        .unwrap();
+    let expected: Vec<String> = (1..=n).map(|i| format!("INV-2026-{i:06}")).collect();
+    assert_eq!((got.current, got.distinct_numbers, got.numbers), (25, 25, expected));
+    // Numbers follow customer order, and every invoice is finalized.
+    let inv = list_invoices(&ch, "2026-10").await.unwrap();
+    assert!(inv.iter().enumerate().all(|(i, r)| r.number == format!("INV-2026-{:06}", i + 1) && r.status == 2), "{inv:?}");
+    // The counter: next 26, no reservation left behind.
+    let numbering = Numbering::open(&env.js, &format!("{}numbering", env.bucket_prefix)).await.unwrap();
+    let snap = numbering.read(&Series::new("meterline", "inv", "INV-{year}-{seq:06}").unwrap()).await.unwrap();
+    assert_eq!(snap.counter, Counter { next: 26, pending: Default::default() });
+    // A third close finds everything done.
+    let out = run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-26T00:00:00Z"]);
+    assert!(out.contains("(0 created, 0 refreshed, 0 finalized now, 25 unchanged, 0 conflicting, 0 still draft)"), "{out}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_usage_is_adjusted_once_on_the_next_invoice() {
+    let env = TestEnv::new("adjust").await;
+    scenario(&env).await;
+    let ch = env.clickhouse().await;
+    run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"]);
+    let oct = list_invoices(&ch, "2026-10").await.unwrap();
+
+    // After October's deadline: 5000 more tokens for bob, dated 2026-10-20.
+    env.publish(&event("late-2", "llm.completion", "bob", "2026-10-20T00:00:00Z", r#"{"tokens":5000}"#)).await;
+    run(&env, &["ingest", "--until-idle"]);
+    let out = run(&env, &["close", "--period", "2026-11", "--as-of", "2026-11-25T00:00:00Z"]);
+    assert!(out.contains("4 created"), "{out}");
+    // October stays as finalized.
+    assert_eq!(list_invoices(&ch, "2026-10").await.unwrap(), oct);
+
+    // bob's November: fee 5.00, no usage (0.00 calls, 0.00 tokens), adjustment for October's
+    // tokens 12345 → 17345: 1.73 − 1.23 = 0.50; subtotal 5.50; tax 5.50 × 0.19 = 1.045 → 1.04
+    // (half-even); total 6.54.
+    let nov = list_invoices(&ch, "2026-11").await.unwrap();
+    let bob = nov.iter().find(|i| i.customer == "bob").unwrap();
+    assert_eq!((bob.subtotal, bob.tax, bob.total), (d("5.50"), d("1.04"), d("6.54")));
+    let lines = list_lines(&ch, "2026-11").await.unwrap();
+    let adj: Vec<_> = lines.iter().filter(|l| l.kind == LineKind::Adjustment as i8).collect();
+    assert_eq!(adj.len(), 1, "{adj:?}");
+    assert_eq!(
+        (adj[0].invoice_id, adj[0].description.as_str(), adj[0].meter.as_str(), adj[0].quantity, adj[0].amount),
+        (bob.invoice_id, "Adjustment 2026-10 (INV-2026-000002): tokens", "tokens", d("5000"), d("0.50"))
+    );
+    let b: serde_json::Value = serde_json::from_str(&adj[0].breakdown).unwrap();
+    assert_eq!(
+        (b["adjusts_period"].as_str(), b["billed_amount"].as_str(), b["rerated_amount"].as_str()),
+        (Some("2026-10"), Some("1.23"), Some("1.73"))
+    );
+
+    // Closing November again recomputes the same adjustment: unchanged.
+    let out = run(&env, &["close", "--period", "2026-11", "--as-of", "2026-11-26T00:00:00Z"]);
+    assert!(out.contains("4 unchanged"), "{out}");
+    // Finalize November, close December: the adjustment is not billed again.
+    run(&env, &["close", "--period", "2026-11", "--as-of", "2026-12-05T00:00:00Z"]);
+    run(&env, &["close", "--period", "2026-12", "--as-of", "2026-12-05T00:00:00Z"]);
+    let dec = list_lines(&ch, "2026-12").await.unwrap();
+    assert!(!dec.is_empty());
+    assert_eq!(dec.iter().filter(|l| l.kind == LineKind::Adjustment as i8).count(), 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_notes_partial_then_over_credit_refused() {
+    let env = TestEnv::new("creditnote").await;
+    scenario(&env).await;
+    let mut sub = env.client.subscribe(format!("{}.credit_note.>", env.billing_prefix)).await.unwrap();
+    env.client.flush().await.unwrap();
+    // Drafts cannot be credited.
+    run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-02T00:00:00Z"]);
+    let ch = env.clickhouse().await;
+    let draft = list_invoices(&ch, "2026-10").await.unwrap()[0].invoice_id.to_string();
+    let err = fail(&env, &["invoices", "credit-note", "--id", &draft, "--amount", "1", "--reason", "x"]);
+    assert!(err.contains(&format!("invoice {draft} is draft: only finalized, paid or uncollectible invoices can be credited")), "{err}");
+
+    run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"]);
+    // alice: total 14.24 USD (scenario.rs). 4.24 now, then line 1 (the 10.00 fee): nothing left.
+    let out = run(&env, &["invoices", "credit-note", "--id", "INV-2026-000001", "--amount", "4.24", "--reason", "goodwill"]);
+    assert_eq!(out.trim(), "credit note CN-2026-000001 on invoice INV-2026-000001: 4.24 USD, 10.00 USD left to credit");
+    let err = fail(&env, &["invoices", "credit-note", "--id", "INV-2026-000001", "--amount", "10.01", "--reason", "too much"]);
+    assert!(
+        err.contains(&format!(
+            "credit note of 10.01 USD exceeds what is left to credit on invoice INV-2026-000001 ({draft}): \
+             total 14.24 USD, already credited 4.24 USD, remaining 10.00 USD"
+        )),
+        "{err}"
+    );
+    let err = fail(&env, &["invoices", "credit-note", "--id", "INV-2026-000001", "--amount", "0.001", "--reason", "x"]);
+    assert!(err.contains("--amount 0.001: must be positive with at most 2 decimals for USD"), "{err}");
+    let out = run(&env, &["invoices", "credit-note", "--id", "INV-2026-000001", "--line", "1", "--reason", "fee waived"]);
+    assert_eq!(out.trim(), "credit note CN-2026-000002 on invoice INV-2026-000001: 10.00 USD, 0.00 USD left to credit");
+    let err = fail(&env, &["invoices", "credit-note", "--id", "INV-2026-000001", "--full", "--reason", "again"]);
+    assert!(err.contains("has nothing left to credit"), "{err}");
+    // chiyo (JPY 1111): a full credit.
+    let out = run(&env, &["invoices", "credit-note", "--id", "INV-2026-000003", "--full", "--reason", "cancelled"]);
+    assert_eq!(out.trim(), "credit note CN-2026-000003 on invoice INV-2026-000003: 1111 JPY, 0 JPY left to credit");
+
+    let evs = collect(&mut sub, 3).await;
+    let e = &evs[0].1;
+    assert_eq!(evs[0].0, format!("{}.credit_note.issued", env.billing_prefix));
+    assert_eq!(
+        (e["type"].as_str(), e["invoice_number"].as_str(), e["total"].as_str(), e["reason"].as_str()),
+        (Some("credit_note.issued"), Some("INV-2026-000001"), Some("14.24"), Some("goodwill"))
+    );
+    let cn = &e["credit_note"];
+    assert_eq!(
+        (cn["number"].as_str(), cn["amount"].as_str(), cn["remaining"].as_str()),
+        (Some("CN-2026-000001"), Some("4.24"), Some("10.00"))
+    );
+    assert_eq!(cn["credit_note_id"], e["event_id"]);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_around_numbering_leave_no_gap() {
+    let env = TestEnv::new("numcrash").await;
+    scenario(&env).await;
+    let ch = env.clickhouse().await;
+    let numbering = Numbering::open(&env.js, &format!("{}numbering", env.bucket_prefix)).await.unwrap();
+    let series = Series::new("meterline", "inv", "INV-{year}-{seq:06}").unwrap();
+    let numbers = |p: &'static str| {
+        let ch = ch.clone();
+        async move { list_invoices(&ch, p).await.unwrap().into_iter().map(|i| (i.number, i.status)).collect::<Vec<_>>() }
+    };
+
+    // Crash after reserving 1..4, before writing: drafts stay, the reservations stay.
+    let (ok, _, err) = env.meterline(
+        &["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"],
+        &[("METERLINE_FAILPOINT", "close.after_reserve:1")],
+    );
+    assert!(!ok && err.contains("failpoint close.after_reserve reached"), "{err}");
+    assert!(numbers("2026-10").await.iter().all(|(n, s)| n.is_empty() && *s == 1));
+    let snap = numbering.read(&series).await.unwrap();
+    assert_eq!((snap.counter.next, snap.counter.pending.len()), (5, 4));
+    // The next close reuses them: 1..4, nothing skipped, nothing pending.
+    run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-26T00:00:00Z"]);
+    let s = |n: &str| (n.to_string(), 2i8);
+    assert_eq!(numbers("2026-10").await, vec![s("INV-2026-000001"), s("INV-2026-000002"), s("INV-2026-000003"), s("INV-2026-000004")]);
+    let at: Vec<u32> = list_invoices(&ch, "2026-10").await.unwrap().iter().map(|i| i.status_at).collect();
+    assert_eq!(at, vec![1_795_564_800; 4], "dated by the reservation (2026-11-25), not by the second run");
+    assert_eq!(numbering.read(&series).await.unwrap().counter, Counter { next: 5, pending: Default::default() });
+
+    // Crash after writing November's finalized headers, before releasing: the next close finds
+    // them written, drops the stale reservations and hands out nothing new.
+    let (ok, _, err) = env.meterline(
+        &["close", "--period", "2026-11", "--as-of", "2026-12-05T00:00:00Z"],
+        &[("METERLINE_FAILPOINT", "close.after_finalize_write:1")],
+    );
+    assert!(!ok && err.contains("failpoint close.after_finalize_write reached"), "{err}");
+    assert_eq!(numbering.read(&series).await.unwrap().counter.pending.len(), 4);
+    let out = run(&env, &["close", "--period", "2026-11", "--as-of", "2026-12-06T00:00:00Z"]);
+    assert!(out.contains("0 finalized now, 4 unchanged"), "{out}");
+    assert_eq!(numbers("2026-11").await, vec![s("INV-2026-000005"), s("INV-2026-000006"), s("INV-2026-000007"), s("INV-2026-000008")]);
+    // December is finalized in January 2027: the sequence goes on under the new year.
+    let out = run(&env, &["close", "--period", "2026-12", "--as-of", "2027-01-05T00:00:00Z"]);
+    assert!(out.contains("numbers INV-2027-000009 to INV-2027-000012"), "{out}");
+    assert_eq!(numbering.read(&series).await.unwrap().counter, Counter { next: 13, pending: Default::default() });
+    env.cleanup().await;
+}
