@@ -99,7 +99,7 @@ async fn reporting_columns_and_views() {
         &env.ingest,
         &ledger,
         &catalog,
-        meterline_ingest::RunOptions { until_idle: true, partitions: None },
+        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
         std::sync::Arc::new(IngestCounters::default()),
         tokio_util::sync::CancellationToken::new(),
     )

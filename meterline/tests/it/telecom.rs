@@ -147,7 +147,7 @@ async fn call_records_are_rated_stored_and_invoiced() {
         &env.ingest,
         &ledger,
         &catalog,
-        meterline_ingest::RunOptions { until_idle: true, partitions: None },
+        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
         std::sync::Arc::new(IngestCounters::default()),
         tokio_util::sync::CancellationToken::new(),
     )
