@@ -313,6 +313,7 @@ mod tests {
                 worst = worst.max(per);
             }
         }
+        eprintln!("worst bytes per key between 10k and 1M keys: {worst:.2}");
         assert!(worst <= 24.0, "worst bytes per key {worst}");
         assert!(worst >= 16.0);
     }
