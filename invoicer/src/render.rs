@@ -79,6 +79,14 @@ mod tests {
         }
     }
 
+    #[test]
+    fn documents_show_the_number_once_finalized_and_the_id_while_draft() {
+        let mut data = fixture("EUR", "Kunde", "de-DE");
+        assert_eq!(data.number(), "INV-2026-000001");
+        data.invoice.number = String::new();
+        assert_eq!(data.number(), "01234567-89ab-cdef-0123-456789abcdef");
+    }
+
     /// A fixed invoice: fee 1000, graduated usage 234.56, tax 19% = 44.5664 → 44.57, total 1279.13.
     fn fixture(currency: &str, customer_name: &str, locale: &str) -> InvoiceData {
         let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
@@ -183,7 +191,7 @@ mod tests {
     fn custom_templates_and_their_errors() {
         let data = fixture("USD", "Acme", "en-US");
         let view = InvoiceView::build(&data, &Locale::of(Lang::En), &Branding::default(), &RenderConfig::default()).unwrap();
-        assert_eq!(html::render_html(&view, Some("{{ number }}: {{ total }}")).unwrap(), "01234567-89ab-cdef-0123-456789abcdef: $1,279.13");
+        assert_eq!(html::render_html(&view, Some("{{ number }}: {{ total }}")).unwrap(), "INV-2026-000001: $1,279.13");
         let err = html::render_html(&view, Some("{{ no_such_field }}")).unwrap_err().to_string();
         assert!(err.contains("undefined"), "{err}");
     }

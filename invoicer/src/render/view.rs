@@ -29,10 +29,10 @@ pub struct InvoiceData {
 }
 
 impl InvoiceData {
-    /// The number printed on the document. Invoices carry no number of their own yet, so it is
-    /// the invoice id; once they do, this is the one place to switch.
+    /// The number printed on the document: the invoice's number (`INV-2026-000123`, assigned at
+    /// finalization), or its id for a draft, which has none yet.
     pub fn number(&self) -> String {
-        self.invoice.invoice_id.to_string()
+        if self.invoice.number.is_empty() { self.invoice.invoice_id.to_string() } else { self.invoice.number.clone() }
     }
 }
 

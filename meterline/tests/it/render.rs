@@ -20,6 +20,8 @@ async fn render_and_export_closed_invoices() {
     let ch = env.clickhouse().await;
     let invoices = list_invoices(&ch, "2026-10").await.unwrap();
     let id = |customer: &str| invoices.iter().find(|i| i.customer == customer).unwrap().invoice_id.to_string();
+    // What the document prints: the number once finalized (the period's deadline has passed).
+    let number = |customer: &str| invoices.iter().find(|i| i.customer == customer).unwrap().number.clone();
 
     // bob: de-DE, EUR; totals of the scenario test (8.73 + 1.66 = 10.39).
     let (ok, html, stderr) = env.meterline(&["invoices", "render", "--id", &id("bob"), "--format", "html"], &[]);
@@ -40,7 +42,8 @@ async fn render_and_export_closed_invoices() {
     assert!(ok, "{stderr}");
     let bytes = std::fs::read(&pdf).unwrap();
     assert!(bytes.starts_with(b"%PDF-"));
-    assert!(String::from_utf8_lossy(&bytes).contains(&format!("/Title (Rechnung {})", id("bob"))));
+    assert!(String::from_utf8_lossy(&bytes).contains(&format!("/Title (Rechnung {})", number("bob"))));
+    assert!(number("bob").starts_with("INV-2026-"), "{}", number("bob"));
     // Without Chromium the error names the binary.
     let (ok, _, stderr) = env.meterline(
         &["invoices", "render", "--id", &id("bob"), "--format", "pdf"],
