@@ -14,7 +14,6 @@
 //! - [`publish`]: publishing CloudEvents files to the usage stream.
 //! - [`http`]: the HTTP endpoint `POST /v1/events` (`meterline serve`): decode, publish, await acks.
 //! - [`apikeys`]: API keys of the HTTP endpoint, stored hashed in a NATS key-value bucket.
-//! - [`failpoint`]: crash injection for tests.
 //! - [`error`]: the crate's error type and the transient/permanent split.
 
 pub mod apikeys;
@@ -22,7 +21,6 @@ pub mod config;
 pub mod dedup;
 pub mod dlq;
 pub mod error;
-pub mod failpoint;
 pub mod http;
 pub mod lease;
 pub mod metrics;

@@ -31,7 +31,6 @@ use crate::config::IngestConfig;
 use crate::dedup::{DedupIndex, KeyTable, horizon_start};
 use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
-use crate::failpoint;
 use crate::lease;
 use crate::partition::PartitionSet;
 use crate::segment::{Ledger, RebuildReport, Segment, build_segments};
@@ -318,7 +317,7 @@ impl Worker {
             index.extend(seg.month, seg.keys);
         }
         if rows > 0 {
-            failpoint::hit("ingest.after_segment");
+            meterline_schemas::failpoint::hit("ingest.after_segment");
         }
         if lease_lost.is_cancelled() {
             return Err(Error::Nats(format!("partition {}: lease lost before the ack; not acking", self.partition)));

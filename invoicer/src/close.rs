@@ -168,7 +168,7 @@ async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: Da
     if todo.is_empty() {
         return Ok(Vec::new());
     }
-    crate::failpoint::hit("close.after_reserve");
+    meterline_schemas::failpoint::hit("close.after_reserve");
     let mut rows = Vec::with_capacity(todo.len());
     let mut evs = Vec::with_capacity(todo.len());
     for draft in &todo {
@@ -180,7 +180,7 @@ async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: Da
     }
     insert_all(billing.ch.client(), "invoices", &rows.iter().collect::<Vec<_>>()).await?;
     insert_all(billing.ch.client(), "invoice_events", &evs.iter().collect::<Vec<_>>()).await?;
-    crate::failpoint::hit("close.after_finalize_write");
+    meterline_schemas::failpoint::hit("close.after_finalize_write");
     billing.numbering.release(series, &rows.iter().map(|r| r.invoice_id).collect::<Vec<_>>()).await?;
     let published: Vec<_> =
         rows.iter().zip(&evs).map(|(row, ev)| events::invoice_event(ev.event_id, row, InvoiceStatus::Draft, "close", &ev.reason)).collect();

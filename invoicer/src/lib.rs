@@ -17,7 +17,6 @@
 //! - [`adjustments`]: late usage of finalized periods → dated adjustment lines on the next invoice.
 //! - [`credit_notes`]: full or partial credit notes, never above the uncredited remainder.
 //! - [`events`]: billing events on NATS (`invoice.finalized`, `.paid`, `.voided`, `credit_note.issued`).
-//! - [`failpoint`]: crash injection for tests (`METERLINE_FAILPOINT`).
 //! - [`close`]: the period close: catalog + ledger + period → rated calls and drafts, then finalized invoices.
 //! - [`rerate`]: recompute a period from the ledger and compare with what was invoiced.
 //! - [`spend`]: current spend of the open period in ClickHouse `current_spend`.
@@ -32,7 +31,6 @@ pub mod credits;
 pub mod discounts;
 pub mod error;
 pub mod events;
-pub mod failpoint;
 pub mod fees;
 pub mod ids;
 pub mod lifecycle;

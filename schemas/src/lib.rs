@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`event`]: CloudEvents 1.0 usage events, decoding (single and batch) and validation.
+//! - [`failpoint`]: crash injection for tests (`METERLINE_FAILPOINT=<point>:<n>`), used by ingest and close.
 //! - [`meter`]: meters (what to count and how) and value extraction from event data.
 //! - [`money`]: currencies (ISO 4217 minor units), rounding modes and the one line-rounding
 //!   function, exact decimal (de)serialization.
@@ -29,6 +30,7 @@ pub mod credit;
 pub mod discount;
 pub mod error;
 pub mod event;
+pub mod failpoint;
 pub mod invoice;
 pub mod ledger;
 pub mod meter;

@@ -4,7 +4,6 @@
 use clickhouse::Row;
 use serde::Deserialize;
 
-use meterline_ingest::IngestCounters;
 use meterline_ingest::segment::Ledger;
 use meterline_invoicer::writer::{list_invoices, list_lines};
 
@@ -29,19 +28,9 @@ async fn closing_twice_writes_identical_rows_once() {
         env.publish(&m).await;
     }
     let catalog = store.load().await.unwrap();
-    let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    meterline_ingest::run(
-        &env.js,
-        &env.ingest,
-        &ledger,
-        &catalog,
-        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
-        std::sync::Arc::new(IngestCounters::default()),
-        shutdown,
-    )
-    .await
-    .unwrap();
+    let _ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
+    let _shutdown = tokio_util::sync::CancellationToken::new();
+    env.ingest_until_idle(&catalog).await;
 
     let ch = env.clickhouse().await;
     let first = env.close(&catalog, "2026-10", NOW).await;
@@ -93,18 +82,8 @@ async fn reporting_columns_and_views() {
         env.publish(&m).await;
     }
     let catalog = store.load().await.unwrap();
-    let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
-    meterline_ingest::run(
-        &env.js,
-        &env.ingest,
-        &ledger,
-        &catalog,
-        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
-        std::sync::Arc::new(IngestCounters::default()),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let _ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
+    env.ingest_until_idle(&catalog).await;
     let ch = env.clickhouse().await;
     let settings = meterline_invoicer::Settings {
         reporting_currency: Some(meterline_schemas::money::Currency::from_code("USD").unwrap()),

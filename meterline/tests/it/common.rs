@@ -103,6 +103,22 @@ impl TestEnv {
             .expect("publish ack");
     }
 
+    /// Runs ingest in-process over this test's stream into its ledger until the stream is drained.
+    pub async fn ingest_until_idle(&self, catalog: &Catalog) -> meterline_ingest::IngestReport {
+        let ledger = meterline_ingest::segment::Ledger::open(&meterline_ingest::LedgerConfig { path: self.ledger_path() }).unwrap();
+        meterline_ingest::run(
+            &self.js,
+            &self.ingest,
+            &ledger,
+            catalog,
+            meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
+            std::sync::Arc::new(meterline_ingest::IngestCounters::default()),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap()
+    }
+
     /// The subject a producer would use: the customer's for a single event, an unrouted one
     /// otherwise (ingest reroutes or dead-letters what is in it).
     pub fn subject_for(&self, body: &str) -> String {

@@ -1,10 +1,7 @@
 //! Invalid events end in the dead-letter stream with their reason, and their messages are acked.
 
-use std::sync::Arc;
-
 use futures::StreamExt;
 
-use meterline_ingest::IngestCounters;
 use meterline_ingest::segment::Ledger;
 
 use crate::common::{TestEnv, event};
@@ -21,18 +18,8 @@ async fn invalid_event_is_dead_lettered_with_reason_and_acked() {
     env.publish("this is not json").await;
 
     let catalog = store.load().await.unwrap();
-    let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
-    let report = meterline_ingest::run(
-        &env.js,
-        &env.ingest,
-        &ledger,
-        &catalog,
-        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
-        Arc::new(IngestCounters::default()),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let _ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
+    let report = env.ingest_until_idle(&catalog).await;
     assert_eq!((report.valid, report.invalid, report.messages), (1, 3, 4));
 
     // Every message is acked: nothing pending, nothing awaiting an ack.

@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, Decimal128Array};
@@ -15,7 +14,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use meterline_ingest::IngestCounters;
 use meterline_ingest::mirror::{Mirror, MirrorReport};
 use meterline_ingest::segment::Ledger;
 use meterline_schemas::clickhouse::{ClickHouse, ClickHouseConfig, Secret};
@@ -140,17 +138,7 @@ async fn mirror_after_ingest_is_exact_and_idempotent() {
     }
     let catalog = store.load().await.unwrap();
     let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
-    let report = meterline_ingest::run(
-        &env.js,
-        &env.ingest,
-        &ledger,
-        &catalog,
-        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
-        Arc::new(IngestCounters::default()),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = env.ingest_until_idle(&catalog).await;
     assert_eq!((report.valid, report.duplicates, report.invalid), (7, 1, 1));
     // 3 api.request events × 2 meters (calls, users) + 4 llm.completion events × 1 meter.
     assert_eq!(ledger_rows(&env.ledger_path()), (10, d("12452.500000001")));

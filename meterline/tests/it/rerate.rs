@@ -1,11 +1,8 @@
 //! Late usage after a close: re-rating reports the difference, and neither rerate nor a second
 //! close touches the finalized invoice.
 
-use std::sync::Arc;
-
 use rust_decimal::Decimal;
 
-use meterline_ingest::IngestCounters;
 use meterline_ingest::segment::Ledger;
 use meterline_invoicer::rerate::rerate;
 use meterline_invoicer::writer::{list_invoices, list_lines};
@@ -19,20 +16,10 @@ async fn late_usage_shows_in_rerate_and_leaves_invoices_alone() {
     let env = TestEnv::new("rerate").await;
     let store = env.catalog(CATALOG).await;
     let catalog = store.load().await.unwrap();
-    let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
+    let _ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
     let ingest = || async {
-        let token = tokio_util::sync::CancellationToken::new();
-        meterline_ingest::run(
-            &env.js,
-            &env.ingest,
-            &ledger,
-            &catalog,
-            meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
-            Arc::new(IngestCounters::default()),
-            token,
-        )
-        .await
-        .unwrap()
+        let _token = tokio_util::sync::CancellationToken::new();
+        env.ingest_until_idle(&catalog).await
     };
     for m in messages() {
         env.publish(&m).await;

@@ -5,7 +5,6 @@
 use clickhouse::Row;
 use serde::Deserialize;
 
-use meterline_ingest::IngestCounters;
 use meterline_ingest::segment::Ledger;
 use meterline_invoicer::writer::{list_invoices, list_lines};
 
@@ -74,18 +73,8 @@ async fn call_records_are_rated_stored_and_invoiced() {
         env.publish(c).await;
     }
     env.publish(&calls[0]).await; // a producer retry: counted once
-    let ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
-    meterline_ingest::run(
-        &env.js,
-        &env.ingest,
-        &ledger,
-        &catalog,
-        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
-        std::sync::Arc::new(IngestCounters::default()),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let _ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
+    env.ingest_until_idle(&catalog).await;
 
     // Within the grace window (period end + 72 h): the invoice is a draft.
     let (ok, out, err) = env.meterline(&["close", "--period", "2026-03", "--as-of", "2026-04-02T00:00:00Z"], &[]);
@@ -142,17 +131,7 @@ async fn call_records_are_rated_stored_and_invoiced() {
     // A late call within the grace window: the draft is refreshed and only that call is added
     // to rated_calls (447: (42 + 42 + 42) × 0.12 / 60 = 0.252 → 0.25; total 0.49).
     env.publish(&call("c6", "2026-03-31T23:00:00Z", "+44 7700 900123", 37)).await;
-    meterline_ingest::run(
-        &env.js,
-        &env.ingest,
-        &ledger,
-        &catalog,
-        meterline_ingest::RunOptions { until_idle: true, ..Default::default() },
-        std::sync::Arc::new(IngestCounters::default()),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    env.ingest_until_idle(&catalog).await;
     let (ok, out, err) = env.meterline(&["close", "--period", "2026-03", "--as-of", "2026-04-02T12:00:00Z"], &[]);
     assert!(ok, "{err}");
     assert!(out.contains("rated calls: 1 written now, 0 subscriptions already stored"), "{out}");

@@ -1,7 +1,9 @@
 //! Crash injection for tests: `METERLINE_FAILPOINT=<name>:<n>` aborts the process the n-th time
 //! the named point is reached (1-based). Aborting skips destructors and flushes, like SIGKILL.
 //!
-//! Points: `ingest.after_segment` (a segment is durable, its messages are not yet acked).
+//! Points: `ingest.after_segment` (a segment is durable, its messages are not yet acked);
+//! `close.after_reserve` (invoice numbers reserved in NATS KV, finalized headers not yet
+//! written); `close.after_finalize_write` (finalized headers written, reservations not released).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
