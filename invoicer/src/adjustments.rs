@@ -11,7 +11,11 @@
 //! same lines (idempotent); closing P+1 finds them billed on P and adds nothing.
 //!
 //! Amounts are differences of rounded line amounts, so they are already on the currency's grid.
-//! Adjustments are charges before tax: P's tax line taxes them at P's rate. When the net of a
+//! Adjustments are charges before tax: P's tax line taxes them at P's rate. On tax-inclusive
+//! plans the compared amounts are the lines' **gross** amounts (`tax_inclusive.gross` in the
+//! breakdown, what the price list says), not the net left after extracting tax: the adjustment is
+//! then a gross charge whose tax P's tax step extracts once, so the customer pays exactly the
+//! inclusive price of the late usage. When the net of a
 //! subscription's adjustments for Q is negative (a volume tier reached by late usage can lower
 //! the amount), no lines are added: the close reports it for a credit note on Q's invoice.
 
@@ -90,7 +94,7 @@ pub async fn compute(
             if let Some(inv) = stored.values().find(|r| r.invoice_id == l.invoice_id) {
                 let e = billed.entry((inv.subscription_id.clone(), (l.kind, l.meter.clone(), l.description.clone()))).or_default();
                 e.0 += l.quantity;
-                e.1 += l.amount;
+                e.1 += billed_amount(l.amount, &l.breakdown);
             }
         }
         for (sub, key, qty, amount) in earlier_adjustments(ch, &period, &label.to_string()).await? {
@@ -121,7 +125,8 @@ pub async fn compute(
             let mut charges = Vec::new();
             for key in keys {
                 let (bq, ba) = billed.get(&(sub.clone(), key.clone())).copied().unwrap_or_default();
-                let (nq, na) = now.get(&key).map_or((Decimal::ZERO, Decimal::ZERO), |l| (l.quantity, l.amount));
+                let (nq, na) =
+                    now.get(&key).map_or((Decimal::ZERO, Decimal::ZERO), |l| (l.quantity, billed_amount(l.amount, &l.breakdown)));
                 if nq == bq && na == ba {
                     continue;
                 }
@@ -164,6 +169,16 @@ pub async fn compute(
     Ok(out)
 }
 
+/// The amount a line bills in the plan's own terms: the gross of a tax-inclusive line (the tax
+/// step replaced its amount by the net), else its amount.
+fn billed_amount(amount: Decimal, breakdown: &str) -> Decimal {
+    serde_json::from_str::<serde_json::Value>(breakdown).ok().and_then(|b| gross_of(&b)).unwrap_or(amount)
+}
+
+fn gross_of(breakdown: &serde_json::Value) -> Option<Decimal> {
+    breakdown["tax_inclusive"]["gross"].as_str().and_then(|g| Decimal::from_str_exact(g).ok())
+}
+
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct StoredAdjustment {
     breakdown: String,
@@ -194,7 +209,8 @@ async fn earlier_adjustments(ch: &ClickHouse, period: &str, until: &str) -> Resu
         let kind = LineKind::ALL.iter().find(|k| Some(k.name()) == b["line_kind"].as_str()).map_or(0, |k| *k as i8);
         let key = (kind, b["meter"].as_str().unwrap_or_default().to_owned(), b["line"].as_str().unwrap_or_default().to_owned());
         let dec = |s: &str| Decimal::from_str_exact(s).unwrap_or_default();
-        out.push((b["subscription_id"].as_str().unwrap_or_default().to_owned(), key, dec(&r.quantity), dec(&r.amount)));
+        let amount = gross_of(&b).unwrap_or_else(|| dec(&r.amount));
+        out.push((b["subscription_id"].as_str().unwrap_or_default().to_owned(), key, dec(&r.quantity), amount));
     }
     Ok(out)
 }
