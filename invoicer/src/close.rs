@@ -4,13 +4,18 @@
 //!    periods (`adjustments.rs`), build the invoices.
 //! 2. Write drafts: create missing ones, refresh drafts whose content changed (`writer.rs`).
 //! 3. Finalize the drafts whose grace deadline (`period end + grace`) has passed: reserve gapless
-//!    numbers (`numbering.rs`), write the finalized headers and their `invoice_events`, release
-//!    the reservations, then publish `invoice.finalized` events.
+//!    numbers (`numbering.rs`), write the finalized headers and their `invoice_events`, publish
+//!    the `invoice.finalized` events, then release the reservations. The reservations are the
+//!    outbox of those events: a closer that dies after the write and before the release leaves
+//!    them pending, and the next closer (of any period) publishes the events of every pending
+//!    reservation whose invoice it finds finalized before dropping it. JetStream's 24-hour
+//!    duplicate window (`Nats-Msg-Id` = event id) drops the copies when the first closer had
+//!    published, so no event is lost and none is stored twice.
 //!
 //! `close --finalize` insists on finalizing: it fails, before writing anything, when any
 //! invoice's deadline has not passed yet.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -158,7 +163,8 @@ async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: Da
         // releasing, or one running beside us, of any period) are finished: drop them.
         let pending: Vec<Uuid> = snap.counter.pending.keys().copied().collect();
         let written = finalized_among(billing, &pending).await?;
-        snap.counter.pending.retain(|id, _| !written.contains(id));
+        publish_finalized(billing, &written).await?;
+        snap.counter.pending.retain(|id, _| !written.contains_key(id));
         let ids: Vec<Uuid> = todo.iter().map(|r| r.invoice_id).collect();
         let reserved: HashMap<Uuid, _> = snap.counter.reserve(&ids, secs(now)).into_iter().collect();
         if snap.counter == before || billing.numbering.compare_and_set(series, &snap.counter, snap.revision).await? {
@@ -175,30 +181,47 @@ async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: Da
         let r = reservations[&draft.invoice_id];
         let mut row = next_version(draft, InvoiceStatus::Finalized, r.at);
         row.number = series.number(r);
-        evs.push(event_row(&row, InvoiceStatus::Draft as i8, "close", "grace deadline passed"));
+        evs.push(event_row(&row, InvoiceStatus::Draft as i8, "close", FINALIZE_REASON));
         rows.push(row);
     }
     insert_all(billing.ch.client(), "invoices", &rows.iter().collect::<Vec<_>>()).await?;
     insert_all(billing.ch.client(), "invoice_events", &evs.iter().collect::<Vec<_>>()).await?;
     meterline_schemas::failpoint::hit("close.after_finalize_write");
-    billing.numbering.release(series, &rows.iter().map(|r| r.invoice_id).collect::<Vec<_>>()).await?;
     let published: Vec<_> =
         rows.iter().zip(&evs).map(|(row, ev)| events::invoice_event(ev.event_id, row, InvoiceStatus::Draft, "close", &ev.reason)).collect();
     billing.events.publish(&published).await?;
+    billing.numbering.release(series, &rows.iter().map(|r| r.invoice_id).collect::<Vec<_>>()).await?;
     Ok(rows)
 }
 
-/// Which of `ids` are stored with a status other than draft (any period).
-async fn finalized_among(billing: &Billing, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+/// The reason recorded with every finalization by the close.
+const FINALIZE_REASON: &str = "grace deadline passed";
+
+/// The `invoice.finalized` events of `rows` (finalized headers read back), published again: see
+/// the module doc (the reservations are their outbox).
+async fn publish_finalized(billing: &Billing, rows: &HashMap<Uuid, InvoiceRow>) -> Result<()> {
+    let evs: Vec<_> = rows
+        .values()
+        .map(|row| {
+            let ev = event_row(row, InvoiceStatus::Draft as i8, "close", FINALIZE_REASON);
+            events::invoice_event(ev.event_id, row, InvoiceStatus::Draft, "close", FINALIZE_REASON)
+        })
+        .collect();
+    billing.events.publish(&evs).await
+}
+
+/// The finalized headers of those of `ids` that were finalized (any period, whatever their
+/// status now).
+async fn finalized_among(billing: &Billing, ids: &[Uuid]) -> Result<HashMap<Uuid, InvoiceRow>> {
     if ids.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     }
     let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
-    let found: Vec<String> = billing
+    let found: Vec<InvoiceRow> = billing
         .ch
         .client()
-        .query(&format!("SELECT DISTINCT toString(invoice_id) FROM invoices WHERE invoice_id IN ({list}) AND status != 'draft'"))
+        .query(&format!("SELECT ?fields FROM invoices WHERE invoice_id IN ({list}) AND status = 'finalized' LIMIT 1 BY invoice_id"))
         .fetch_all()
         .await?;
-    Ok(found.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect())
+    Ok(found.into_iter().map(|r| (r.invoice_id, r)).collect())
 }

@@ -5,7 +5,9 @@
 //! (ReplacingMergeTree(version); read through the `invoices_current` view, which needs no
 //! `FINAL`). A transition inserts the next version of the header and one `invoice_events` row,
 //! then publishes the billing event (after the ClickHouse writes). Lines never change after
-//! finalization; drafts are refreshed by `close` under a new lines version.
+//! finalization; drafts are refreshed by `close` under a new lines version. A process that dies
+//! between its writes and its publish leaves the event in ClickHouse only: [`replay_events`]
+//! (`meterline invoices replay-events --since …`) publishes it from there.
 
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
@@ -134,6 +136,7 @@ pub async fn transition(billing: &Billing, id_or_number: &str, to: InvoiceStatus
     let ev = event_row(&next, from as i8, "cli", reason);
     insert_all(billing.ch.client(), "invoices", &[&next]).await?;
     insert_all(billing.ch.client(), "invoice_events", &[&ev]).await?;
+    meterline_schemas::failpoint::hit("transition.after_write");
     billing.events.publish(&[events::invoice_event(ev.event_id, &next, from, "cli", reason)]).await?;
     tracing::info!(invoice = %describe(&next), from = %from, to = %to, "invoice transition");
     Ok(next)
@@ -147,6 +150,71 @@ pub async fn history(ch: &ClickHouse, invoice: Uuid) -> Result<Vec<InvoiceEventR
         .bind(invoice.to_string())
         .fetch_all()
         .await?)
+}
+
+/// What [`replay_events`] published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// `invoice.*` events.
+    pub invoice_events: usize,
+    /// `credit_note.issued` events.
+    pub credit_notes: usize,
+}
+
+/// Publishes again every billing event of a transition recorded at or after `since`, rebuilt from
+/// ClickHouse (the source of truth): `invoice_events` with the header version each one wrote, and
+/// `credit_notes` with what was left to credit after each. Ids are the same as the first time, so
+/// JetStream's duplicate window (24 hours) drops what it already has; older events reach
+/// consumers again, who deduplicate by `event_id` (docs/BILLING_EVENTS.md). For the gap of a
+/// process that died between its ClickHouse write and its publish (`invoices pay|void|…`,
+/// `credit-note`); the close recovers its own `invoice.finalized` events by itself.
+pub async fn replay_events(billing: &Billing, since: DateTime<Utc>) -> Result<Replayed> {
+    let at = u32::try_from(since.timestamp().max(0)).unwrap_or(u32::MAX);
+    let client = billing.ch.client();
+    let evs: Vec<InvoiceEventRow> = client
+        .query("SELECT ?fields FROM invoice_events FINAL WHERE at >= ? AND to_status != 'draft' ORDER BY at, invoice_id, version")
+        .bind(at)
+        .fetch_all()
+        .await?;
+    let headers: Vec<InvoiceRow> = client
+        .query(
+            "SELECT ?fields FROM invoices WHERE (invoice_id, version) IN \
+             (SELECT invoice_id, version FROM invoice_events WHERE at >= ? AND to_status != 'draft') LIMIT 1 BY invoice_id, version",
+        )
+        .bind(at)
+        .fetch_all()
+        .await?;
+    let headers: std::collections::HashMap<(Uuid, u64), InvoiceRow> = headers.into_iter().map(|h| ((h.invoice_id, h.version), h)).collect();
+    let mut out = Vec::with_capacity(evs.len());
+    for ev in &evs {
+        let row = headers.get(&(ev.invoice_id, ev.version)).ok_or_else(|| {
+            Error::NotFound(format!("invoice {} version {} of event {} is not in `invoices`", ev.invoice_id, ev.version, ev.event_id))
+        })?;
+        let from = InvoiceStatus::from_i8(ev.from_status).unwrap_or(InvoiceStatus::Draft);
+        out.push(events::invoice_event(ev.event_id, row, from, &ev.actor, &ev.reason));
+    }
+    let invoice_events = out.len();
+
+    let notes: Vec<meterline_schemas::invoice::CreditNoteRow> =
+        client.query("SELECT ?fields FROM credit_notes FINAL WHERE issued_at >= ? ORDER BY issued_at, number").bind(at).fetch_all().await?;
+    for note in &notes {
+        // The invoice as it stood when the note was issued, and what was left to credit after it.
+        let versions: Vec<InvoiceRow> = client
+            .query("SELECT ?fields FROM invoices WHERE invoice_id = ? ORDER BY version")
+            .bind(note.invoice_id.to_string())
+            .fetch_all()
+            .await?;
+        let inv =
+            versions.iter().rev().find(|h| h.status_at <= note.issued_at).or(versions.last()).ok_or_else(|| {
+                Error::NotFound(format!("invoice {} of credit note {} is not in `invoices`", note.invoice_id, note.number))
+            })?;
+        let all = crate::credit_notes::of_invoice(&billing.ch, note.invoice_id).await?;
+        let credited: rust_decimal::Decimal =
+            all.iter().filter(|c| (c.issued_at, &c.number) <= (note.issued_at, &note.number)).map(|c| c.amount).sum();
+        out.push(events::credit_note_event(note, inv, inv.total - credited));
+    }
+    billing.events.publish(&out).await?;
+    Ok(Replayed { invoice_events, credit_notes: notes.len() })
 }
 
 #[cfg(test)]

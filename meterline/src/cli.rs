@@ -217,6 +217,14 @@ pub enum InvoicesCommand {
         #[arg(long)]
         id: String,
     },
+    /// Publish again the billing events of transitions and credit notes recorded since a time,
+    /// from ClickHouse (after a crash between a write and its publish). Same event ids: JetStream
+    /// drops the ones it has within its 24-hour duplicate window.
+    ReplayEvents {
+        /// RFC 3339 time, e.g. `2026-11-25T00:00:00Z`.
+        #[arg(long)]
+        since: String,
+    },
     /// Render one invoice as an HTML or PDF document (PDF needs Chromium).
     Render {
         /// The invoice id (UUID), as `invoices list` shows it.

@@ -3,7 +3,9 @@
 //!
 //! Points: `ingest.after_segment` (a segment is durable, its messages are not yet acked);
 //! `close.after_reserve` (invoice numbers reserved in NATS KV, finalized headers not yet
-//! written); `close.after_finalize_write` (finalized headers written, reservations not released).
+//! written); `close.after_finalize_write` (finalized headers written, events not published,
+//! reservations not released); `transition.after_write` (an operator's pay/void/… written to
+//! ClickHouse, its billing event not published).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -31,6 +31,7 @@ pub async fn run(cfg: &Config, cmd: InvoicesCommand) -> anyhow::Result<()> {
         InvoicesCommand::MarkUncollectible(a) => transition(cfg, a, InvoiceStatus::Uncollectible).await,
         InvoicesCommand::CreditNote(a) => credit_note(cfg, a).await,
         InvoicesCommand::History { id } => history(cfg, &id).await,
+        InvoicesCommand::ReplayEvents { since } => replay_events(cfg, &since).await,
     }
 }
 
@@ -159,6 +160,23 @@ async fn transition(cfg: &Config, a: TransitionArgs, to: InvoiceStatus) -> anyho
     let row = lifecycle::transition(&billing, &a.id, to, &a.reason, chrono::Utc::now()).await?;
     client.flush().await?;
     crate::output::emit(format!("invoice {} is {} now", lifecycle::describe(&row), status_name(row.status)))?;
+    Ok(())
+}
+
+async fn replay_events(cfg: &Config, since: &str) -> anyhow::Result<()> {
+    let since = chrono::DateTime::parse_from_rfc3339(since)
+        .map_err(|e| anyhow::anyhow!("--since {since:?}: expected an RFC 3339 time such as 2026-11-25T00:00:00Z ({e})"))?
+        .with_timezone(&chrono::Utc);
+    let (client, js) = connect::nats(cfg).await?;
+    let billing = connect::billing(cfg, &js).await?;
+    let r = lifecycle::replay_events(&billing, since).await?;
+    client.flush().await?;
+    crate::output::emit(format!(
+        "published {} invoice events and {} credit note events recorded since {} (JetStream drops those it already has)",
+        r.invoice_events,
+        r.credit_notes,
+        since.to_rfc3339()
+    ))?;
     Ok(())
 }
 

@@ -332,6 +332,91 @@ async fn late_usage_is_adjusted_once_on_the_next_invoice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_usage_on_a_tax_inclusive_plan_is_adjusted_at_its_gross_price() {
+    let env = TestEnv::new("adjincl").await;
+    // The scenario with bob's EUR plan priced tax-inclusive (German VAT 19%).
+    let catalog = CATALOG.replacen("recurring_fee: \"5\"", "recurring_fee: \"5\"\n        tax_inclusive: true", 1);
+    assert_ne!(catalog, CATALOG);
+    env.catalog(&catalog).await;
+    for m in messages() {
+        env.publish(&m).await;
+    }
+    run(&env, &["ingest", "--until-idle"]);
+    let ch = env.clickhouse().await;
+    run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"]);
+    env.publish(&event("late-2", "llm.completion", "bob", "2026-10-20T00:00:00Z", r#"{"tokens":5000}"#)).await;
+    run(&env, &["ingest", "--until-idle"]);
+    run(&env, &["close", "--period", "2026-11", "--as-of", "2026-11-25T00:00:00Z"]);
+
+    // October's tokens line, gross: 12345 × 0.0001 = 1.2345 → 1.23; re-rated with the late 5000:
+    // 1.7345 → 1.73. The customer owes the inclusive price of the late usage, 0.50 gross.
+    // November: fee 5.00 + adjustment 0.50 = 5.50 gross; per-invoice extraction at 19%:
+    // 5.00 / 1.19 = 4.2017 → 4.20 net; 5.50 / 1.19 = 4.6218 → 4.62, so the adjustment nets 0.42;
+    // tax 5.50 − 4.62 = 0.88; total 5.50. (Comparing the nets 1.45 − 1.03 = 0.42 and extracting
+    // tax from that again would bill 5.42.)
+    let nov = list_invoices(&ch, "2026-11").await.unwrap();
+    let bob = nov.iter().find(|i| i.customer == "bob").unwrap();
+    assert_eq!((bob.subtotal, bob.tax, bob.total), (d("4.62"), d("0.88"), d("5.50")));
+    let lines = list_lines(&ch, "2026-11").await.unwrap();
+    let adj: Vec<_> = lines.iter().filter(|l| l.kind == LineKind::Adjustment as i8).collect();
+    assert_eq!(adj.len(), 1, "{adj:?}");
+    assert_eq!((adj[0].quantity, adj[0].amount), (d("5000"), d("0.42")));
+    let b: serde_json::Value = serde_json::from_str(&adj[0].breakdown).unwrap();
+    assert_eq!(
+        (b["billed_amount"].as_str(), b["rerated_amount"].as_str(), b["tax_inclusive"]["gross"].as_str()),
+        (Some("1.23"), Some("1.73"), Some("0.50"))
+    );
+    // Idempotent: closing again recomputes the same gross difference.
+    let out = run(&env, &["close", "--period", "2026-11", "--as-of", "2026-11-26T00:00:00Z"]);
+    assert!(out.contains("4 unchanged"), "{out}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_lost_in_a_crash_are_replayed_from_clickhouse_once() {
+    let env = TestEnv::new("replay").await;
+    scenario(&env).await;
+    run(&env, &["close", "--period", "2026-10", "--finalize", "--as-of", "2026-11-05T00:00:00Z"]);
+    let started = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let mut stream = env.js.get_stream(&env.billing_stream).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 4, "4 invoice.finalized");
+
+    // `pay` dies after its ClickHouse writes, before publishing: paid in ClickHouse, no event.
+    let (ok, _, err) = env.meterline(
+        &["invoices", "pay", "--id", "INV-2026-000001", "--reason", "wire 42"],
+        &[("METERLINE_FAILPOINT", "transition.after_write:1")],
+    );
+    assert!(!ok && err.contains("failpoint transition.after_write reached"), "{err}");
+    let ch = env.clickhouse().await;
+    let alice = list_invoices(&ch, "2026-10").await.unwrap().into_iter().find(|i| i.number == "INV-2026-000001").unwrap();
+    assert_eq!(alice.status, InvoiceStatus::Paid as i8);
+    assert_eq!(stream.info().await.unwrap().state.messages, 4);
+    // A credit note goes through normally.
+    run(&env, &["invoices", "credit-note", "--id", "INV-2026-000004", "--amount", "1.00", "--reason", "goodwill"]);
+    assert_eq!(stream.info().await.unwrap().state.messages, 5);
+
+    // Replay: the paid event is rebuilt from ClickHouse; the credit note's copy is dropped by
+    // JetStream (same id), so each transition is in the stream exactly once.
+    let mut paid = env.client.subscribe(format!("{}.invoice.paid", env.billing_prefix)).await.unwrap();
+    env.client.flush().await.unwrap();
+    let since = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let out = run(&env, &["invoices", "replay-events", "--since", &since]);
+    assert!(out.contains("published 1 invoice events and 1 credit note events"), "{out}");
+    let got = collect(&mut paid, 1).await;
+    let e = &got[0].1;
+    assert_eq!(
+        (e["invoice_number"].as_str(), e["status"].as_str(), e["previous_status"].as_str(), e["reason"].as_str(), e["total"].as_str()),
+        (Some("INV-2026-000001"), Some("paid"), Some("finalized"), Some("wire 42"), Some("14.24"))
+    );
+    assert_eq!(stream.info().await.unwrap().state.messages, 6);
+    run(&env, &["invoices", "replay-events", "--since", &since]);
+    assert_eq!(stream.info().await.unwrap().state.messages, 6, "a second replay adds nothing");
+    let err = fail(&env, &["invoices", "replay-events", "--since", "yesterday"]);
+    assert!(err.contains("--since \"yesterday\": expected an RFC 3339 time"), "{err}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credit_notes_partial_then_over_credit_refused() {
     let env = TestEnv::new("creditnote").await;
     scenario(&env).await;
@@ -419,12 +504,22 @@ async fn crashes_around_numbering_leave_no_gap() {
     );
     assert!(!ok && err.contains("failpoint close.after_finalize_write reached"), "{err}");
     assert_eq!(numbering.read(&series).await.unwrap().counter.pending.len(), 4);
+    // It died before publishing their `invoice.finalized` events: the next close publishes them
+    // from the pending reservations (the outbox) before dropping those.
+    let mut finalized = env.client.subscribe(format!("{}.invoice.finalized", env.billing_prefix)).await.unwrap();
     let out = run(&env, &["close", "--period", "2026-11", "--as-of", "2026-12-06T00:00:00Z"]);
     assert!(out.contains("0 finalized now, 4 unchanged"), "{out}");
     assert_eq!(numbers("2026-11").await, vec![s("INV-2026-000005"), s("INV-2026-000006"), s("INV-2026-000007"), s("INV-2026-000008")]);
+    let mut got: Vec<String> =
+        collect(&mut finalized, 4).await.into_iter().map(|(_, e)| e["invoice_number"].as_str().unwrap().to_owned()).collect();
+    got.sort();
+    assert_eq!(got, ["INV-2026-000005", "INV-2026-000006", "INV-2026-000007", "INV-2026-000008"]);
     // December is finalized in January 2027: the sequence goes on under the new year.
     let out = run(&env, &["close", "--period", "2026-12", "--as-of", "2027-01-05T00:00:00Z"]);
     assert!(out.contains("numbers INV-2027-000009 to INV-2027-000012"), "{out}");
     assert_eq!(numbering.read(&series).await.unwrap().counter, Counter { next: 13, pending: Default::default() });
+    // Every finalization is in the billing stream exactly once: 4 for each of three periods.
+    let mut stream = env.js.get_stream(&env.billing_stream).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 12);
     env.cleanup().await;
 }
