@@ -99,7 +99,26 @@ pub fn generate(results: &Path, criterion: &Path, plot_rel: &str) -> String {
     s.push_str(BEGIN);
     s.push_str("\n\n## Machine of the generated figures\n\n");
     s.push_str(&machine());
-    s.push_str("\nReproduce everything below with `make bench` (criterion, `bench-ingest` when present, `bench-rate`, `bench-close`, the load-test sweep and run, then this page). Each part alone: `cargo bench -p meterline-benches`, `make bench-close`, `make loadtest`.\n");
+    s.push_str("\nReproduce everything below with `make bench` (criterion, `bench-ingest`, `bench-rate`, `bench-close`, the load-test sweep and run, then this page). Each part alone: `cargo bench -p meterline-benches`, `make bench-ingest`, `make bench-rate`, `make bench-close`, `make loadtest`.\n");
+
+    for (file, title, what) in [
+        (
+            "bench-ingest.json",
+            "Ingest: `make bench-ingest`",
+            "A stream pre-loaded with 1M events one per message, and 10M events 100 per message; in the same run, each step its own process, the raw JetStream consume rate of that stream (no processing) and Meterline ingest draining it into the durable ledger (decode, validate, exact dedup, Arrow + Parquet, fsync, ack), timed to the last ack. The method and the profile are in the hand-written section above.",
+        ),
+        (
+            "bench-rate.json",
+            "Rating: `make bench-rate`",
+            "100M events (100 Parquet segments), 100k customers, 5 meters with group-bys; in one process, two plain DataFusion GROUP BY queries over the same files (the ceilings) and Meterline's full rating of the period.",
+        ),
+    ] {
+        s.push_str(&format!("\n## {title}\n\n{what}\n\n"));
+        match read(&results.join(file)).and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+            Some(v) => s.push_str(v["markdown"].as_str().unwrap_or("(no markdown in the results file)")),
+            None => s.push_str(&format!("No results yet (`{}`).\n", &title[title.find('`').unwrap_or(0)..].trim_matches('`'))),
+        }
+    }
 
     s.push_str("\n## Load test: `make loadtest`\n\n");
     s.push_str("Open loop (event *i* due at start + *i*/rate, never waiting for acks, at most `--in-flight` publishes awaiting their ack, beyond which events count as *saturated*); every latency is measured from the event's **scheduled** send time, so stalls of the sender or the system are not hidden (no coordinated omission). The mix: API requests 40%, LLM completions (tokens per model) 30%, telecom call records (destination, seconds) 20%, storage GB-hours 10%; plus 2% exact duplicates, 0.5% late events (dated earlier in the open period), 0.1% invalid events. Ingest runs in-process on the run's own stream (`lt_usage`), ledger and ClickHouse database (`lt_loadtest`), with its default batching (`linger_ms` 500, 100k-row segments), one partition.\n\n");
@@ -192,5 +211,19 @@ mod tests {
         assert_eq!(new, format!("# P\n\nkept\n\n{BEGIN}\nnew\n{END}\n## after\n"));
         let appended = splice("# P\n", &format!("{BEGIN}\nx\n{END}\n"));
         assert!(appended.starts_with("# P\n\n") && appended.contains("x"));
+    }
+
+    #[test]
+    fn stage_benchmark_tables_come_from_their_json_or_say_they_are_missing() {
+        let dir = std::env::temp_dir().join(format!("perfdoc-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bench-ingest.json"), r#"{"markdown": "| 1 | 697569 | 269208 | 0.39 |\n"}"#).unwrap();
+        let md = generate(&dir, &dir.join("no-criterion"), "img/x.png");
+        let ingest = md.find("## Ingest: `make bench-ingest`").expect("ingest section");
+        let rate = md.find("## Rating: `make bench-rate`").expect("rating section");
+        assert!(ingest < rate);
+        assert!(md[ingest..rate].contains("| 1 | 697569 | 269208 | 0.39 |"));
+        assert!(md[rate..].contains("No results yet (`make bench-rate`)."));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -228,14 +228,23 @@ async fn main() -> anyhow::Result<()> {
             )?;
         }
         "report" => {
-            println!(
-                "| events per message | raw JetStream consume (events/s) | Meterline ingest to durable ledger (events/s) | ratio | ingest peak RSS | target |"
+            let mut md = String::from(
+                "| events per message | raw JetStream consume (events/s) | Meterline ingest to durable ledger (events/s) | ratio | ingest peak RSS | target |\n\
+                 | ---: | ---: | ---: | ---: | ---: | --- |\n",
             );
-            println!("| ---: | ---: | ---: | ---: | ---: | --- |");
+            let mut rows = Vec::new();
             for (pm, target) in [(1, "≥ 300k/s, ratio ≥ 0.7"), (100, "≥ 1.5M/s, ratio ≥ 0.3")] {
                 let (Some(raw), Some(run)) = (read_result(&format!("raw-{pm}")), read_result(&format!("run-{pm}"))) else { continue };
                 let (r, m) = (raw["events_per_sec"].as_f64().unwrap_or(0.0), run["events_per_sec"].as_f64().unwrap_or(0.0));
-                println!("| {pm} | {:.0} | {:.0} | {:.2} | {} MiB | {target} |", r, m, m / r.max(1e-9), run["peak_rss_mib"]);
+                md.push_str(&format!("| {pm} | {:.0} | {:.0} | {:.2} | {} MiB | {target} |\n", r, m, m / r.max(1e-9), run["peak_rss_mib"]));
+                rows.push(serde_json::json!({ "per_message": pm, "raw": raw, "run": run }));
+            }
+            print!("{md}");
+            if let Some(path) = args.windows(2).find(|w| w[0] == "--json").map(|w| PathBuf::from(&w[1])) {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&path, serde_json::to_vec_pretty(&serde_json::json!({ "markdown": md, "rows": rows }))?)?;
             }
         }
         other => anyhow::bail!("unknown command {other:?}: load | raw | run | report"),

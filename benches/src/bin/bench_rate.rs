@@ -36,14 +36,14 @@ fn main() -> anyhow::Result<()> {
     let customers: usize = arg(&args, "--customers", "100000").parse()?;
     match args.get(1).map(String::as_str) {
         Some("generate") => generate(&dir, arg(&args, "--events", "100000000").parse()?, customers, 0),
-        Some("run") => run(&dir, customers),
+        Some("run") => run(&dir, customers, args.windows(2).find(|w| w[0] == "--json").map(|w| PathBuf::from(&w[1]))),
         Some("breakdown") => breakdown(&dir, customers),
         _ => anyhow::bail!("usage: bench-rate generate|run|breakdown [--events N] [--customers N] [--dir DIR]"),
     }
 }
 
 #[allow(clippy::float_arithmetic, clippy::print_stdout)] // throughput figures, not money
-fn run(dir: &Path, customers: usize) -> anyhow::Result<()> {
+fn run(dir: &Path, customers: usize, json: Option<PathBuf>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let events: u64 = std::fs::read_dir(dir)?
         .flatten()
@@ -83,23 +83,30 @@ fn run(dir: &Path, customers: usize) -> anyhow::Result<()> {
     let lines: usize = rated.iter().map(|r| r.usage.len()).sum();
     eprintln!("Meterline rating: {ours:.2}s ({} subscriptions, {lines} usage lines)", rated.len());
     let rss = peak_rss_mib();
-    println!("| what | events | wall time | events/s | Meterline ÷ this | peak RSS (process) |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    println!(
-        "| plain DataFusion GROUP BY: sum, count, min, max | {events} | {simple:.2} s | {:.0} | {:.2}× | |",
+    let subs = rated.len();
+    let md = format!(
+        "| what | events | wall time | events/s | Meterline ÷ this | peak RSS (process) |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |\n\
+         | plain DataFusion GROUP BY: sum, count, min, max | {events} | {simple:.2} s | {:.0} | {:.2}× | |\n\
+         | plain DataFusion GROUP BY: the same aggregates as the rating (ceiling) | {events} | {same:.2} s | {:.0} | {:.2}× | |\n\
+         | Meterline full rating: windows, {subs} subscriptions, {lines} priced lines | {events} | {ours:.2} s | {:.0} | 1.00× | {rss} MiB |\n",
         events as f64 / simple,
-        ours / simple
-    );
-    println!(
-        "| plain DataFusion GROUP BY: the same aggregates as the rating (ceiling) | {events} | {same:.2} s | {:.0} | {:.2}× | |",
+        ours / simple,
         events as f64 / same,
-        ours / same
-    );
-    println!(
-        "| Meterline full rating: windows, {} subscriptions, {lines} priced lines | {events} | {ours:.2} s | {:.0} | 1.00× | {rss} MiB |",
-        rated.len(),
+        ours / same,
         events as f64 / ours
     );
+    print!("{md}");
+    if let Some(path) = json {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let v = serde_json::json!({
+            "markdown": md, "events": events, "plain_simple_secs": simple, "plain_same_secs": same,
+            "rating_secs": ours, "subscriptions": subs, "lines": lines, "peak_rss_mib": rss,
+        });
+        std::fs::write(&path, serde_json::to_vec_pretty(&v)?)?;
+    }
     Ok(())
 }
 
