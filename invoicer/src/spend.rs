@@ -3,7 +3,12 @@
 //!
 //! A refresh uses exactly the close's code (rate, build, round), then keeps the pre-tax parts.
 //! Every refresh inserts a new version of each row; nothing is updated in place.
+//!
+//! "The open period" is per subscription: the cycle containing now ([`compute_open`]), labelled
+//! like its close, so a quarterly subscription shows the quarter so far under the quarter's label
+//! while a monthly one shows this month's cycle. [`compute`] rates one given label instead.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rust_decimal::Decimal;
@@ -51,7 +56,38 @@ pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, 
         .collect())
 }
 
-/// Computes and writes one refresh; returns the rows written.
+/// Rates each subscription's open cycle (the one containing `now`) as of now: subscriptions are
+/// grouped by the label that closes their open cycle and each group is rated like
+/// [`compute`]. Subscriptions not active at `now` have no row. Rows in subscription id order.
+pub async fn compute_open(
+    ledger_root: &Path,
+    catalog: &Catalog,
+    now: chrono::DateTime<chrono::Utc>,
+    rounding: RoundingMode,
+) -> Result<Vec<SpendRow>> {
+    let mut by_label: BTreeMap<PeriodLabel, Catalog> = BTreeMap::new();
+    for s in catalog.subscriptions.values().filter(|s| s.start <= now && s.end.is_none_or(|e| now < e)) {
+        let label = s.cycle_containing(now).label;
+        let scoped = by_label.entry(label).or_insert_with(|| Catalog { subscriptions: BTreeMap::new(), ..catalog.clone() });
+        scoped.subscriptions.insert(s.id.clone(), s.clone());
+    }
+    let mut rows = Vec::new();
+    for (label, scoped) in &by_label {
+        rows.extend(compute(ledger_root, scoped, *label, rounding).await?);
+    }
+    rows.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+    Ok(rows)
+}
+
+/// Computes and writes one refresh of every subscription's open cycle ([`compute_open`]);
+/// returns the rows written.
+pub async fn refresh_open(ch: &ClickHouse, ledger_root: &Path, catalog: &Catalog, rounding: RoundingMode) -> Result<Vec<SpendRow>> {
+    let rows = compute_open(ledger_root, catalog, chrono::Utc::now(), rounding).await?;
+    insert_all(ch.client(), "current_spend", &rows.iter().collect::<Vec<_>>()).await?;
+    Ok(rows)
+}
+
+/// Computes and writes one refresh of `label`; returns the rows written.
 pub async fn refresh(
     ch: &ClickHouse,
     ledger_root: &Path,
