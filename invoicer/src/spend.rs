@@ -109,3 +109,51 @@ pub async fn read(ch: &ClickHouse, period: &str) -> Result<Vec<SpendRow>> {
         .fetch_all::<SpendRow>()
         .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meterline_schemas::catalog::CatalogFile;
+
+    #[tokio::test]
+    async fn open_cycles_are_each_subscriptions_own() {
+        let catalog = CatalogFile::parse(
+            r#"
+tax_rates: [ { jurisdiction: NONE, name: no tax, rate: "0" } ]
+plans:
+  - { key: m, versions: [ { version: 1, currency: USD, recurring_fee: "30" } ] }
+  - { key: q, versions: [ { version: 1, currency: USD, recurring_fee: "90" } ] }
+  - { key: y, versions: [ { version: 1, currency: USD, recurring_fee: "1200" } ] }
+customers: [ { key: a, name: A, currency: USD, jurisdiction: NONE } ]
+subscriptions:
+  - { id: s-month, customer: a, plan: m, plan_version: 1, start: "2026-01-15T00:00:00Z" }
+  - { id: s-quarter, customer: a, plan: q, plan_version: 1, start: "2026-11-01T00:00:00Z", cycle: quarterly, alignment: calendar }
+  - { id: s-year, customer: a, plan: y, plan_version: 1, start: "2026-03-15T00:00:00Z", cycle: annual }
+  - { id: s-ended, customer: a, plan: m, plan_version: 1, start: "2026-01-01T00:00:00Z", end: "2026-11-01T00:00:00Z" }
+  - { id: s-later, customer: a, plan: m, plan_version: 1, start: "2026-12-01T00:00:00Z" }
+"#,
+            "yaml",
+        )
+        .unwrap()
+        .validate(&Catalog::default())
+        .unwrap();
+        let ledger = tempfile::tempdir().unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T00:00:00Z").unwrap().to_utc();
+        let rows = compute_open(ledger.path(), &catalog, now, RoundingMode::HalfEven).await.unwrap();
+        let got: Vec<(&str, &str, String)> =
+            rows.iter().map(|r| (r.subscription_id.as_str(), r.period.as_str(), r.fees.to_string())).collect();
+        // s-month (anchor 15): [15 Nov, 15 Dec), label 2026-11, fee 30.00.
+        // s-quarter: calendar Q4 [1 Oct, 1 Jan), label 2026-12, active from 1 Nov: 61 of 92 days,
+        //   90 x 61 / 92 = 5490 / 92 = 59.673... -> 59.67.
+        // s-year: [15 Mar 2026, 15 Mar 2027), label 2027-02, 1200.00.
+        // s-ended and s-later are not active now: no row.
+        assert_eq!(
+            got,
+            vec![
+                ("s-month", "2026-11", "30.00".to_owned()),
+                ("s-quarter", "2026-12", "59.67".to_owned()),
+                ("s-year", "2027-02", "1200.00".to_owned()),
+            ]
+        );
+    }
+}
