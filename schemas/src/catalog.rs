@@ -1516,7 +1516,7 @@ credit_grants:
     fn shipped_example_catalog_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/catalog.yaml");
         let c = CatalogFile::read(&path).unwrap().validate(&Catalog::default()).unwrap();
-        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (6, 8, 7, 5));
+        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (6, 8, 7, 6));
         assert_eq!(c.rate_tables.len(), 1);
         assert_eq!(c.rate_tables["uk-voice"].rates.len(), 3);
         assert_eq!((c.coupons.len(), c.credit_grants.len(), c.tax_rates.len(), c.fx_rates.len()), (2, 2, 6, 3));
@@ -1527,6 +1527,10 @@ credit_grants:
         assert_eq!(c.customers["societe-fr"].jurisdiction, "FR");
         assert_eq!(c.subscriptions["sub-team-1"].seats_at(DateTime::parse_from_rfc3339("2026-10-20T00:00:00Z").unwrap().into()), 12);
         assert_eq!(c.plans[&("gulf-kwd".to_string(), 1)].currency.minor_units(), 3);
+        // Calendar quarters from 10 Feb: the first quarter [1 Jan, 1 Apr) is closed by 2026-03.
+        let q = &c.subscriptions["sub-hilfswerk-1"];
+        assert!(q.window("2026-02".parse().unwrap()).is_none());
+        assert_eq!(q.window("2026-03".parse().unwrap()).unwrap().period_start, t("2026-01-01T00:00:00Z"));
     }
 
     #[test]
