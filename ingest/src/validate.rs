@@ -8,7 +8,7 @@ use meterline_schemas::catalog::Catalog;
 use meterline_schemas::event::{EventError, UsageEvent, decode_message};
 use meterline_schemas::ledger::event_key;
 use meterline_schemas::meter::{Meter, MeterValue};
-use meterline_schemas::period::PeriodLabel;
+use meterline_schemas::period::{PeriodLabel, Schedule};
 
 use crate::partition::{customer_token, partition_of};
 
@@ -59,11 +59,12 @@ pub struct Route {
     pub partitions: u32,
 }
 
-/// A subscription's start, end and anchor day.
-type SubscriptionSpan = (DateTime<Utc>, Option<DateTime<Utc>>, u32);
+/// A subscription's start, end and cycle schedule.
+type SubscriptionSpan = (DateTime<Utc>, Option<DateTime<Utc>>, Schedule);
 
-/// When each customer's billing periods close: (start, end, anchor day) of their subscriptions,
-/// and the grace window after a period's end during which its events still count in it.
+/// When each customer's billing periods close: (start, end, cycle schedule) of their
+/// subscriptions, and the grace window after a cycle's end during which its events still count
+/// in it.
 #[derive(Debug, Default)]
 pub struct Deadlines {
     by_customer: HashMap<String, Vec<SubscriptionSpan>>,
@@ -75,22 +76,21 @@ impl Deadlines {
     pub fn new(catalog: &Catalog, grace: std::time::Duration) -> Self {
         let mut by_customer: HashMap<String, Vec<_>> = HashMap::new();
         for s in catalog.subscriptions.values() {
-            by_customer.entry(s.customer.clone()).or_default().push((s.start, s.end, s.anchor()));
+            by_customer.entry(s.customer.clone()).or_default().push((s.start, s.end, s.schedule()));
         }
         Deadlines { by_customer, grace: chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX) }
     }
 
-    /// The deadline of the billing period containing `t` for `customer`: the end of the cycle of
-    /// the subscription active at `t` (calendar months without one) plus the grace window.
+    /// The deadline of the billing period containing `t` for `customer`: the end of the cycle
+    /// containing `t` of the subscription active at `t` (a quarter's end for a quarterly one;
+    /// calendar months without a subscription) plus the grace window.
     pub fn deadline(&self, customer: &str, t: DateTime<Utc>) -> DateTime<Utc> {
-        let anchor = self
+        let schedule = self
             .by_customer
             .get(customer)
             .and_then(|subs| subs.iter().find(|(start, end, _)| *start <= t && end.is_none_or(|e| t < e)))
-            .map_or(1, |s| s.2);
-        let month = PeriodLabel::containing(t);
-        let (start, end) = month.cycle(anchor);
-        let end = if t < start { start } else { end };
+            .map_or(Schedule::monthly(1), |s| s.2);
+        let end = schedule.cycle_containing(t).end;
         end.checked_add_signed(self.grace).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
@@ -203,5 +203,30 @@ subscriptions: [ { id: s1, customer: acme, plan: p, plan_version: 1, start: "202
         assert_eq!(d.deadline("acme", t("2026-10-10T08:00:00Z")), t("2026-10-18T00:00:00Z"));
         // No subscription: calendar months.
         assert_eq!(d.deadline("nobody", t("2026-10-10T08:00:00Z")), t("2026-11-04T00:00:00Z"));
+    }
+
+    #[test]
+    fn quarterly_deadline_is_the_quarter_end_plus_grace() {
+        let catalog = CatalogFile::parse(
+            r#"
+meters: [ { key: calls, event_type: api.request, aggregation: COUNT } ]
+plans: [ { key: p, versions: [ { version: 1, currency: USD, prices: [ { meter: calls, model: per_unit, unit_price: "1" } ] } ] } ]
+customers: [ { key: acme, name: Acme, currency: USD, jurisdiction: US }, { key: bolt, name: Bolt, currency: USD, jurisdiction: US } ]
+tax_rates: [ { jurisdiction: US, name: none, rate: "0" } ]
+subscriptions:
+  - { id: s1, customer: acme, plan: p, plan_version: 1, start: "2026-02-10T00:00:00Z", cycle: quarterly }
+  - { id: s2, customer: bolt, plan: p, plan_version: 1, start: "2026-02-10T00:00:00Z", cycle: annual, alignment: calendar }
+"#,
+            "yaml",
+        )
+        .unwrap()
+        .validate(&Catalog::default())
+        .unwrap();
+        let d = Deadlines::new(&catalog, std::time::Duration::from_secs(72 * 3600));
+        // Anniversary quarters from 10 Feb: 2026-03-01 is in [10 Feb, 10 May), closing 13 May.
+        assert_eq!(d.deadline("acme", t("2026-03-01T08:00:00Z")), t("2026-05-13T00:00:00Z"));
+        assert_eq!(d.deadline("acme", t("2026-05-10T00:00:00Z")), t("2026-08-13T00:00:00Z"));
+        // Calendar years: 2026-03-01 is in 2026, closing 1 Jan 2027 + 72 h.
+        assert_eq!(d.deadline("bolt", t("2026-03-01T08:00:00Z")), t("2027-01-04T00:00:00Z"));
     }
 }

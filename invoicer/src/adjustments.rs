@@ -1,8 +1,11 @@
 //! Late usage of finalized periods → dated adjustment lines on the next invoice.
 //!
 //! A finalized invoice never changes (invariant 5). When closing period P, every earlier period
-//! Q of the last `billing.adjustment_periods` periods that has finalized (or paid, or
-//! uncollectible) invoices is re-rated from the ledger, exactly as `rerate` does. For each such
+//! Q of the last `billing.adjustment_periods` cycles of a subscription (months, quarters or
+//! years: a quarterly subscription looks back 3 × 3 labels) that has finalized (or paid, or
+//! uncollectible) invoices is re-rated from the ledger, exactly as `rerate` does. A subscription
+//! without an invoice in P (its cycle does not end with P) gets its adjustments on its next
+//! invoice, which is still inside its look-back. For each such
 //! invoice, the usage and commitment lines of the recomputation are compared, per line
 //! (kind, meter, description), with **everything already billed for Q**: Q's own lines plus the
 //! adjustment lines for Q on invoices of the periods between Q and P (not voided). The
@@ -75,14 +78,23 @@ pub async fn compute(
     settings: &Settings,
 ) -> Result<Adjustments> {
     let mut out = Adjustments::default();
+    // Each subscription looks back `adjustment_periods` of its own cycles (3 months, 3 quarters
+    // or 3 years by default): a quarterly subscription's next invoice is three labels later, so a
+    // look-back in months would drop its late usage.
+    let months_back = |sub: &str| {
+        let cycle = catalog.subscriptions.get(sub).map_or(1, |s| s.cycle.months());
+        settings.adjustment_periods.saturating_mul(cycle)
+    };
+    let longest = catalog.subscriptions.values().map(|s| s.cycle.months()).max().unwrap_or(1);
     let mut q = label;
-    for _ in 0..settings.adjustment_periods {
+    for back in 1..=settings.adjustment_periods.saturating_mul(longest) {
         q = q.prev();
         let period = q.to_string();
         let stored: HashMap<String, _> = current_headers(ch, &period)
             .await?
             .into_values()
             .filter(|r| [InvoiceStatus::Finalized, InvoiceStatus::Paid, InvoiceStatus::Uncollectible].iter().any(|s| *s as i8 == r.status))
+            .filter(|r| back <= months_back(&r.subscription_id))
             .map(|r| (r.subscription_id.clone(), r))
             .collect();
         if stored.is_empty() {

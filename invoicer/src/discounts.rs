@@ -43,7 +43,8 @@ pub(crate) fn discounts(
             .coupons
             .get(&red.code)
             .ok_or_else(|| Error::Catalog(format!("subscription {} redeems unknown coupon {}", s.id, red.code)))?;
-        if let Some(cycle) = applies_in(coupon, label, s.anchor(), red.start.unwrap_or(s.start)) {
+        // Cycles of this subscription: quarters for a quarterly one.
+        if let Some(cycle) = applies_in(coupon, label, &s.schedule(), red.start.unwrap_or(s.start)) {
             in_effect.push((coupon, cycle));
         }
     }

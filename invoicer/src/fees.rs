@@ -9,6 +9,9 @@
 //! **Arrears** (default): the invoice of period P (issued at P's end) bills P's fee and seats
 //! for the part of P the subscription was active, with every seat change in P.
 //!
+//! P is the subscription's cycle (a month, quarter or year) and P+1, P−1 its next and previous
+//! cycles (for a quarterly subscription, the next and previous quarter).
+//!
 //! **Advance**: Meterline issues invoices at period close only, so "in advance" means the
 //! invoice of P (issued at P's end, which is P+1's start) bills P+1:
 //! - P+1's fee and seats, prorated to the subscription's active part of P+1 when it ends
@@ -48,14 +51,15 @@ pub(crate) fn fixed_charges(r: &RatedSubscription, label: PeriodLabel) -> Result
             }
         }
         FeeBilling::Advance => {
-            let first = Window::of(label.prev(), s.anchor(), s.start, s.end).is_none();
-            let next = Window::of(label.next(), s.anchor(), s.start, s.end);
+            // The subscription's own cycles: for a quarterly one, the previous and next quarter.
+            let first = s.previous_window(&r.window).is_none();
+            let next = s.next_window(&r.window);
             if let Some(fee) = fee {
                 if first {
                     out.push(advance_fee(r, fee, label, &r.window, "first period")?);
                 }
                 if let Some(w) = &next {
-                    out.push(advance_fee(r, fee, label.next(), w, "in advance")?);
+                    out.push(advance_fee(r, fee, w.label, w, "in advance")?);
                 }
             }
             if let Some(price) = r.plan.seat_price {
@@ -65,8 +69,8 @@ pub(crate) fn fixed_charges(r: &RatedSubscription, label: PeriodLabel) -> Result
                     out.push(seats(r, price, label, &r.window, Part::Changes, format!("{} seat changes, {label}", r.plan.name))?);
                 }
                 if let Some(w) = &next {
-                    let desc = format!("{} seats, {} in advance", r.plan.name, label.next());
-                    out.push(seats(r, price, label.next(), w, Part::AtStart, desc)?);
+                    let desc = format!("{} seats, {} in advance", r.plan.name, w.label);
+                    out.push(seats(r, price, w.label, w, Part::AtStart, desc)?);
                 }
             }
         }

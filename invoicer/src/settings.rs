@@ -33,7 +33,8 @@ pub struct Settings {
     pub invoice_series: Series,
     /// Credit note numbers.
     pub credit_note_series: Series,
-    /// Earlier periods re-rated for adjustments by every close.
+    /// Earlier cycles of each subscription (months, quarters or years) re-rated for adjustments
+    /// by every close.
     pub adjustment_periods: u32,
 }
 

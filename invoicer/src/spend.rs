@@ -3,7 +3,12 @@
 //!
 //! A refresh uses exactly the close's code (rate, build, round), then keeps the pre-tax parts.
 //! Every refresh inserts a new version of each row; nothing is updated in place.
+//!
+//! "The open period" is per subscription: the cycle containing now ([`compute_open`]), labelled
+//! like its close, so a quarterly subscription shows the quarter so far under the quarter's label
+//! while a monthly one shows this month's cycle. [`compute`] rates one given label instead.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rust_decimal::Decimal;
@@ -51,7 +56,38 @@ pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, 
         .collect())
 }
 
-/// Computes and writes one refresh; returns the rows written.
+/// Rates each subscription's open cycle (the one containing `now`) as of now: subscriptions are
+/// grouped by the label that closes their open cycle and each group is rated like
+/// [`compute`]. Subscriptions not active at `now` have no row. Rows in subscription id order.
+pub async fn compute_open(
+    ledger_root: &Path,
+    catalog: &Catalog,
+    now: chrono::DateTime<chrono::Utc>,
+    rounding: RoundingMode,
+) -> Result<Vec<SpendRow>> {
+    let mut by_label: BTreeMap<PeriodLabel, Catalog> = BTreeMap::new();
+    for s in catalog.subscriptions.values().filter(|s| s.start <= now && s.end.is_none_or(|e| now < e)) {
+        let label = s.cycle_containing(now).label;
+        let scoped = by_label.entry(label).or_insert_with(|| Catalog { subscriptions: BTreeMap::new(), ..catalog.clone() });
+        scoped.subscriptions.insert(s.id.clone(), s.clone());
+    }
+    let mut rows = Vec::new();
+    for (label, scoped) in &by_label {
+        rows.extend(compute(ledger_root, scoped, *label, rounding).await?);
+    }
+    rows.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+    Ok(rows)
+}
+
+/// Computes and writes one refresh of every subscription's open cycle ([`compute_open`]);
+/// returns the rows written.
+pub async fn refresh_open(ch: &ClickHouse, ledger_root: &Path, catalog: &Catalog, rounding: RoundingMode) -> Result<Vec<SpendRow>> {
+    let rows = compute_open(ledger_root, catalog, chrono::Utc::now(), rounding).await?;
+    insert_all(ch.client(), "current_spend", &rows.iter().collect::<Vec<_>>()).await?;
+    Ok(rows)
+}
+
+/// Computes and writes one refresh of `label`; returns the rows written.
 pub async fn refresh(
     ch: &ClickHouse,
     ledger_root: &Path,
@@ -72,4 +108,52 @@ pub async fn read(ch: &ClickHouse, period: &str) -> Result<Vec<SpendRow>> {
         .bind(period)
         .fetch_all::<SpendRow>()
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meterline_schemas::catalog::CatalogFile;
+
+    #[tokio::test]
+    async fn open_cycles_are_each_subscriptions_own() {
+        let catalog = CatalogFile::parse(
+            r#"
+tax_rates: [ { jurisdiction: NONE, name: no tax, rate: "0" } ]
+plans:
+  - { key: m, versions: [ { version: 1, currency: USD, recurring_fee: "30" } ] }
+  - { key: q, versions: [ { version: 1, currency: USD, recurring_fee: "90" } ] }
+  - { key: y, versions: [ { version: 1, currency: USD, recurring_fee: "1200" } ] }
+customers: [ { key: a, name: A, currency: USD, jurisdiction: NONE } ]
+subscriptions:
+  - { id: s-month, customer: a, plan: m, plan_version: 1, start: "2026-01-15T00:00:00Z" }
+  - { id: s-quarter, customer: a, plan: q, plan_version: 1, start: "2026-11-01T00:00:00Z", cycle: quarterly, alignment: calendar }
+  - { id: s-year, customer: a, plan: y, plan_version: 1, start: "2026-03-15T00:00:00Z", cycle: annual }
+  - { id: s-ended, customer: a, plan: m, plan_version: 1, start: "2026-01-01T00:00:00Z", end: "2026-11-01T00:00:00Z" }
+  - { id: s-later, customer: a, plan: m, plan_version: 1, start: "2026-12-01T00:00:00Z" }
+"#,
+            "yaml",
+        )
+        .unwrap()
+        .validate(&Catalog::default())
+        .unwrap();
+        let ledger = tempfile::tempdir().unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T00:00:00Z").unwrap().to_utc();
+        let rows = compute_open(ledger.path(), &catalog, now, RoundingMode::HalfEven).await.unwrap();
+        let got: Vec<(&str, &str, String)> =
+            rows.iter().map(|r| (r.subscription_id.as_str(), r.period.as_str(), r.fees.to_string())).collect();
+        // s-month (anchor 15): [15 Nov, 15 Dec), label 2026-11, fee 30.00.
+        // s-quarter: calendar Q4 [1 Oct, 1 Jan), label 2026-12, active from 1 Nov: 61 of 92 days,
+        //   90 x 61 / 92 = 5490 / 92 = 59.673... -> 59.67.
+        // s-year: [15 Mar 2026, 15 Mar 2027), label 2027-02, 1200.00.
+        // s-ended and s-later are not active now: no row.
+        assert_eq!(
+            got,
+            vec![
+                ("s-month", "2026-11", "30.00".to_owned()),
+                ("s-quarter", "2026-12", "59.67".to_owned()),
+                ("s-year", "2027-02", "1200.00".to_owned()),
+            ]
+        );
+    }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use meterline_schemas::catalog::{Catalog, CatalogFile, Customer, Cycle, PlanSpec, PlanVersionSpec, PriceSpec, Subscription, TaxRate};
+use meterline_schemas::catalog::{
+    Alignment, Catalog, CatalogFile, Customer, Cycle, PlanSpec, PlanVersionSpec, PriceSpec, Subscription, TaxRate,
+};
 use meterline_schemas::meter::{Aggregation, Meter};
 
 use crate::error::{Error, Result};
@@ -84,7 +86,9 @@ pub fn build(customers: u32, period_start: DateTime<Utc>) -> Result<Catalog> {
                 start: period_start,
                 end: None,
                 cycle: Cycle::Monthly,
+                alignment: Alignment::Calendar,
                 anchor_day: Some(1),
+                anchor_month: None,
                 seats: None,
                 seat_changes: Vec::new(),
                 coupons: Vec::new(),

@@ -52,7 +52,7 @@ pub enum Command {
     ApiKeys(ApiKeysCommand),
     /// Close a billing period into invoices.
     Close(CloseArgs),
-    /// Refresh the open period's current spend in ClickHouse, once or every few seconds.
+    /// Refresh the open cycles' current spend in ClickHouse, once or every few seconds.
     Spend(SpendArgs),
     /// Recompute a closed period from the ledger and report differences (writes nothing).
     Rerate(RerateArgs),
@@ -166,7 +166,8 @@ pub struct CloseArgs {
 /// `spend`.
 #[derive(Debug, Args)]
 pub struct SpendArgs {
-    /// Period, `YYYY-MM` (default: the current month).
+    /// Period, `YYYY-MM`: the cycles this label closes (default: each subscription's open cycle,
+    /// the one containing now).
     #[arg(long)]
     pub period: Option<String>,
     /// Refresh every this many seconds until interrupted (default: once).

@@ -80,7 +80,8 @@ pub struct BillingConfig {
     pub number_format: String,
     /// Credit note number format, same placeholders.
     pub credit_note_format: String,
-    /// Earlier periods re-rated by each close for late-usage adjustments.
+    /// Earlier cycles of each subscription (months, quarters or years) re-rated by each close for
+    /// late-usage adjustments.
     pub adjustment_periods: u32,
     /// JetStream stream of billing events.
     pub events_stream: String,

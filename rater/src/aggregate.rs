@@ -493,3 +493,48 @@ fn read_batch(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn w(sub: &str, customer: &str, start: &str, end: &str) -> SubWindow {
+        SubWindow { subscription: sub.into(), customer: customer.into(), start: t(start), end: t(end) }
+    }
+
+    #[test]
+    fn quarterly_windows_read_every_month_and_share_ranges() {
+        // A quarter [15 Jan, 15 Apr) touches four ledger months; an end on a month boundary does
+        // not read the next month.
+        let q = w("q1", "a", "2026-01-15T00:00:00Z", "2026-04-15T00:00:00Z");
+        assert_eq!(months(std::slice::from_ref(&q)), ["2026-01", "2026-02", "2026-03", "2026-04"].map(String::from).into());
+        let cal = w("q2", "b", "2026-01-01T00:00:00Z", "2026-04-01T00:00:00Z");
+        assert_eq!(months(std::slice::from_ref(&cal)), ["2026-01", "2026-02", "2026-03"].map(String::from).into());
+        // Customers with one quarterly window each share the range scan (no join); a customer
+        // with two windows in the quarter (a plan change) goes to the join.
+        let windows = vec![
+            q,
+            w("q3", "c", "2026-01-15T00:00:00Z", "2026-04-15T00:00:00Z"),
+            w("old", "d", "2026-01-15T00:00:00Z", "2026-02-20T00:00:00Z"),
+            w("new", "d", "2026-02-20T00:00:00Z", "2026-04-15T00:00:00Z"),
+        ];
+        let scopes = plan_scopes(&windows);
+        assert_eq!(scopes.len(), 2);
+        match &scopes[0] {
+            Scope::Range { start, end, subs } => {
+                assert_eq!((*start, *end), (t("2026-01-15T00:00:00Z"), t("2026-04-15T00:00:00Z")));
+                assert_eq!(subs.len(), 2);
+                assert_eq!(subs["a"], "q1");
+            }
+            Scope::Join { .. } => panic!("the shared quarter should be a range scan"),
+        }
+        match &scopes[1] {
+            Scope::Join { windows } => assert_eq!(windows.iter().map(|w| w.subscription.as_str()).collect::<Vec<_>>(), ["old", "new"]),
+            Scope::Range { .. } => panic!("two windows of one customer need the join"),
+        }
+    }
+}

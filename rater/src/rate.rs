@@ -70,12 +70,14 @@ pub fn quantity(aggregation: Aggregation, a: &MeterAggregates) -> Decimal {
     }
 }
 
-/// Rates period `label` for every subscription active in it, reading the ledger at `ledger_root`.
-/// Subscriptions are returned in id order.
+/// Rates period `label` for every subscription with a cycle closed by `label` and active in it
+/// ([`Subscription::window`]: monthly, quarterly or annual), reading the ledger at
+/// `ledger_root`. Subscriptions are returned in id order.
 pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel) -> Result<Vec<RatedSubscription>> {
     let mut active = Vec::new();
     for s in catalog.subscriptions.values() {
-        if let Some(w) = Window::of(label, s.anchor(), s.start, s.end) {
+        // Only subscriptions whose cycle `label` closes: a quarterly one every third label.
+        if let Some(w) = s.window(label) {
             active.push((s, w));
         }
     }

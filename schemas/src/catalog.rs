@@ -17,6 +17,7 @@ use crate::discount::{Coupon, Redemption};
 use crate::error::{Error, Result};
 use crate::meter::Meter;
 use crate::money::{Currency, exact};
+use crate::period::{BillingCycle, PeriodLabel, Schedule, Window};
 use crate::price::{MatrixEntry, PackageRounding, Price, PriceModel, Tier};
 use crate::rate_table::RateTable;
 pub use crate::tax::{FxRate, TaxRate};
@@ -266,12 +267,56 @@ fn default_locale() -> String {
     "en-US".to_owned()
 }
 
-/// Billing cycle of a subscription.
+/// Billing cycle of a subscription (see `period.rs` for dates and labels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cycle {
-    /// Monthly, from the anchor day.
+    /// Every month.
     Monthly,
+    /// Every three months.
+    Quarterly,
+    /// Every twelve months.
+    Annual,
+}
+
+impl Cycle {
+    /// Length in months.
+    pub fn months(self) -> u32 {
+        match self {
+            Cycle::Monthly => 1,
+            Cycle::Quarterly => 3,
+            Cycle::Annual => 12,
+        }
+    }
+
+    /// The catalog spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cycle::Monthly => "monthly",
+            Cycle::Quarterly => "quarterly",
+            Cycle::Annual => "annual",
+        }
+    }
+}
+
+/// Where a subscription's cycles fall when `anchor_day`/`anchor_month` do not say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Alignment {
+    /// From the start's day (and, for quarterly and annual cycles, its month): the first cycle
+    /// is a whole one.
+    #[default]
+    Anniversary,
+    /// From day 1 of calendar months, quarters (January, April, July, October) or years
+    /// (January): a subscription starting inside a cycle has a prorated first period.
+    Calendar,
+}
+
+impl Alignment {
+    /// Whether this is the default, [`Alignment::Anniversary`].
+    pub fn is_anniversary(&self) -> bool {
+        *self == Alignment::Anniversary
+    }
 }
 
 /// A customer's subscription to a plan version.
@@ -291,13 +336,21 @@ pub struct Subscription {
     /// End (exclusive), RFC 3339; open-ended when absent.
     #[serde(default)]
     pub end: Option<DateTime<Utc>>,
-    /// Billing cycle.
+    /// Billing cycle: `monthly` (default), `quarterly` or `annual`.
     #[serde(default = "default_cycle")]
     pub cycle: Cycle,
+    /// `anniversary` (default) or `calendar`: the default anchor day and month. Not written when
+    /// it is the default, so subscriptions stored before it existed keep their stored form.
+    #[serde(default, skip_serializing_if = "Alignment::is_anniversary")]
+    pub alignment: Alignment,
     /// Day of month on which cycles start (1–31; clamped to short months). Defaults to the day
-    /// of `start`.
+    /// of `start` (anniversary) or 1 (calendar).
     #[serde(default)]
     pub anchor_day: Option<u32>,
+    /// Month (1–12) in which one of the quarterly or annual cycles starts. Defaults to the month
+    /// of `start` (anniversary) or January (calendar). Not used by monthly cycles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_month: Option<u32>,
     /// Seats at the start, for plans with a `seat_price`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seats: Option<u32>,
@@ -314,9 +367,51 @@ fn default_cycle() -> Cycle {
 }
 
 impl Subscription {
-    /// The anchor day in effect.
+    /// The anchor day in effect: `anchor_day`, else the start's day (anniversary) or 1 (calendar).
     pub fn anchor(&self) -> u32 {
-        self.anchor_day.unwrap_or_else(|| self.start.day())
+        self.anchor_day.unwrap_or_else(|| match self.alignment {
+            Alignment::Anniversary => self.start.day(),
+            Alignment::Calendar => 1,
+        })
+    }
+
+    /// The anchor month in effect: `anchor_month`, else the start's month (anniversary) or
+    /// January (calendar).
+    pub fn anchor_month(&self) -> u32 {
+        self.anchor_month.unwrap_or_else(|| match self.alignment {
+            Alignment::Anniversary => self.start.month(),
+            Alignment::Calendar => 1,
+        })
+    }
+
+    /// When this subscription's cycles start. Every caller that needs a cycle goes through this
+    /// (or the methods below), so cycle arithmetic lives in `period.rs` only.
+    pub fn schedule(&self) -> Schedule {
+        Schedule::new(self.cycle.months(), self.anchor(), self.anchor_month())
+    }
+
+    /// The active part of the cycle closed by `label`: `None` when `label` closes none of this
+    /// subscription's cycles (a quarterly subscription is billed every third close) or the
+    /// subscription is not active in that cycle. The close of `label` bills exactly the
+    /// subscriptions with a window.
+    pub fn window(&self, label: PeriodLabel) -> Option<Window> {
+        self.schedule().window(label, self.start, self.end)
+    }
+
+    /// The active part of the cycle after `w`'s (fees in advance); `None` when the subscription
+    /// has ended by then.
+    pub fn next_window(&self, w: &Window) -> Option<Window> {
+        self.window(self.schedule().next_label(w.label))
+    }
+
+    /// The active part of the cycle before `w`'s; `None` in the subscription's first cycle.
+    pub fn previous_window(&self, w: &Window) -> Option<Window> {
+        self.window(self.schedule().prev_label(w.label))
+    }
+
+    /// The whole cycle with `start ≤ t < end` (whether or not the subscription is active at `t`).
+    pub fn cycle_containing(&self, t: DateTime<Utc>) -> BillingCycle {
+        self.schedule().cycle_containing(t)
     }
 
     /// The seat count in effect at `t` (0 without seats).
@@ -705,6 +800,18 @@ impl CatalogFile {
                 && !(1..=31).contains(&a)
             {
                 return Err(Error::catalog(format!("{at}.anchor_day"), format!("{a} is not a day of month (1-31)")));
+            }
+            match (s.anchor_month, s.cycle) {
+                (Some(m), _) if !(1..=12).contains(&m) => {
+                    return Err(Error::catalog(format!("{at}.anchor_month"), format!("{m} is not a month (1-12)")));
+                }
+                (Some(m), Cycle::Monthly) => {
+                    return Err(Error::catalog(
+                        format!("{at}.anchor_month"),
+                        format!("{m} is only used with quarterly or annual cycles (this one is monthly)"),
+                    ));
+                }
+                _ => {}
             }
             if s.seats.is_none() && !s.seat_changes.is_empty() {
                 return Err(Error::catalog(format!("{at}.seat_changes"), "needs seats (the count at the start)"));
@@ -1140,6 +1247,54 @@ subscriptions:
     }
 
     #[test]
+    fn cycles_alignment_and_anchor_month() {
+        let sub = |extra: &str| -> Result<Subscription> {
+            let text = YAML.replace("anchor_day: 1 }", &format!("{extra} }}"));
+            Ok(parse(&text)?.subscriptions["sub-acme"].clone())
+        };
+        let l = |s: &str| s.parse::<PeriodLabel>().unwrap();
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // Start 2026-01-15, quarterly anniversary: [15 Jan, 15 Apr) closed by 2026-03.
+        let q = sub("cycle: quarterly").unwrap();
+        assert_eq!((q.cycle, q.alignment, q.anchor(), q.anchor_month()), (Cycle::Quarterly, Alignment::Anniversary, 15, 1));
+        let w = q.window(l("2026-03")).unwrap();
+        assert_eq!((w.period_start, w.period_end), (t("2026-01-15T00:00:00Z"), t("2026-04-15T00:00:00Z")));
+        assert!(q.window(l("2026-01")).is_none() && q.window(l("2026-04")).is_none());
+        assert_eq!(q.next_window(&w).unwrap().label, l("2026-06"));
+        assert!(q.previous_window(&w).is_none());
+        // Calendar quarters: [1 Jan, 1 Apr) with the first 14 days before the start:
+        // active 15 Jan → 1 Apr = 17 + 28 + 31 = 76 days of 90.
+        let c = sub("cycle: quarterly, alignment: calendar").unwrap();
+        let w = c.window(l("2026-03")).unwrap();
+        assert_eq!(w.seconds(), (76 * 86_400, 90 * 86_400));
+        // anchor_month overrides the month: quarters from February 15 are closed by Apr, Jul, …
+        let f = sub("cycle: quarterly, anchor_month: 2").unwrap();
+        assert!(f.window(l("2026-03")).is_none());
+        let w = f.window(l("2026-01")).unwrap();
+        assert_eq!(
+            (w.period_start, w.start, w.period_end),
+            (t("2025-11-15T00:00:00Z"), t("2026-01-15T00:00:00Z"), t("2026-02-15T00:00:00Z"))
+        );
+        // Annual calendar with anchor day 10: [10 Jan 2026, 10 Jan 2027) closed by 2026-12.
+        let a = sub("cycle: annual, alignment: calendar, anchor_day: 10").unwrap();
+        assert_eq!(a.cycle_containing(t("2026-06-01T00:00:00Z")).label, l("2026-12"));
+        assert_eq!(a.cycle_containing(t("2026-01-09T00:00:00Z")).label, l("2025-12"));
+        // The default alignment is not written, so stored subscriptions keep their form.
+        let json = serde_json::to_string(&q).unwrap();
+        assert!(json.contains(r#""cycle":"quarterly""#) && !json.contains("alignment") && !json.contains("anchor_month"), "{json}");
+        assert!(serde_json::to_string(&c).unwrap().contains(r#""alignment":"calendar""#));
+        // Errors name the field and the value.
+        let e = sub("cycle: quarterly, anchor_month: 13").unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme].anchor_month: 13 is not a month (1-12)"), "{e}");
+        let e = sub("anchor_month: 4").unwrap_err().to_string();
+        assert!(e.contains("subscriptions[sub-acme].anchor_month: 4 is only used with quarterly or annual cycles"), "{e}");
+        let e = sub("cycle: weekly").unwrap_err().to_string();
+        assert!(e.contains("weekly"), "{e}");
+        let e = sub("alignment: fiscal").unwrap_err().to_string();
+        assert!(e.contains("fiscal"), "{e}");
+    }
+
+    #[test]
     fn parse_errors_carry_the_path() {
         let e = err(r#"unit_price: "0.001""#, "unit_price: 0.001");
         assert!(e.contains("plans[0].versions[0].prices[0].unit_price") && e.contains("write decimals as strings"), "{e}");
@@ -1361,7 +1516,7 @@ credit_grants:
     fn shipped_example_catalog_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/catalog.yaml");
         let c = CatalogFile::read(&path).unwrap().validate(&Catalog::default()).unwrap();
-        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (6, 8, 7, 5));
+        assert_eq!((c.meters.len(), c.plans.len(), c.customers.len(), c.subscriptions.len()), (6, 8, 7, 6));
         assert_eq!(c.rate_tables.len(), 1);
         assert_eq!(c.rate_tables["uk-voice"].rates.len(), 3);
         assert_eq!((c.coupons.len(), c.credit_grants.len(), c.tax_rates.len(), c.fx_rates.len()), (2, 2, 6, 3));
@@ -1372,6 +1527,10 @@ credit_grants:
         assert_eq!(c.customers["societe-fr"].jurisdiction, "FR");
         assert_eq!(c.subscriptions["sub-team-1"].seats_at(DateTime::parse_from_rfc3339("2026-10-20T00:00:00Z").unwrap().into()), 12);
         assert_eq!(c.plans[&("gulf-kwd".to_string(), 1)].currency.minor_units(), 3);
+        // Calendar quarters from 10 Feb: the first quarter [1 Jan, 1 Apr) is closed by 2026-03.
+        let q = &c.subscriptions["sub-hilfswerk-1"];
+        assert!(q.window("2026-02".parse().unwrap()).is_none());
+        assert_eq!(q.window("2026-03".parse().unwrap()).unwrap().period_start, t("2026-01-01T00:00:00Z"));
     }
 
     #[test]

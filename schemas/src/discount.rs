@@ -5,9 +5,9 @@
 //! or, with `meter`, the usage line of one meter. A subscription redeems it with
 //! `coupons: [{ code, start }]` (`start` defaults to the subscription's start).
 //!
-//! Duration counts billing cycles of calendar time from the cycle that contains the redemption
-//! start (cycle 1): `once` applies in cycle 1 only, `repeating` with `periods: N` in cycles 1..=N,
-//! `forever` in every cycle from cycle 1 on. A cycle in which the subscription has no invoice
+//! Duration counts the subscription's billing cycles (months, quarters or years) of calendar
+//! time from the cycle that contains the redemption start (cycle 1): `once` applies in cycle 1
+//! only, `repeating` with `periods: N` in cycles 1..=N, `forever` in every cycle from cycle 1 on. A cycle in which the subscription has no invoice
 //! still counts. A coupon redeemed mid-cycle applies in full to that cycle's invoice (it is
 //! not prorated). How discounts are computed and rounded is in docs/PRICING.md and
 //! `meterline-invoicer` (`discounts.rs`).
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::money::{Currency, exact};
-use crate::period::PeriodLabel;
+use crate::period::{PeriodLabel, Schedule};
 
 /// How long a redeemed coupon applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,21 +173,17 @@ impl<'de> Deserialize<'de> for Redemption {
     }
 }
 
-/// The 1-based cycle number of `label` counted from the cycle containing `start`, for a
-/// subscription with anchor day `anchor`; `None` when `label` is before that cycle.
-pub fn cycle_number(label: PeriodLabel, anchor: u32, start: DateTime<Utc>) -> Option<u32> {
-    let mut first = PeriodLabel::containing(start);
-    if start < first.cycle_start(anchor) {
-        first = first.prev();
-    }
-    let months = |l: PeriodLabel| i64::from(l.year()) * 12 + i64::from(l.month());
-    let n = months(label) - months(first);
-    u32::try_from(n + 1).ok().filter(|_| n >= 0)
+/// The 1-based cycle number of the cycle closed by `label`, counted from the cycle of
+/// `schedule` that contains `start` (so a quarterly subscription counts quarters); `None` when
+/// `label` is before that cycle or closes none of the schedule's cycles.
+pub fn cycle_number(label: PeriodLabel, schedule: &Schedule, start: DateTime<Utc>) -> Option<u32> {
+    let first = schedule.cycle_containing(start).label;
+    schedule.cycles_between(first, label).map(|n| n.saturating_add(1))
 }
 
 /// Whether `coupon` redeemed from `start` applies in `label`; returns its cycle number.
-pub fn applies_in(coupon: &Coupon, label: PeriodLabel, anchor: u32, start: DateTime<Utc>) -> Option<u32> {
-    let n = cycle_number(label, anchor, start)?;
+pub fn applies_in(coupon: &Coupon, label: PeriodLabel, schedule: &Schedule, start: DateTime<Utc>) -> Option<u32> {
+    let n = cycle_number(label, schedule, start)?;
     coupon.cycles().is_none_or(|c| n <= c).then_some(n)
 }
 
@@ -215,27 +211,45 @@ mod tests {
     #[test]
     fn cycles_count_from_the_cycle_holding_the_start() {
         let oct: PeriodLabel = "2026-10".parse().unwrap();
+        let (m1, m15) = (Schedule::monthly(1), Schedule::monthly(15));
         // Anchor 1, start 16 Oct: October is cycle 1.
-        assert_eq!(cycle_number(oct, 1, t("2026-10-16T00:00:00Z")), Some(1));
-        assert_eq!(cycle_number(oct.next(), 1, t("2026-10-16T00:00:00Z")), Some(2));
-        assert_eq!(cycle_number(oct, 1, t("2026-11-01T00:00:00Z")), None);
+        assert_eq!(cycle_number(oct, &m1, t("2026-10-16T00:00:00Z")), Some(1));
+        assert_eq!(cycle_number(oct.next(), &m1, t("2026-10-16T00:00:00Z")), Some(2));
+        assert_eq!(cycle_number(oct, &m1, t("2026-11-01T00:00:00Z")), None);
         // Anchor 15, start 3 Nov: the cycle 15 Oct - 15 Nov (label 2026-10) holds it.
-        assert_eq!(cycle_number(oct, 15, t("2026-11-03T00:00:00Z")), Some(1));
+        assert_eq!(cycle_number(oct, &m15, t("2026-11-03T00:00:00Z")), Some(1));
         // Year rollover.
-        assert_eq!(cycle_number("2027-02".parse().unwrap(), 1, t("2026-12-01T00:00:00Z")), Some(3));
+        assert_eq!(cycle_number("2027-02".parse().unwrap(), &m1, t("2026-12-01T00:00:00Z")), Some(3));
+    }
+
+    #[test]
+    fn quarterly_cycles_count_quarters() {
+        // Calendar quarters; redeemed 10 Feb: Q1 (label 2026-03) is cycle 1, Q2 (2026-06) cycle 2,
+        // Q3 (2026-09) cycle 3; 2026-04 closes no quarter.
+        let q = Schedule::new(3, 1, 1);
+        let start = t("2026-02-10T00:00:00Z");
+        let l = |s: &str| s.parse::<PeriodLabel>().unwrap();
+        assert_eq!(cycle_number(l("2026-03"), &q, start), Some(1));
+        assert_eq!(cycle_number(l("2026-06"), &q, start), Some(2));
+        assert_eq!(cycle_number(l("2026-09"), &q, start), Some(3));
+        assert_eq!(cycle_number(l("2026-04"), &q, start), None);
+        assert_eq!(cycle_number(l("2025-12"), &q, start), None);
+        let two = coupon(CouponDuration::Repeating, Some(2));
+        assert_eq!(["2026-03", "2026-06", "2026-09"].map(|s| applies_in(&two, l(s), &q, start)), [Some(1), Some(2), None]);
     }
 
     #[test]
     fn durations() {
         let start = t("2026-10-01T00:00:00Z");
+        let m = Schedule::monthly(1);
         let oct: PeriodLabel = "2026-10".parse().unwrap();
         let (nov, dec) = (oct.next(), oct.next().next());
         let once = coupon(CouponDuration::Once, None);
-        assert_eq!((applies_in(&once, oct, 1, start), applies_in(&once, nov, 1, start)), (Some(1), None));
+        assert_eq!((applies_in(&once, oct, &m, start), applies_in(&once, nov, &m, start)), (Some(1), None));
         let two = coupon(CouponDuration::Repeating, Some(2));
-        assert_eq!([oct, nov, dec].map(|l| applies_in(&two, l, 1, start)), [Some(1), Some(2), None]);
+        assert_eq!([oct, nov, dec].map(|l| applies_in(&two, l, &m, start)), [Some(1), Some(2), None]);
         let forever = coupon(CouponDuration::Forever, None);
-        assert_eq!(applies_in(&forever, "2030-01".parse().unwrap(), 1, start), Some(40));
+        assert_eq!(applies_in(&forever, "2030-01".parse().unwrap(), &m, start), Some(40));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `meterline spend [--period YYYY-MM] [--every SECONDS]`.
+//! `meterline spend [--period YYYY-MM] [--every SECONDS]`: without `--period`, each
+//! subscription's open cycle (the one containing now).
 
 use std::time::{Duration, Instant};
 
@@ -10,10 +11,9 @@ use crate::connect;
 use crate::output::emit;
 
 pub async fn run(cfg: &Config, args: SpendArgs) -> anyhow::Result<()> {
-    let label: PeriodLabel = match &args.period {
-        Some(p) => p.parse()?,
-        None => PeriodLabel::containing(chrono::Utc::now()),
-    };
+    // A given label rates the cycles it closes; without one, each subscription's open cycle
+    // (the one containing now: this month, this quarter or this year) under its own label.
+    let label: Option<PeriodLabel> = args.period.as_deref().map(str::parse).transpose()?;
     let (client, js) = connect::nats(cfg).await?;
     let store = connect::catalog(cfg, &js).await?;
     let ch = connect::clickhouse(cfg).await?;
@@ -22,8 +22,17 @@ pub async fn run(cfg: &Config, args: SpendArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         // The catalog is re-read each time, so new customers and subscriptions show up.
         let catalog = store.load().await?;
-        let rows = meterline_invoicer::spend::refresh(&ch, &cfg.ledger.path, &catalog, label, cfg.billing.rounding).await?;
-        emit(format!("period {label}: current spend of {} subscriptions refreshed in {:.2}s", rows.len(), t.elapsed().as_secs_f64()))?;
+        let (rows, what) = match label {
+            Some(label) => (
+                meterline_invoicer::spend::refresh(&ch, &cfg.ledger.path, &catalog, label, cfg.billing.rounding).await?,
+                format!("period {label}"),
+            ),
+            None => (
+                meterline_invoicer::spend::refresh_open(&ch, &cfg.ledger.path, &catalog, cfg.billing.rounding).await?,
+                "open cycles".to_owned(),
+            ),
+        };
+        emit(format!("{what}: current spend of {} subscriptions refreshed in {:.2}s", rows.len(), t.elapsed().as_secs_f64()))?;
         let Some(every) = args.every else { break };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,

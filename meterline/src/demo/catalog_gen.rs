@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 
-use meterline_schemas::catalog::{CatalogFile, Customer, Cycle, PlanSpec, PlanVersionSpec, PriceSpec, Subscription, TaxRate};
+use meterline_schemas::catalog::{Alignment, CatalogFile, Customer, Cycle, PlanSpec, PlanVersionSpec, PriceSpec, Subscription, TaxRate};
 use meterline_schemas::meter::{Aggregation, Meter};
 use meterline_schemas::period::PeriodLabel;
 use meterline_schemas::price::Tier;
@@ -222,7 +222,9 @@ pub fn generate(customers: usize, label: PeriodLabel, seed: u64) -> CatalogFile 
             start,
             end,
             cycle: Cycle::Monthly,
+            alignment: Alignment::Calendar,
             anchor_day: Some(1),
+            anchor_month: None,
             seats: None,
             seat_changes: Vec::new(),
             coupons: Vec::new(),

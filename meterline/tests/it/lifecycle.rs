@@ -331,6 +331,63 @@ async fn late_usage_is_adjusted_once_on_the_next_invoice() {
     env.cleanup().await;
 }
 
+const ANNUAL: &str = r#"
+meters:
+  - { key: calls, event_type: api.request, aggregation: COUNT }
+tax_rates:
+  - { jurisdiction: NONE, name: no tax, rate: "0" }
+plans:
+  - key: yearly
+    versions:
+      - { version: 1, currency: USD, recurring_fee: "1200", prices: [ { meter: calls, model: per_unit, unit_price: "2" } ] }
+customers:
+  - { key: yuki, name: Yuki, currency: USD, jurisdiction: NONE }
+subscriptions:
+  - { id: sub-yuki, customer: yuki, plan: yearly, plan_version: 1, start: "2026-01-01T00:00:00Z", cycle: annual, alignment: calendar }
+"#;
+
+/// An annual subscription's next invoice comes a year after the one its late usage belongs to:
+/// the adjustment look-back counts the subscription's cycles (3 years by default), not months.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_usage_of_an_annual_cycle_is_adjusted_on_the_next_years_invoice() {
+    let env = TestEnv::new("adjust_annual").await;
+    env.catalog(ANNUAL).await;
+    env.publish(&event("y-1", "api.request", "yuki", "2026-05-01T00:00:00Z", "{}")).await;
+    run(&env, &["ingest", "--until-idle"]);
+    let ch = env.clickhouse().await;
+    // 2026 = [1 Jan 2026, 1 Jan 2027), label 2026-12: fee 1200.00 + 1 call x 2.00 = 1202.00,
+    // finalized (closed after the grace deadline).
+    run(&env, &["close", "--period", "2026-12", "--as-of", "2027-01-10T00:00:00Z"]);
+    let y2026 = list_invoices(&ch, "2026-12").await.unwrap();
+    assert_eq!(y2026.len(), 1);
+    assert_eq!((y2026[0].total, y2026[0].status), (d("1202.00"), InvoiceStatus::Finalized as i8));
+
+    // After the deadline: 3 more calls dated 1 June 2026.
+    for id in ["late-1", "late-2", "late-3"] {
+        env.publish(&event(id, "api.request", "yuki", "2026-06-01T00:00:00Z", "{}")).await;
+    }
+    run(&env, &["ingest", "--until-idle"]);
+    // A close whose label ends none of its years bills nothing for it.
+    run(&env, &["close", "--period", "2027-06", "--as-of", "2027-07-10T00:00:00Z"]);
+    assert!(list_invoices(&ch, "2027-06").await.unwrap().is_empty());
+    // 2027: fee 1200.00, no 2027 usage, adjustment for 2026's calls 1 -> 4: 8.00 - 2.00 = 6.00;
+    // total 1206.00. 2026's invoice is unchanged.
+    run(&env, &["close", "--period", "2027-12", "--as-of", "2028-01-10T00:00:00Z"]);
+    assert_eq!(list_invoices(&ch, "2026-12").await.unwrap(), y2026);
+    let y2027 = list_invoices(&ch, "2027-12").await.unwrap();
+    assert_eq!(y2027.len(), 1);
+    assert_eq!((y2027[0].subtotal, y2027[0].total), (d("1206.00"), d("1206.00")));
+    let lines = list_lines(&ch, "2027-12").await.unwrap();
+    let adj: Vec<_> = lines.iter().filter(|l| l.kind == LineKind::Adjustment as i8).collect();
+    assert_eq!(adj.len(), 1, "{adj:?}");
+    assert_eq!((adj[0].meter.as_str(), adj[0].quantity, adj[0].amount), ("calls", d("3"), d("6.00")));
+    let b: serde_json::Value = serde_json::from_str(&adj[0].breakdown).unwrap();
+    // Billed amounts are read back from ClickHouse, which drops trailing zeros: compare values.
+    let amount = |k: &str| d(b[k].as_str().unwrap());
+    assert_eq!((b["adjusts_period"].as_str(), amount("billed_amount"), amount("rerated_amount")), (Some("2026-12"), d("2"), d("8")));
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_usage_on_a_tax_inclusive_plan_is_adjusted_at_its_gross_price() {
     let env = TestEnv::new("adjincl").await;
