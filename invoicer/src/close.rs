@@ -4,8 +4,9 @@
 //!    periods (`adjustments.rs`), build the invoices.
 //! 2. Write drafts: create missing ones, refresh drafts whose content changed (`writer.rs`).
 //! 3. Finalize the drafts whose grace deadline (`period end + grace`) has passed: reserve gapless
-//!    numbers (`numbering.rs`), write the finalized headers and their `invoice_events`, release
-//!    the reservations, then publish `invoice.finalized` events.
+//!    numbers (`numbering.rs`), date them due (`terms.rs`: the finalization day + the customer's
+//!    payment terms), write the finalized headers and their `invoice_events`, release the
+//!    reservations, then publish `invoice.finalized` events.
 //!
 //! `close --finalize` insists on finalizing: it fails, before writing anything, when any
 //! invoice's deadline has not passed yet.
@@ -29,6 +30,7 @@ use crate::events;
 use crate::lifecycle::{Billing, event_row, next_version};
 use crate::rated_calls::{RatedCallsWritten, rated_call_rows, write_rated_calls};
 use crate::tax::usage_by_tax_period;
+use crate::terms;
 use crate::writer::{WriteSummary, current_headers, insert_all, write_drafts};
 
 /// What a close did and how long it took.
@@ -112,7 +114,7 @@ pub async fn close_period(
     let (mut write, current) = write_drafts(ch, &period, &invoices).await?;
     let due: Vec<InvoiceRow> =
         current.into_iter().filter(|r| r.status == InvoiceStatus::Draft as i8 && deadline_of(r) <= opts.now).collect();
-    let finalized = finalize(billing, &period, due, opts.now).await?;
+    let finalized = finalize(billing, catalog, &period, due, opts.now).await?;
     write.finalized = finalized.len();
     let write_time = t1.elapsed();
     let drafts = current_headers(ch, &period).await?.values().filter(|r| r.status == InvoiceStatus::Draft as i8).count();
@@ -136,9 +138,10 @@ pub async fn close_period(
     })
 }
 
-/// Finalizes `due` drafts: gapless numbers, finalized headers, transitions, billing events.
-/// Safe against a second closer doing the same at the same time (see `numbering.rs`).
-async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: DateTime<Utc>) -> Result<Vec<InvoiceRow>> {
+/// Finalizes `due` drafts: gapless numbers, due dates, finalized headers, transitions, billing
+/// events. Safe against a second closer doing the same at the same time (see `numbering.rs`):
+/// both take the number and the time from the same reservation, so they write identical rows.
+async fn finalize(billing: &Billing, catalog: &Catalog, period: &str, due: Vec<InvoiceRow>, now: DateTime<Utc>) -> Result<Vec<InvoiceRow>> {
     let series = &billing.settings.invoice_series;
     let mut due = due;
     due.sort_by(|a, b| (&a.customer, &a.subscription_id).cmp(&(&b.customer, &b.subscription_id)));
@@ -175,6 +178,9 @@ async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: Da
         let r = reservations[&draft.invoice_id];
         let mut row = next_version(draft, InvoiceStatus::Finalized, r.at);
         row.number = series.number(r);
+        // The draft's due date was provisional (cycle end + terms): due counts from the day the
+        // invoice is finalized, under the terms in force now.
+        row.due_at = terms::due_at(row.status_at, terms::terms_days_of(&billing.settings, catalog, &row.customer));
         evs.push(event_row(&row, InvoiceStatus::Draft as i8, "close", "grace deadline passed"));
         rows.push(row);
     }

@@ -89,7 +89,8 @@ pub fn check(row: &InvoiceRow, to: InvoiceStatus) -> Result<InvoiceStatus> {
     Ok(from)
 }
 
-/// The next version of `row` in status `to`, entered at `at`.
+/// The next version of `row` in status `to`, entered at `at`. Everything else, `due_at`
+/// included, is kept (finalization sets the due date itself, `close.rs`).
 pub fn next_version(row: &InvoiceRow, to: InvoiceStatus, at: u32) -> InvoiceRow {
     let mut r = row.clone();
     r.status = to as i8;
@@ -176,6 +177,7 @@ mod tests {
             revision: 0,
             content_hash: 0,
             issued_at: 0,
+            due_at: 0,
             version: 3,
             reporting_currency: String::new(),
             subtotal_base: Default::default(),
