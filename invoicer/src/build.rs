@@ -380,10 +380,11 @@ fn to_reporting_currency(
 }
 
 /// xxh3-64 of the canonical JSON of the header and its lines, without the lifecycle fields
-/// (`content_hash`, `status`, `number`, `status_at`, `due_at`, `lines_version`, the versions) and without
-/// the reporting-currency columns (`reporting_currency`, `*_base`, `fx_rate`, `fx_date`): the same
-/// content hashes the same whether draft, finalized or paid, and an FX table corrected later never
-/// turns a stored invoice into a conflict (those columns are not what the customer owes).
+/// (`content_hash`, `status`, `number`, `status_at`, `due_at`, `lines_version`, the versions)
+/// and without the reporting-currency columns (`reporting_currency`, `*_base`, `fx_rate`,
+/// `fx_date`): the same content hashes the same whether draft, finalized or paid, and neither an
+/// FX table corrected later nor changed payment terms ever turn a stored invoice into a conflict
+/// (those columns are not what the customer owes).
 pub fn content_hash(row: &InvoiceRow, lines: &[InvoiceLineRow]) -> Result<u64> {
     let r = InvoiceRow {
         content_hash: 0,

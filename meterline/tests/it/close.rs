@@ -282,6 +282,7 @@ async fn due_dates_and_receivables_ageing() {
     let header = |n: u128, status: InvoiceStatus, days_past_due: i64, total: &str, version: u64| InvoiceRow {
         invoice_id: uuid::Uuid::from_u128(0xa9e0_0000 + n),
         subscription_id: format!("sub-ageing-{n}"),
+        number: format!("INV-AGEING-{n}"),
         customer: "ageing".into(),
         status: status as i8,
         total: dec(total),
