@@ -154,10 +154,37 @@ got = csv("""SELECT day = toDate(now() - INTERVAL 45 DAY), plan, customer, curre
   reporting_currency, subtotal_base, total_base FROM revenue_daily WHERE customer = 'eu' ORDER BY day DESC LIMIT 1 OFFSET 1""")
 assert got == '1,"pro","eu","EUR",1,100,19,119,"USD",108.32,128.9', repr(got)
 print("revenue_daily query:", got)
-got = csv("SELECT customer, currency, invoices, due_0_30, due_31_60, due_61_90, due_over_90, outstanding "
+# These rows leave due_at out, as rows written before migration 0010 did: it reads issued_at (the
+# DEFAULT), so they age from their issue 3, 45 and 100 days ago.
+got = csv("SELECT customer, currency, invoices, not_yet_due, due_1_30, due_31_60, due_61_90, due_over_90, outstanding "
           "FROM receivables_ageing WHERE customer = 'eu'")
-assert got == '"eu","EUR",3,5.95,119,0,11.9,136.85', repr(got)
-print("receivables_ageing query:", got)
+assert got == '"eu","EUR",3,0,5.95,119,0,11.9,136.85', repr(got)
+print("receivables_ageing query (rows without due_at):", got)
+# Due dates (migration 0010): the bucket bounds of docs/CLICKHOUSE.md, one finalized invoice per
+# bound with due_at relative to today (UTC), amounts in powers of two; a draft, a paid, a void and
+# an uncollectible invoice and one whose finalized version was superseded by its payment are
+# not receivables.
+rows = []
+for n, (status, days, total, version) in enumerate([
+        ("finalized", -1, "1", 2), ("finalized", 0, "2", 2), ("finalized", 1, "4", 2), ("finalized", 30, "8", 2),
+        ("finalized", 31, "16", 2), ("finalized", 60, "32", 2), ("finalized", 61, "64", 2), ("finalized", 90, "128", 2),
+        ("finalized", 91, "256", 2), ("draft", 100, "1000", 1), ("paid", 100, "1000", 3), ("void", 100, "1000", 3),
+        ("uncollectible", 100, "1000", 3), ("finalized", 100, "1000", 2)]):
+    rows.append(f"(toUUID('00000000-0000-0000-0000-0000000d{n:04d}'), 'sub-due-{n}', 'due', '2026-10', '2026-10-01 00:00:00', "
+                f"'2026-11-01 00:00:00', 'USD', 'basic', 1, {total}, 0, {total}, 1, '{status}', '', '2026-11-04 00:00:00', 1, 0, {n}, "
+                f"'2026-11-01 00:00:00', toDateTime(toDate(now(), 'UTC'), 'UTC') - INTERVAL {days} DAY, {version})")
+rows.append("(toUUID('00000000-0000-0000-0000-0000000d0013'), 'sub-due-13', 'due', '2026-10', '2026-10-01 00:00:00', "
+            "'2026-11-01 00:00:00', 'USD', 'basic', 1, 1000, 0, 1000, 1, 'paid', '', '2026-11-20 00:00:00', 1, 0, 13, "
+            "'2026-11-01 00:00:00', toDateTime(toDate(now(), 'UTC'), 'UTC') - INTERVAL 100 DAY, 3)")
+s.query("""INSERT INTO invoices (invoice_id, subscription_id, customer, period, period_start, period_end, currency, plan,
+  plan_version, subtotal, tax, total, line_count, status, number, status_at, lines_version, revision, content_hash, issued_at,
+  due_at, version) VALUES """ + ", ".join(rows))
+got = csv("SELECT customer, currency, invoices, not_yet_due, due_1_30, due_31_60, due_61_90, due_over_90, outstanding "
+          "FROM receivables_ageing WHERE customer = 'due'")
+assert got == '"due","USD",9,3,12,48,192,256,511', repr(got)
+print("receivables_ageing query (bucket bounds):", got)
+got = csv("SELECT toString(due_at) FROM invoices_current WHERE customer = 'due' AND subscription_id = 'sub-due-1'")
+assert got == '"' + csv("SELECT toString(toDateTime(toDate(now(), 'UTC'), 'UTC'))").strip('"') + '"', repr(got)
 got = csv("SELECT customer, meter, period, mirrored_events, mirrored_value, billed_events, billed_quantity, billed_amount, "
           "unbilled_events FROM usage_vs_billed WHERE customer = 'alice' ORDER BY meter")
 assert got == '"alice","calls","2026-10",1,0,0,0,0,1\n"alice","tokens","2026-10",3,12352.500000001,3,12352.500000001,24.71,0', repr(got)

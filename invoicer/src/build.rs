@@ -34,6 +34,7 @@ use crate::fees::fixed_charges;
 use crate::ids::invoice_id;
 use crate::settings::Settings;
 use crate::tax::{TaxContext, TaxRequest, UsageByTaxPeriod, apply_tax};
+use crate::terms;
 
 /// An invoice with its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +282,8 @@ fn build_one(
         revision: FIRST_REVISION,
         content_hash: 0,
         issued_at: secs(r.window.period_end),
+        // Provisional while a draft (issued at the cycle end); fixed at finalization (close.rs).
+        due_at: terms::due_at(secs(r.window.period_end), terms::terms_days(billing, Some(&r.customer))),
         version: 1,
         reporting_currency: String::new(),
         subtotal_base: Decimal::ZERO,
@@ -377,16 +380,18 @@ fn to_reporting_currency(
 }
 
 /// xxh3-64 of the canonical JSON of the header and its lines, without the lifecycle fields
-/// (`content_hash`, `status`, `number`, `status_at`, `lines_version`, the versions) and without
-/// the reporting-currency columns (`reporting_currency`, `*_base`, `fx_rate`, `fx_date`): the same
-/// content hashes the same whether draft, finalized or paid, and an FX table corrected later never
-/// turns a stored invoice into a conflict (those columns are not what the customer owes).
+/// (`content_hash`, `status`, `number`, `status_at`, `due_at`, `lines_version`, the versions)
+/// and without the reporting-currency columns (`reporting_currency`, `*_base`, `fx_rate`,
+/// `fx_date`): the same content hashes the same whether draft, finalized or paid, and neither an
+/// FX table corrected later nor changed payment terms ever turn a stored invoice into a conflict
+/// (those columns are not what the customer owes).
 pub fn content_hash(row: &InvoiceRow, lines: &[InvoiceLineRow]) -> Result<u64> {
     let r = InvoiceRow {
         content_hash: 0,
         status: 0,
         number: String::new(),
         status_at: 0,
+        due_at: 0,
         lines_version: 0,
         version: 0,
         reporting_currency: String::new(),

@@ -4,7 +4,8 @@
 //!    periods (`adjustments.rs`), build the invoices.
 //! 2. Write drafts: create missing ones, refresh drafts whose content changed (`writer.rs`).
 //! 3. Finalize the drafts whose grace deadline (`period end + grace`) has passed: reserve gapless
-//!    numbers (`numbering.rs`), write the finalized headers and their `invoice_events`, publish
+//!    numbers (`numbering.rs`), date them due (`terms.rs`: the finalization day + the customer's
+//!    payment terms), write the finalized headers and their `invoice_events`, publish
 //!    the `invoice.finalized` events, then release the reservations. The reservations are the
 //!    outbox of those events: a closer that dies after the write and before the release leaves
 //!    them pending, and the next closer (of any period) publishes the events of every pending
@@ -34,6 +35,7 @@ use crate::events;
 use crate::lifecycle::{Billing, event_row, next_version};
 use crate::rated_calls::{RatedCallsWritten, rated_call_rows, write_rated_calls};
 use crate::tax::usage_by_tax_period;
+use crate::terms;
 use crate::writer::{WriteSummary, current_headers, insert_all, write_drafts};
 
 /// What a close did and how long it took.
@@ -117,7 +119,7 @@ pub async fn close_period(
     let (mut write, current) = write_drafts(ch, &period, &invoices).await?;
     let due: Vec<InvoiceRow> =
         current.into_iter().filter(|r| r.status == InvoiceStatus::Draft as i8 && deadline_of(r) <= opts.now).collect();
-    let finalized = finalize(billing, &period, due, opts.now).await?;
+    let finalized = finalize(billing, catalog, &period, due, opts.now).await?;
     write.finalized = finalized.len();
     let write_time = t1.elapsed();
     let drafts = current_headers(ch, &period).await?.values().filter(|r| r.status == InvoiceStatus::Draft as i8).count();
@@ -141,9 +143,10 @@ pub async fn close_period(
     })
 }
 
-/// Finalizes `due` drafts: gapless numbers, finalized headers, transitions, billing events.
-/// Safe against a second closer doing the same at the same time (see `numbering.rs`).
-async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: DateTime<Utc>) -> Result<Vec<InvoiceRow>> {
+/// Finalizes `due` drafts: gapless numbers, due dates, finalized headers, transitions, billing
+/// events. Safe against a second closer doing the same at the same time (see `numbering.rs`):
+/// both take the number and the time from the same reservation, so they write identical rows.
+async fn finalize(billing: &Billing, catalog: &Catalog, period: &str, due: Vec<InvoiceRow>, now: DateTime<Utc>) -> Result<Vec<InvoiceRow>> {
     let series = &billing.settings.invoice_series;
     let mut due = due;
     due.sort_by(|a, b| (&a.customer, &a.subscription_id).cmp(&(&b.customer, &b.subscription_id)));
@@ -181,6 +184,9 @@ async fn finalize(billing: &Billing, period: &str, due: Vec<InvoiceRow>, now: Da
         let r = reservations[&draft.invoice_id];
         let mut row = next_version(draft, InvoiceStatus::Finalized, r.at);
         row.number = series.number(r);
+        // The draft's due date was provisional (cycle end + terms): due counts from the day the
+        // invoice is finalized, under the terms in force now.
+        row.due_at = terms::due_at(row.status_at, terms::terms_days_of(&billing.settings, catalog, &row.customer));
         evs.push(event_row(&row, InvoiceStatus::Draft as i8, "close", FINALIZE_REASON));
         rows.push(row);
     }

@@ -5,7 +5,8 @@
 //! - [`fees`]: the recurring fee and seats, prorated by seconds, in arrears or in advance.
 //! - [`discounts`]: coupon discount lines (percentage or fixed, on one meter or the subtotal).
 //! - [`credits`]: prepaid credit grants burned down after tax, balances carried across periods.
-//! - [`settings`]: every `[billing]` setting in one struct (rounding, tax, lifecycle).
+//! - [`settings`]: every `[billing]` setting in one struct (rounding, tax, lifecycle, terms).
+//! - [`terms`]: payment terms (net-N days) and the due date stored on each invoice.
 //! - [`tax`]: the tax step: the [`tax::TaxProvider`] seam and the built-in catalog engine,
 //!   exemptions, reverse charge, lines split at rate changes, tax-inclusive prices, per-line or
 //!   per-invoice tax rounding.
@@ -41,6 +42,7 @@ pub mod rerate;
 pub mod settings;
 pub mod spend;
 pub mod tax;
+pub mod terms;
 pub mod writer;
 
 pub use build::{Invoice, build_invoices, build_invoices_with_usage};

@@ -91,7 +91,8 @@ pub fn check(row: &InvoiceRow, to: InvoiceStatus) -> Result<InvoiceStatus> {
     Ok(from)
 }
 
-/// The next version of `row` in status `to`, entered at `at`.
+/// The next version of `row` in status `to`, entered at `at`. Everything else, `due_at`
+/// included, is kept (finalization sets the due date itself, `close.rs`).
 pub fn next_version(row: &InvoiceRow, to: InvoiceStatus, at: u32) -> InvoiceRow {
     let mut r = row.clone();
     r.status = to as i8;
@@ -244,6 +245,7 @@ mod tests {
             revision: 0,
             content_hash: 0,
             issued_at: 0,
+            due_at: 0,
             version: 3,
             reporting_currency: String::new(),
             subtotal_base: Default::default(),
@@ -294,5 +296,18 @@ mod tests {
         assert_eq!(check(&row(Finalized, "INV-2026-000001"), Paid).unwrap(), Finalized);
         let next = next_version(&row(Finalized, "INV-2026-000001"), Paid, 77);
         assert_eq!((next.status, next.status_at, next.version), (Paid as i8, 77, 4));
+    }
+
+    #[test]
+    fn due_dates_survive_transitions_and_stay_out_of_the_content_hash() {
+        let finalized = InvoiceRow { due_at: 1_799_020_800, ..row(Finalized, "INV-2026-000001") }; // 2027-01-04
+        let paid = next_version(&finalized, Paid, 1_800_000_000);
+        assert_eq!(paid.due_at, 1_799_020_800, "paying keeps the due date");
+        // A draft's provisional due date and the finalized one hash alike: new terms never make a
+        // stored invoice a conflict. What the customer owes does change the hash.
+        let hash = |r: &InvoiceRow| crate::build::content_hash(r, &[]).unwrap();
+        let draft = InvoiceRow { due_at: 1_798_675_200, ..row(Draft, "") }; // 2026-12-31
+        assert_eq!(hash(&draft), hash(&finalized));
+        assert_ne!(hash(&draft), hash(&InvoiceRow { total: rust_decimal::Decimal::ONE, ..draft.clone() }));
     }
 }

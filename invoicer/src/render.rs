@@ -29,7 +29,7 @@ use crate::error::Result;
 
 /// The HTML document of an invoice in `locale`.
 pub fn invoice_html(data: &InvoiceData, locale: &Locale, branding: &Branding, cfg: &RenderConfig) -> Result<String> {
-    let view = InvoiceView::build(data, locale, branding, cfg)?;
+    let view = InvoiceView::build(data, locale, branding)?;
     let template = cfg.template_text()?;
     html::render_html(&view, template.as_deref())
 }
@@ -53,6 +53,7 @@ mod tests {
 
     const OCT_1: u32 = 1_790_812_800; // 2026-10-01T00:00:00Z
     const NOV_1: u32 = 1_793_491_200; // 2026-11-01T00:00:00Z
+    const DEC_4: u32 = 1_796_342_400; // 2026-12-04T00:00:00Z
 
     fn line(no: u32, kind: LineKind, description: &str, quantity: &str, amount: &str, breakdown: serde_json::Value) -> InvoiceLineRow {
         InvoiceLineRow {
@@ -134,6 +135,8 @@ mod tests {
                 revision: 0,
                 content_hash: 0,
                 issued_at: NOV_1,
+                // Finalized on 2026-11-04 (after the grace window), net 30.
+                due_at: DEC_4,
                 version: 1,
                 reporting_currency: String::new(),
                 subtotal_base: Default::default(),
@@ -169,9 +172,16 @@ mod tests {
             }
             assert!(h.contains(&format!("<html lang=\"{}\">", &locale[..2])), "{locale}");
         }
-        // Due date: issue date + 30 days; the period's last day is the day before period_end.
+        // Due date: the stored due_at (finalized 2026-11-04, net 30), not issue date + terms; the
+        // period's last day is the day before period_end.
         let h = html(&fixture("USD", "Acme", "en-US"));
-        assert!(h.contains("December 1, 2026"), "due date");
+        assert!(h.contains("Due date</td><td>December 4, 2026"), "due date: {h}");
+        assert!(!h.contains("December 1, 2026"), "{h}");
+        let mut none = fixture("USD", "Acme", "en-US");
+        none.invoice.due_at = 0;
+        assert!(!html(&none).contains("Due date"), "no stored due date, none printed");
+        let de = html(&fixture("EUR", "Acme GmbH", "de-DE"));
+        assert!(de.contains("Fällig am</td><td>4. Dezember 2026"), "{de}");
         assert!(h.contains("October 1, 2026 – October 31, 2026"), "period");
         // Tier rows of the graduated line, with exact unit prices.
         assert!(h.contains("Tier 2: &gt; 100,000") && h.contains("$0.001") && h.contains("$34.56"), "{h}");
@@ -190,7 +200,7 @@ mod tests {
     #[test]
     fn custom_templates_and_their_errors() {
         let data = fixture("USD", "Acme", "en-US");
-        let view = InvoiceView::build(&data, &Locale::of(Lang::En), &Branding::default(), &RenderConfig::default()).unwrap();
+        let view = InvoiceView::build(&data, &Locale::of(Lang::En), &Branding::default()).unwrap();
         assert_eq!(html::render_html(&view, Some("{{ number }}: {{ total }}")).unwrap(), "INV-2026-000001: $1,279.13");
         let err = html::render_html(&view, Some("{{ no_such_field }}")).unwrap_err().to_string();
         assert!(err.contains("undefined"), "{err}");

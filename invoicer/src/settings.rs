@@ -1,6 +1,6 @@
 //! The invoicer's settings (`[billing]` in `meterline.toml`): one struct for the line rounding,
 //! the tax step (helper/tax) and the invoice lifecycle (grace window, number series,
-//! adjustments). [`crate::lifecycle::Billing`] carries it next to the services the lifecycle
+//! adjustments, payment terms). [`crate::lifecycle::Billing`] carries it next to the services the lifecycle
 //! writes to; the pure invoice build takes it alone (`build_invoices(…, impl Into<Settings>, …)`).
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use crate::tax::TaxProvider;
 /// Every billing setting. A bare [`RoundingMode`] converts into the defaults otherwise
 /// ([`Settings::default`]): per-invoice tax rounding, no seller country (so no reverse charge), no
 /// reporting currency, the built-in tax engine, 72 grace hours, `INV-{year}-{seq:06}` and
-/// `CN-{year}-{seq:06}` numbers of issuer `meterline`, 3 adjustment periods.
+/// `CN-{year}-{seq:06}` numbers of issuer `meterline`, 3 adjustment periods, net-30 payment terms.
 #[derive(Clone)]
 pub struct Settings {
     /// Line rounding mode.
@@ -36,6 +36,9 @@ pub struct Settings {
     /// Earlier cycles of each subscription (months, quarters or years) re-rated for adjustments
     /// by every close.
     pub adjustment_periods: u32,
+    /// Payment terms in days (net-N): an invoice falls due this many days after the day it is
+    /// issued, unless its customer has `payment_terms_days` of its own (`crate::terms`).
+    pub payment_terms_days: u32,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             credit_note_series: Series::new("meterline", "cn", "CN-{year}-{seq:06}")
                 .expect("the default credit note number format is valid"),
             adjustment_periods: 3,
+            payment_terms_days: 30,
         }
     }
 }
@@ -67,6 +71,7 @@ impl std::fmt::Debug for Settings {
             .field("invoice_series", &self.invoice_series)
             .field("credit_note_series", &self.credit_note_series)
             .field("adjustment_periods", &self.adjustment_periods)
+            .field("payment_terms_days", &self.payment_terms_days)
             .finish()
     }
 }

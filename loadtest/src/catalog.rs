@@ -75,6 +75,7 @@ pub fn build(customers: u32, period_start: DateTime<Utc>) -> Result<Catalog> {
                 vat_id: None,
                 tax_exempt: false,
                 tax_exempt_reason: None,
+                payment_terms_days: None,
             })
             .collect(),
         subscriptions: (0..customers)

@@ -43,7 +43,7 @@ pub struct Config {
     pub mirror: MirrorConfig,
     /// Issuer, logo, colours and footer of invoice documents.
     pub branding: Branding,
-    /// Invoice documents: template, payment terms, the Chromium used for PDF.
+    /// Invoice documents: template, the Chromium used for PDF.
     pub render: RenderConfig,
 }
 
@@ -95,6 +95,9 @@ pub struct BillingConfig {
     pub seller_country: String,
     /// Currency of the invoices' `*_base` reporting columns (ISO 4217); empty: none.
     pub reporting_currency: String,
+    /// Payment terms in days (net-N): invoices fall due this many days after the day they are
+    /// finalized; a catalog customer's `payment_terms_days` overrides it. 0: due on issue.
+    pub payment_terms_days: u32,
 }
 
 impl BillingConfig {
@@ -106,6 +109,8 @@ impl BillingConfig {
             code => Some(Currency::from_code(code).map_err(|e| anyhow::anyhow!("billing.reporting_currency = {code:?}: {e}"))?),
         };
         let seller_country = (!self.seller_country.is_empty()).then(|| self.seller_country.clone());
+        let max = meterline_schemas::catalog::MAX_PAYMENT_TERMS_DAYS;
+        anyhow::ensure!(self.payment_terms_days <= max, "billing.payment_terms_days = {}: at most {max} days", self.payment_terms_days);
         Ok(meterline_invoicer::Settings {
             rounding: self.rounding,
             grace: chrono::Duration::hours(i64::from(self.grace_hours)),
@@ -118,6 +123,7 @@ impl BillingConfig {
             seller_country,
             reporting_currency,
             provider: None,
+            payment_terms_days: self.payment_terms_days,
         })
     }
 }
@@ -147,6 +153,7 @@ impl Default for Config {
                 tax_rounding: TaxRounding::PerInvoice,
                 seller_country: String::new(),
                 reporting_currency: "USD".into(),
+                payment_terms_days: 30,
             },
             http: HttpConfig::default(),
             mirror: MirrorConfig::default(),
@@ -256,5 +263,18 @@ mod tests {
         let mut c = Config::default();
         c.branding.accent_color = "url(x)".into();
         assert!(c.validate().unwrap_err().to_string().contains("branding.accent_color = \"url(x)\""));
+        let mut c = Config::default();
+        c.billing.payment_terms_days = 3651;
+        assert!(c.validate().unwrap_err().to_string().contains("billing.payment_terms_days = 3651: at most 3650 days"));
+        c.billing.payment_terms_days = 0;
+        assert_eq!(c.billing.settings().unwrap().payment_terms_days, 0, "net 0: due on issue");
+        // The key that moved: named with its new home, not silently replaced by the default.
+        let old: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[render]\npayment_terms_days = 14"))
+            .extract()
+            .unwrap();
+        let e = old.validate().unwrap_err().to_string();
+        assert!(e.contains("render.payment_terms_days = 14: moved to billing.payment_terms_days"), "{e}");
+        assert_eq!(Config::default().billing.settings().unwrap().payment_terms_days, 30);
     }
 }

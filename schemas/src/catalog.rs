@@ -254,7 +254,15 @@ pub struct Customer {
     /// Why the customer is exempt (certificate number, legal basis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax_exempt_reason: Option<String>,
+    /// Payment terms of this customer's invoices in days (net-N), overriding
+    /// `[billing] payment_terms_days`; at most [`MAX_PAYMENT_TERMS_DAYS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_terms_days: Option<u32>,
 }
+
+/// The longest payment terms accepted, in days (ten years): keeps every due date far inside the
+/// `DateTime` range (UTC seconds in a `u32`, until 2106).
+pub const MAX_PAYMENT_TERMS_DAYS: u32 = 3650;
 
 impl Customer {
     /// The customer's country: `country`, else the jurisdiction's part before `-`.
@@ -958,6 +966,11 @@ fn validate_customer(cu: &Customer) -> Result<Customer> {
             _ => return Err(Error::catalog(format!("{at}.jurisdiction"), "is required (or give country and optionally region)")),
         };
     }
+    if let Some(days) = cu.payment_terms_days
+        && days > MAX_PAYMENT_TERMS_DAYS
+    {
+        return Err(Error::catalog(format!("{at}.payment_terms_days"), format!("{days} is more than {MAX_PAYMENT_TERMS_DAYS} days")));
+    }
     if cu.tax_exempt && cu.tax_exempt_reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(Error::catalog(format!("{at}.tax_exempt_reason"), "is required when tax_exempt is true (it is printed on invoices)"));
     }
@@ -1573,6 +1586,11 @@ credit_grants:
         let e = parse(&cust(", vat_id: DE123456789")).unwrap_err().to_string();
         assert!(e.contains("\"DE123456789\" is a VAT id of DE but the customer is in \"US\""), "{e}");
         assert!(parse(&cust(", vat_id: \"CHE-123.456.789\"")).is_ok(), "non-EU ids are kept, never reverse-charged");
+        assert_eq!(parse(YAML).unwrap().customers["acme"].payment_terms_days, None, "absent: [billing] payment_terms_days");
+        assert_eq!(parse(&cust(", payment_terms_days: 14")).unwrap().customers["acme"].payment_terms_days, Some(14));
+        assert_eq!(parse(&cust(", payment_terms_days: 3650")).unwrap().customers["acme"].payment_terms_days, Some(3650));
+        let e = parse(&cust(", payment_terms_days: 3651")).unwrap_err().to_string();
+        assert!(e.contains("customers[acme].payment_terms_days: 3651 is more than 3650 days"), "{e}");
 
         let fx = format!("{YAML}fx_rates:\n  - {{ from: EUR, to: EUR, rate: \"1\", date: 2026-10-31 }}\n");
         let e = parse(&fx).unwrap_err().to_string();

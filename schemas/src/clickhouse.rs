@@ -148,6 +148,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "tax_fx_reporting", sql: include_str!("../migrations/0007_tax_fx_reporting.sql") },
     Migration { version: 8, name: "rated_calls", sql: include_str!("../migrations/0008_rated_calls.sql") },
     Migration { version: 9, name: "lifecycle_tax_views", sql: include_str!("../migrations/0009_lifecycle_tax_views.sql") },
+    Migration { version: 10, name: "due_dates", sql: include_str!("../migrations/0010_due_dates.sql") },
 ];
 
 /// Splits a migration into statements (`;` at the end of a line), dropping comment-only parts.
@@ -261,6 +262,9 @@ mod tests {
         let v7 = statements(MIGRATIONS.iter().find(|m| m.version == 7).unwrap().sql);
         assert_eq!(v7.iter().filter(|s| is_add_column(s)).count(), 6);
         assert!(!is_add_column("CREATE VIEW IF NOT EXISTS revenue_daily AS SELECT 1"));
+        let v10 = statements(MIGRATIONS.iter().find(|m| m.version == 10).unwrap().sql);
+        assert_eq!(v10.iter().filter(|s| is_add_column(s)).count(), 1);
+        assert_eq!(v10.len(), 5, "add due_at; drop the ageing view and invoices_current; create both again");
     }
 
     #[test]

@@ -160,6 +160,13 @@ pub struct InvoiceRow {
     pub content_hash: u64,
     /// Issue date: the end of the cycle, UTC seconds (deterministic, unlike the wall clock).
     pub issued_at: u32,
+    /// Due date (migration 0010): 00:00 UTC of the day payment is due, i.e. the UTC day of
+    /// `status_at` plus the payment terms in days (`meterline-invoicer` `terms.rs`). Set when the
+    /// row enters `draft` (provisional, from the cycle end) and fixed when it enters `finalized`
+    /// (from the finalization time); later transitions keep it. Rows written before 0010 read
+    /// `issued_at` (the column's DEFAULT): due on issue, as the ageing view assumed until then.
+    /// Left out of `content_hash`, like the other lifecycle fields.
+    pub due_at: u32,
     /// ReplacingMergeTree version: 1 for the first draft, +1 for every refresh or transition.
     pub version: u64,
     /// Reporting currency of the `*_base` columns (`[billing] reporting_currency`; migration

@@ -94,8 +94,12 @@ fn is_hex_color(s: &str) -> bool {
 pub struct RenderConfig {
     /// An HTML template (minijinja) replacing the built-in one; empty for the built-in.
     pub template: String,
-    /// Days from the issue date to the due date printed on documents; 0 hides the due date.
-    pub payment_terms_days: u32,
+    /// Removed: documents print the invoice's stored due date, whose terms are
+    /// `[billing] payment_terms_days` (and the customer's own). Still parsed so that a config
+    /// that sets it fails [`RenderConfig::validate`] with a message naming the new key, instead
+    /// of its terms being silently replaced by the billing default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_terms_days: Option<u32>,
     /// Chromium binary for PDF output: a name looked up in `PATH` or a path.
     pub chromium: String,
     /// Longest a PDF may take, in seconds, before Chromium is killed.
@@ -104,13 +108,19 @@ pub struct RenderConfig {
 
 impl Default for RenderConfig {
     fn default() -> Self {
-        RenderConfig { template: String::new(), payment_terms_days: 30, chromium: "chromium".into(), pdf_timeout_secs: 60 }
+        RenderConfig { template: String::new(), payment_terms_days: None, chromium: "chromium".into(), pdf_timeout_secs: 60 }
     }
 }
 
 impl RenderConfig {
     /// Checks values.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(days) = self.payment_terms_days {
+            return Err(format!(
+                "render.payment_terms_days = {days}: moved to billing.payment_terms_days (invoices now store their due date); \
+                 set billing.payment_terms_days = {days} and remove it from [render]"
+            ));
+        }
         if self.chromium.trim().is_empty() {
             return Err("render.chromium is empty: name the Chromium binary, e.g. \"chromium\"".into());
         }

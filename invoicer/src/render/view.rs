@@ -4,14 +4,14 @@
 //! where it is exact and tested. To show a new invoice field: add it to [`InvoiceView`] (and,
 //! if it comes from storage, to [`InvoiceData`]), then use it in the template.
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use meterline_schemas::invoice::{InvoiceLineRow, InvoiceRow, InvoiceStatus, LineKind};
 use meterline_schemas::money::Currency;
 
-use super::branding::{Branding, RenderConfig};
+use super::branding::Branding;
 use super::locale::{Labels, Locale};
 use crate::error::{Error, Result};
 
@@ -55,7 +55,8 @@ pub struct InvoiceView {
     pub status: Option<&'static str>,
     /// Issue date.
     pub issue_date: String,
-    /// Due date, when payment terms are configured.
+    /// Due date: the invoice's stored `due_at` (payment terms, migration 0010); none when it
+    /// has none (0). A draft's is provisional: finalization dates it again.
     pub due_date: Option<String>,
     /// Billing period, first to last day.
     pub period: String,
@@ -152,17 +153,14 @@ fn day(secs: u32) -> NaiveDate {
 
 impl InvoiceView {
     /// Formats `data` in `locale`.
-    pub fn build(data: &InvoiceData, locale: &Locale, branding: &Branding, render: &RenderConfig) -> Result<InvoiceView> {
+    pub fn build(data: &InvoiceData, locale: &Locale, branding: &Branding) -> Result<InvoiceView> {
         let inv = &data.invoice;
         let currency = Currency::from_code(&inv.currency)?;
         let labels = locale.labels();
         let issued = day(inv.issued_at);
         // The period end is exclusive: the last day billed is the day before.
         let last_day = day(inv.period_end.saturating_sub(1));
-        let due_date = (render.payment_terms_days > 0)
-            .then(|| issued.checked_add_days(Days::new(u64::from(render.payment_terms_days))))
-            .flatten()
-            .map(|d| locale.date(d));
+        let due_date = (inv.due_at > 0).then(|| locale.date(day(inv.due_at)));
         let money = |d: Decimal| locale.money(d, currency);
 
         let mut lines = Vec::new();

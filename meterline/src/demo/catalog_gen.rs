@@ -204,6 +204,7 @@ pub fn generate(customers: usize, label: PeriodLabel, seed: u64) -> CatalogFile 
             vat_id: None,
             tax_exempt: false,
             tax_exempt_reason: None,
+            payment_terms_days: None,
         });
         let (plan, plan_version) = seg_plans[rng.usize(..seg_plans.len())];
         let roll = rng.u32(..100);

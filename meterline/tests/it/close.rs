@@ -102,6 +102,7 @@ async fn reporting_columns_and_views() {
         status: 0,
         number: String::new(),
         status_at: 0,
+        due_at: 0,
         version: 0,
         ..r.clone()
     };
@@ -125,6 +126,233 @@ async fn reporting_columns_and_views() {
     env.cleanup().await;
 }
 
+/// One row of `receivables_ageing` (migration 0010).
+#[derive(Debug, PartialEq, Row, Deserialize)]
+struct Ageing {
+    customer: String,
+    currency: String,
+    invoices: u64,
+    #[serde(with = "meterline_schemas::money::ch_decimal")]
+    not_yet_due: rust_decimal::Decimal,
+    #[serde(with = "meterline_schemas::money::ch_decimal")]
+    due_1_30: rust_decimal::Decimal,
+    #[serde(with = "meterline_schemas::money::ch_decimal")]
+    due_31_60: rust_decimal::Decimal,
+    #[serde(with = "meterline_schemas::money::ch_decimal")]
+    due_61_90: rust_decimal::Decimal,
+    #[serde(with = "meterline_schemas::money::ch_decimal")]
+    due_over_90: rust_decimal::Decimal,
+    #[serde(with = "meterline_schemas::money::ch_decimal")]
+    outstanding: rust_decimal::Decimal,
+}
+
+#[derive(Row, Deserialize)]
+struct DueAt {
+    customer: String,
+    status: String,
+    due_at: String,
+}
+
+#[derive(Row, Deserialize)]
+struct Today {
+    days: u32,
+}
+
+fn dec(s: &str) -> rust_decimal::Decimal {
+    rust_decimal::Decimal::from_str_exact(s).unwrap()
+}
+
+fn secs(rfc3339: &str) -> u32 {
+    u32::try_from(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp()).unwrap()
+}
+
+/// Migration 0010 on the dev server: drafts carry a provisional due date (cycle end + terms),
+/// finalization dates them from the finalization day with the customer's terms (or the billing
+/// default), a payment keeps the date and leaves the ageing; `receivables_ageing` puts each
+/// open invoice into its bucket by UTC days past due, with the bounds of docs/CLICKHOUSE.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_dates_and_receivables_ageing() {
+    use meterline_schemas::invoice::InvoiceStatus::{Draft, Finalized, Paid, Uncollectible, Void};
+    use meterline_schemas::invoice::{InvoiceRow, InvoiceStatus};
+
+    let env = TestEnv::new("due_dates").await;
+    // alice: the default (net 30); bob net 10, chiyo net 45, dan net 0.
+    let catalog_text = CATALOG
+        .replace("jurisdiction: DE, locale: de-DE }", "jurisdiction: DE, locale: de-DE, payment_terms_days: 10 }")
+        .replace("jurisdiction: JP, locale: ja-JP }", "jurisdiction: JP, locale: ja-JP, payment_terms_days: 45 }")
+        .replace(
+            "name: Dan LLC, currency: USD, jurisdiction: US-CA }",
+            "name: Dan LLC, currency: USD, jurisdiction: US-CA, payment_terms_days: 0 }",
+        );
+    assert_eq!(catalog_text.matches("payment_terms_days").count(), 3);
+    let store = env.catalog(&catalog_text).await;
+    for m in messages() {
+        env.publish(&m).await;
+    }
+    let catalog = store.load().await.unwrap();
+    let _ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
+    env.ingest_until_idle(&catalog).await;
+    let ch = env.clickhouse().await;
+    let billing = env.billing().await; // [billing] payment_terms_days = 30
+    let ledger = env.ledger_path();
+    let close = |now: &'static str| {
+        let opts = meterline_invoicer::CloseOptions { now: now.parse().unwrap(), finalize: false };
+        meterline_invoicer::close_period(&billing, &ledger, &catalog, "2026-10".parse().unwrap(), opts)
+    };
+    let due_dates = |rows: &[InvoiceRow]| -> Vec<(String, u32)> { rows.iter().map(|r| (r.customer.clone(), r.due_at)).collect() };
+
+    // Inside the grace window: drafts, issued at the cycle end 2026-11-01, due provisionally.
+    let report = close("2026-11-02T00:00:00Z").await.unwrap();
+    assert_eq!(report.drafts, 4);
+    let drafts = list_invoices(&ch, "2026-10").await.unwrap();
+    assert_eq!(
+        due_dates(&drafts),
+        vec![
+            ("alice".to_owned(), secs("2026-12-01T00:00:00Z")),
+            ("bob".to_owned(), secs("2026-11-11T00:00:00Z")),
+            ("chiyo".to_owned(), secs("2026-12-16T00:00:00Z")),
+            ("dan".to_owned(), secs("2026-11-01T00:00:00Z")),
+        ]
+    );
+
+    // After the deadline (2026-11-04): finalized at 09:30 on 2026-11-05, due from that day.
+    let report = close("2026-11-05T09:30:00Z").await.unwrap();
+    assert_eq!(report.finalized.len(), 4);
+    let finalized = list_invoices(&ch, "2026-10").await.unwrap();
+    assert!(finalized.iter().all(|r| r.status == Finalized as i8));
+    assert!(finalized.iter().all(|r| r.status_at == secs("2026-11-05T09:30:00Z") && r.issued_at == secs("2026-11-01T00:00:00Z")));
+    assert_eq!(
+        due_dates(&finalized),
+        vec![
+            ("alice".to_owned(), secs("2026-12-05T00:00:00Z")),
+            ("bob".to_owned(), secs("2026-11-15T00:00:00Z")),
+            ("chiyo".to_owned(), secs("2026-12-20T00:00:00Z")),
+            ("dan".to_owned(), secs("2026-11-05T00:00:00Z")),
+        ]
+    );
+    // A close after finalization changes nothing: the due dates are not recomputed.
+    let again = close("2026-11-25T00:00:00Z").await.unwrap();
+    assert_eq!((again.finalized.len(), again.write.unchanged), (0, 4));
+    assert_eq!(due_dates(&list_invoices(&ch, "2026-10").await.unwrap()), due_dates(&finalized));
+
+    // Paying dan's invoice keeps its due date and takes it out of the receivables.
+    let dan = finalized.iter().find(|r| r.customer == "dan").unwrap();
+    let paid = meterline_invoicer::lifecycle::transition(&billing, &dan.number, Paid, "wire", "2026-11-20T00:00:00Z".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(paid.due_at, secs("2026-11-05T00:00:00Z"));
+    let stored: Vec<DueAt> = ch
+        .client()
+        .query("SELECT customer, toString(status) AS status, toString(due_at) AS due_at FROM invoices_current ORDER BY customer")
+        .fetch_all()
+        .await
+        .unwrap();
+    let stored: Vec<(&str, &str, &str)> = stored.iter().map(|r| (r.customer.as_str(), r.status.as_str(), r.due_at.as_str())).collect();
+    assert_eq!(
+        stored,
+        vec![
+            ("alice", "finalized", "2026-12-05 00:00:00"),
+            ("bob", "finalized", "2026-11-15 00:00:00"),
+            ("chiyo", "finalized", "2026-12-20 00:00:00"),
+            ("dan", "paid", "2026-11-05 00:00:00"),
+        ]
+    );
+    let ageing = |customers: &'static str| {
+        let c = ch.client().clone();
+        async move {
+            c.query(&format!("SELECT ?fields FROM receivables_ageing WHERE customer IN ({customers}) ORDER BY customer, currency"))
+                .fetch_all::<Ageing>()
+                .await
+                .unwrap()
+        }
+    };
+    // Which bucket these fall into depends on today; what is open does not: alice 14.24 USD,
+    // bob 10.39 EUR, chiyo 1111 JPY, dan paid.
+    let open = ageing("'alice', 'bob', 'chiyo', 'dan'").await;
+    let outstanding: Vec<(&str, &str, u64, rust_decimal::Decimal)> =
+        open.iter().map(|a| (a.customer.as_str(), a.currency.as_str(), a.invoices, a.outstanding)).collect();
+    assert_eq!(outstanding, vec![("alice", "USD", 1, dec("14.24")), ("bob", "EUR", 1, dec("10.39")), ("chiyo", "JPY", 1, dec("1111"))]);
+    assert!(open.iter().all(|a| a.not_yet_due + a.due_1_30 + a.due_31_60 + a.due_61_90 + a.due_over_90 == a.outstanding));
+
+    // The bucket bounds, with headers due relative to the server's today (UTC): one invoice
+    // per bound, amounts in powers of two so every bucket's sum names its members.
+    let today: Today = ch.client().query("SELECT toUInt32(toDate(now(), 'UTC')) AS days").fetch_one().await.unwrap();
+    let midnight = today.days * 86_400;
+    let template = finalized.iter().find(|r| r.customer == "alice").unwrap().clone();
+    let header = |n: u128, status: InvoiceStatus, days_past_due: i64, total: &str, version: u64| InvoiceRow {
+        invoice_id: uuid::Uuid::from_u128(0xa9e0_0000 + n),
+        subscription_id: format!("sub-ageing-{n}"),
+        number: format!("INV-AGEING-{n}"),
+        customer: "ageing".into(),
+        status: status as i8,
+        total: dec(total),
+        due_at: u32::try_from(i64::from(midnight) - days_past_due * 86_400).unwrap(),
+        version,
+        ..template.clone()
+    };
+    let rows = vec![
+        header(1, Finalized, -1, "1.00", 2),   // due tomorrow: not yet due
+        header(2, Finalized, 0, "2.00", 2),    // due today: not yet due
+        header(3, Finalized, 1, "4.00", 2),    // 1 day past due
+        header(4, Finalized, 30, "8.00", 2),   // 30
+        header(5, Finalized, 31, "16.00", 2),  // 31
+        header(6, Finalized, 60, "32.00", 2),  // 60
+        header(7, Finalized, 61, "64.00", 2),  // 61
+        header(8, Finalized, 90, "128.00", 2), // 90
+        header(9, Finalized, 91, "256.00", 2), // 91
+        // Not receivable: a draft, paid, void and written-off invoices, nothing to pay, and an
+        // invoice whose finalized version was superseded by its payment.
+        header(10, Draft, 100, "1000.00", 1),
+        header(11, Paid, 100, "1000.00", 3),
+        header(12, Void, 100, "1000.00", 3),
+        header(13, Uncollectible, 100, "1000.00", 3),
+        header(14, Finalized, 100, "0.00", 2),
+        header(15, Finalized, 100, "1000.00", 2),
+        header(15, Paid, 100, "1000.00", 3),
+    ];
+    let mut insert = ch.client().insert::<InvoiceRow>("invoices").await.unwrap();
+    for r in &rows {
+        insert.write(r).await.unwrap();
+    }
+    insert.end().await.unwrap();
+    // A header written the way rows before migration 0010 were (no due_at): it reads its
+    // issued_at (the column's DEFAULT), issued 45 days ago, so 45 days past due.
+    ch.client()
+        .query(&format!(
+            "INSERT INTO invoices (invoice_id, subscription_id, customer, period, period_start, period_end, currency, plan, \
+             plan_version, subtotal, tax, total, line_count, status, number, status_at, lines_version, revision, content_hash, \
+             issued_at, version) VALUES ('00000000-0000-0000-0000-0000a9e00063', 'sub-ageing-old', 'ageing', '2026-10', \
+             '2026-10-01 00:00:00', '2026-11-01 00:00:00', 'USD', 'basic', 1, 0.50, 0, 0.50, 1, 'finalized', 'INV-OLD', \
+             toDateTime({issued}), 1, 0, 1, toDateTime({issued}), 2)",
+            issued = midnight - 45 * 86_400
+        ))
+        .execute()
+        .await
+        .unwrap();
+    let old: Today = ch
+        .client()
+        .query("SELECT toUInt32(due_at) - toUInt32(issued_at) AS days FROM invoices_current WHERE subscription_id = 'sub-ageing-old'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(old.days, 0, "a row without due_at is due on issue");
+    assert_eq!(
+        ageing("'ageing'").await,
+        vec![Ageing {
+            customer: "ageing".into(),
+            currency: "USD".into(),
+            invoices: 10,
+            not_yet_due: dec("3.00"),   // 1 + 2 (due tomorrow, due today)
+            due_1_30: dec("12.00"),     // 4 + 8 (1 and 30 days)
+            due_31_60: dec("48.50"),    // 16 + 32 (31 and 60 days) + 0.50 (the pre-0010 row, 45 days)
+            due_61_90: dec("192.00"),   // 64 + 128 (61 and 90 days)
+            due_over_90: dec("256.00"), // 91 days
+            outstanding: dec("511.50"),
+        }]
+    );
+    env.cleanup().await;
+}
+
 #[derive(Row, Deserialize)]
 struct Applied {
     version: u32,
@@ -144,6 +372,6 @@ async fn migrate_is_idempotent() {
         .await
         .unwrap();
     let got: Vec<(u32, u64)> = applied.iter().map(|a| (a.version, a.rows)).collect();
-    assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1), (9, 1)]);
+    assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1), (9, 1), (10, 1)]);
     env.cleanup().await;
 }
