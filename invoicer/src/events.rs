@@ -43,6 +43,9 @@ pub struct BillingEvent {
     pub currency: String,
     /// Invoice total (amount due), exact decimal text with the currency's minor units.
     pub total: String,
+    /// When payment is due, RFC 3339 UTC (`invoice.*` events of numbered invoices; the invoice's
+    /// stored `due_at`); empty when the invoice has none.
+    pub due_at: String,
     /// Invoice status after the event.
     pub status: String,
     /// Status before the event (`invoice.*` events; empty for credit notes).
@@ -103,6 +106,7 @@ pub fn invoice_event(event_id: uuid::Uuid, row: &InvoiceRow, from: InvoiceStatus
         period: row.period.clone(),
         currency: row.currency.clone(),
         total: money(&row.currency, row.total),
+        due_at: if row.due_at == 0 { String::new() } else { rfc3339(row.due_at) },
         status: to.name().to_owned(),
         previous_status: from.name().to_owned(),
         actor: actor.to_owned(),
@@ -125,6 +129,7 @@ pub fn credit_note_event(cn: &CreditNoteRow, invoice: &InvoiceRow, remaining: ru
         period: invoice.period.clone(),
         currency: invoice.currency.clone(),
         total: money(&invoice.currency, invoice.total),
+        due_at: if invoice.due_at == 0 { String::new() } else { rfc3339(invoice.due_at) },
         status: InvoiceStatus::from_i8(invoice.status).map_or("unknown", |s| s.name()).to_owned(),
         previous_status: String::new(),
         actor: "cli".to_owned(),

@@ -220,7 +220,9 @@ mod tests {
         assert_eq!(csv::field("plain"), "plain");
         let inv = csv::invoices_csv(std::slice::from_ref(&data.invoice));
         let row = inv.split("\r\n").nth(1).unwrap();
-        assert!(row.ends_with(",USD,growth,2,1234.56,44.57,1279.13,3"), "{row}");
+        assert!(row.starts_with("01234567-89ab-cdef-0123-456789abcdef,INV-2026-000001,"), "the number once finalized: {row}");
+        assert!(row.contains(",finalized,"), "{row}");
+        assert!(row.ends_with(",USD,growth,2,1234.56,44.57,1279.13,3,2026-12-04T00:00:00Z"), "{row}");
         assert!(row.contains(",2026-10-01T00:00:00Z,2026-11-01T00:00:00Z,"), "{row}");
         let jpy = csv::invoices_csv(std::slice::from_ref(&fixture("JPY", "Acme", "ja").invoice));
         assert!(jpy.contains(",1235,235,1470,"), "{jpy}");

@@ -32,6 +32,7 @@ pub const INVOICE_COLUMNS: &[&str] = &[
     "tax",
     "total",
     "line_count",
+    "due_at",
 ];
 
 /// Columns of [`lines_csv`].
@@ -85,13 +86,13 @@ pub fn invoices_csv(invoices: &[InvoiceRow]) -> String {
     let mut out = String::new();
     header(&mut out, INVOICE_COLUMNS);
     for i in invoices {
-        let status = if i.status == InvoiceStatus::Draft as i8 { "draft" } else { "finalized" };
+        let status = InvoiceStatus::from_i8(i.status).map_or("unknown", |s| s.name());
         record(
             &mut out,
             &[
                 i.invoice_id.to_string(),
-                // No invoice numbers yet: the number is the id (see `InvoiceData::number`).
-                i.invoice_id.to_string(),
+                // Empty while draft: numbers are assigned at finalization.
+                i.number.clone(),
                 i.customer.clone(),
                 i.subscription_id.clone(),
                 i.period.clone(),
@@ -107,6 +108,7 @@ pub fn invoices_csv(invoices: &[InvoiceRow]) -> String {
                 money(i.tax, &i.currency),
                 money(i.total, &i.currency),
                 i.line_count.to_string(),
+                if i.due_at == 0 { String::new() } else { ts(i.due_at) },
             ],
         );
     }

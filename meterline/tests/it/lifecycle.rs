@@ -196,6 +196,8 @@ async fn drafts_refresh_finalize_and_transition_with_events() {
             "period": "2026-10",
             "currency": "USD",
             "total": "14.25",
+            // Finalized 2026-11-04 + the default 30 days of payment terms.
+            "due_at": "2026-12-04T00:00:00Z",
             "status": "finalized",
             "previous_status": "draft",
             "actor": "close",
