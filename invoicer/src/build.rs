@@ -295,7 +295,7 @@ fn build_one(
     if let Some(reporting) = billing.reporting_currency {
         to_reporting_currency(&mut row, catalog, reporting, rounding, r.window.period_end);
     }
-    row.content_hash = content_hash(&row, &lines)?;
+    row.content_hash = content_hash(&row, &mut lines)?;
     Ok(Invoice { row, lines })
 }
 
@@ -385,7 +385,10 @@ fn to_reporting_currency(
 /// `fx_date`): the same content hashes the same whether draft, finalized or paid, and neither an
 /// FX table corrected later nor changed payment terms ever turn a stored invoice into a conflict
 /// (those columns are not what the customer owes).
-pub fn content_hash(row: &InvoiceRow, lines: &[InvoiceLineRow]) -> Result<u64> {
+///
+/// The lines' `version` is hashed as 0: it is set to 0 while hashing and restored after, so no
+/// line is copied; the JSON is streamed into the hasher, never buffered.
+pub fn content_hash(row: &InvoiceRow, lines: &mut [InvoiceLineRow]) -> Result<u64> {
     let r = InvoiceRow {
         content_hash: 0,
         status: 0,
@@ -402,7 +405,25 @@ pub fn content_hash(row: &InvoiceRow, lines: &[InvoiceLineRow]) -> Result<u64> {
         fx_date: 0,
         ..row.clone()
     };
-    let lines: Vec<InvoiceLineRow> = lines.iter().map(|l| InvoiceLineRow { version: 0, ..l.clone() }).collect();
-    let bytes = serde_json::to_vec(&(r, lines))?;
-    Ok(xxhash_rust::xxh3::xxh3_64(&bytes))
+    let versions: Vec<u64> = lines.iter_mut().map(|l| std::mem::take(&mut l.version)).collect();
+    let mut hasher = HashWriter(xxhash_rust::xxh3::Xxh3::new());
+    let written = serde_json::to_writer(&mut hasher, &(r, &*lines));
+    for (l, v) in lines.iter_mut().zip(versions) {
+        l.version = v;
+    }
+    written?;
+    Ok(hasher.0.digest())
+}
+
+/// An `io::Write` feeding a streaming xxh3.
+struct HashWriter(xxhash_rust::xxh3::Xxh3);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

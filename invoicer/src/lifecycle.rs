@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(paid.due_at, 1_799_020_800, "paying keeps the due date");
         // A draft's provisional due date and the finalized one hash alike: new terms never make a
         // stored invoice a conflict. What the customer owes does change the hash.
-        let hash = |r: &InvoiceRow| crate::build::content_hash(r, &[]).unwrap();
+        let hash = |r: &InvoiceRow| crate::build::content_hash(r, &mut []).unwrap();
         let draft = InvoiceRow { due_at: 1_798_675_200, ..row(Draft, "") }; // 2026-12-31
         assert_eq!(hash(&draft), hash(&finalized));
         assert_ne!(hash(&draft), hash(&InvoiceRow { total: rust_decimal::Decimal::ONE, ..draft.clone() }));

@@ -78,7 +78,9 @@ pub async fn write_drafts(ch: &ClickHouse, period: &str, invoices: &[Invoice]) -
     let mut summary = WriteSummary::default();
     let mut headers: Vec<InvoiceRow> = Vec::new();
     let mut events: Vec<InvoiceEventRow> = Vec::new();
-    let mut lines: Vec<InvoiceLineRow> = Vec::new();
+    // Lines are inserted by reference; only a refreshed draft's lines (new lines version) are copied.
+    let mut lines: Vec<&InvoiceLineRow> = Vec::new();
+    let mut renumbered: Vec<InvoiceLineRow> = Vec::new();
     let mut current = Vec::new();
     for inv in invoices {
         let id = inv.row.invoice_id;
@@ -106,13 +108,18 @@ pub async fn write_drafts(ch: &ClickHouse, period: &str, invoices: &[Invoice]) -
             }
         };
         if !with_lines.contains(&(id.to_string(), row.lines_version)) {
-            lines.extend(inv.lines.iter().map(|l| InvoiceLineRow { version: row.lines_version, ..l.clone() }));
+            if inv.lines.iter().all(|l| l.version == row.lines_version) {
+                lines.extend(inv.lines.iter());
+            } else {
+                renumbered.extend(inv.lines.iter().map(|l| InvoiceLineRow { version: row.lines_version, ..l.clone() }));
+            }
         }
         events.push(event_row(&row, from, "close", reason));
         current.push(row.clone());
         headers.push(row);
     }
-    insert_all(c, "invoice_lines", &lines.iter().collect::<Vec<_>>()).await?;
+    lines.extend(renumbered.iter());
+    insert_all(c, "invoice_lines", &lines).await?;
     insert_all(c, "invoices", &headers.iter().collect::<Vec<_>>()).await?;
     insert_all(c, "invoice_events", &events.iter().collect::<Vec<_>>()).await?;
     summary.lines_inserted = lines.len();

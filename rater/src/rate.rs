@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
@@ -45,8 +46,8 @@ pub struct RatedSubscription {
     pub subscription: Subscription,
     /// Its customer.
     pub customer: Customer,
-    /// The plan version it is on.
-    pub plan: PlanVersion,
+    /// The plan version it is on (shared by every subscription on it).
+    pub plan: Arc<PlanVersion>,
     /// Cycle and active part.
     pub window: Window,
     /// Usage per priced meter, in the plan's price order.
@@ -123,6 +124,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
     .await?;
     let mut telecom = rate_telecom(ledger_root, catalog, &active, &windows).await?;
     let empty = MeterAggregates::default();
+    let mut shared_plans: HashMap<(&str, u32), Arc<PlanVersion>> = HashMap::new();
     let mut out = Vec::with_capacity(active.len());
     for (s, window) in active {
         let plan = catalog.plans.get(&(s.plan.clone(), s.plan_version)).ok_or_else(|| Error::Ledger {
@@ -187,7 +189,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         out.push(RatedSubscription {
             subscription: s.clone(),
             customer: customer.clone(),
-            plan: plan.clone(),
+            plan: shared_plans.entry((plan.plan.as_str(), plan.version)).or_insert_with(|| Arc::new(plan.clone())).clone(),
             window,
             usage,
             metered_seats,

@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use meterline_ingest::LedgerConfig;
@@ -136,11 +137,32 @@ async fn run_case(path: &Path) -> String {
         let invoices = build_invoices_with_usage(&rated, &catalog, *label, &billing, &credits, &parts).unwrap();
         for inv in &invoices {
             credits.add_lines(&inv.lines).unwrap();
+            assert_eq!(inv.row.content_hash, canonical_hash(inv), "content hash of {}", inv.row.subscription_id);
         }
         render_period(&mut out, *label, &billing, &invoices);
         render_calls(&mut out, &rated);
     }
     out
+}
+
+/// The documented content hash, computed the plain way: xxh3-64 of the JSON of (header without
+/// its lifecycle and reporting-currency fields, lines with version 0), in one buffer. Stored
+/// hashes must never change, or re-closing a finalized period would report conflicts.
+fn canonical_hash(inv: &meterline_invoicer::Invoice) -> u64 {
+    let mut r = inv.row.clone();
+    (r.content_hash, r.status, r.number, r.status_at, r.due_at, r.lines_version, r.version) = (0, 0, String::new(), 0, 0, 0, 0);
+    (r.reporting_currency, r.subtotal_base, r.tax_base, r.total_base, r.fx_rate, r.fx_date) =
+        (String::new(), Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, 0);
+    let lines: Vec<_> = inv
+        .lines
+        .iter()
+        .cloned()
+        .map(|mut l| {
+            l.version = 0;
+            l
+        })
+        .collect();
+    xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(&(r, lines)).unwrap())
 }
 
 /// Telecom prices: every rated call, as `rated_calls` stores it.
