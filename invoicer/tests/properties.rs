@@ -415,3 +415,81 @@ proptest! {
         prop_assert_eq!(a.lines.iter().filter(|l| l.kind == tax_k).count(), lines);
     }
 }
+
+/// The build runs on several threads from 1,000 subscriptions on, keeping each customer on one
+/// thread. Reference: each customer's invoices built on their own, sequentially (prepaid credits
+/// only ever burn across one customer's subscriptions), put back in subscription order.
+#[test]
+fn parallel_build_equals_per_customer_sequential_builds() {
+    let mut yaml = String::from(
+        r#"
+meters:
+  - { key: calls, event_type: u, aggregation: COUNT }
+tax_rates:
+  - { jurisdiction: NY, name: NY 8.875%, rate: "0.08875" }
+plans:
+  - key: p
+    versions:
+      - { version: 1, currency: USD, recurring_fee: "9.99", prices: [ { meter: calls, model: per_unit, unit_price: "0.01" } ] }
+  - key: addon
+    versions:
+      - { version: 1, currency: USD, recurring_fee: "9.99" }
+customers:
+"#,
+    );
+    let customers = 800;
+    for c in 0..customers {
+        yaml.push_str(&format!("  - {{ key: c{c:04}, name: C{c}, currency: USD, jurisdiction: NY }}\n"));
+    }
+    yaml.push_str("subscriptions:\n");
+    // Two subscriptions for every customer divisible by 3: 800 + 267 = 1,067 subscriptions.
+    for c in 0..customers {
+        yaml.push_str(&format!(
+            "  - {{ id: s{c:04}-a, customer: c{c:04}, plan: p, plan_version: 1, start: \"2026-01-01T00:00:00Z\", anchor_day: 1 }}\n"
+        ));
+        if c % 3 == 0 {
+            yaml.push_str(&format!(
+                "  - {{ id: s{c:04}-b, customer: c{c:04}, plan: addon, plan_version: 1, start: \"2026-10-11T00:00:00Z\", anchor_day: 1 }}\n"
+            ));
+        }
+    }
+    // A grant smaller than two fees for every customer divisible by 5: it runs out across them.
+    yaml.push_str("credit_grants:\n");
+    for c in (0..customers).step_by(5) {
+        yaml.push_str(&format!("  - {{ id: g{c:04}, customer: c{c:04}, amount: \"15\", granted_at: \"2026-01-01T00:00:00Z\" }}\n"));
+    }
+    let catalog = CatalogFile::parse(&yaml, "yaml").unwrap().validate(&Catalog::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let label = "2026-10".parse().unwrap();
+    let rated = rt.block_on(meterline_rater::rate_period(dir.path(), &catalog, label)).unwrap();
+    assert_eq!(rated.len(), 1_067);
+    let all = build_invoices(&rated, &catalog, label, &meterline_invoicer::Settings::default(), &CreditUsage::none()).unwrap();
+
+    let mut reference: Vec<Invoice> = Vec::new();
+    let mut by_customer: std::collections::BTreeMap<&str, Vec<meterline_rater::RatedSubscription>> = Default::default();
+    for r in &rated {
+        by_customer.entry(r.customer.key.as_str()).or_default().push(r.clone());
+    }
+    for subs in by_customer.values() {
+        reference.extend(build_invoices(subs, &catalog, label, &meterline_invoicer::Settings::default(), &CreditUsage::none()).unwrap());
+    }
+    let order: std::collections::HashMap<&str, usize> = rated.iter().enumerate().map(|(i, r)| (r.subscription.id.as_str(), i)).collect();
+    reference.sort_by_key(|inv| order[inv.row.subscription_id.as_str()]);
+    assert_eq!(all.len(), reference.len());
+    for (a, b) in all.iter().zip(&reference) {
+        assert_eq!((&a.row, &a.lines), (&b.row, &b.lines), "{}", a.row.subscription_id);
+    }
+    // The grants did burn: c0000's two invoices use 15.00 of credit between them.
+    let credit = |sub: &str| -> Decimal {
+        all.iter()
+            .find(|i| i.row.subscription_id == sub)
+            .unwrap()
+            .lines
+            .iter()
+            .filter(|l| l.kind == LineKind::Credit as i8)
+            .map(|l| l.amount)
+            .sum()
+    };
+    assert_eq!(credit("s0000-a") + credit("s0000-b"), Decimal::new(-1500, 2));
+}
