@@ -119,12 +119,34 @@ pub async fn write_drafts(ch: &ClickHouse, period: &str, invoices: &[Invoice]) -
         headers.push(row);
     }
     lines.extend(renumbered.iter());
-    insert_all(c, "invoice_lines", &lines).await?;
+    // Lines before headers: a header is never visible (nor, after a crash, stored) without its lines.
+    insert_parallel(c, "invoice_lines", &lines).await?;
     insert_all(c, "invoices", &headers.iter().collect::<Vec<_>>()).await?;
     insert_all(c, "invoice_events", &events.iter().collect::<Vec<_>>()).await?;
     summary.lines_inserted = lines.len();
     Ok((summary, current))
 }
+
+/// Inserts `rows` in concurrent batches of at least [`PARALLEL_CHUNK`] rows, one per core, so
+/// that encoding and compressing (here) and parsing (in the server) use every core. Returns when
+/// every batch is written; on an error some batches may be written, which the idempotent close
+/// repairs (lines are looked up by (invoice, lines version) before a header is written).
+pub(crate) async fn insert_parallel<T>(c: &clickhouse::Client, table: &str, rows: &[&T]) -> Result<()>
+where
+    T: clickhouse::RowOwned + clickhouse::RowWrite,
+{
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    futures::future::try_join_all(rows.chunks(chunk_size(rows.len(), cores)).map(|part| insert_all(c, table, part))).await?;
+    Ok(())
+}
+
+/// Rows per concurrent batch: an equal share per core, never below [`PARALLEL_CHUNK`].
+fn chunk_size(rows: usize, cores: usize) -> usize {
+    rows.div_ceil(cores.max(1)).max(PARALLEL_CHUNK)
+}
+
+/// Smallest batch [`insert_parallel`] sends on its own.
+const PARALLEL_CHUNK: usize = 100_000;
 
 /// Inserts `rows` in one batch (nothing when empty).
 pub(crate) async fn insert_all<T>(c: &clickhouse::Client, table: &str, rows: &[&T]) -> Result<()>
@@ -177,4 +199,21 @@ pub async fn invoice_lines(ch: &ClickHouse, invoice: &InvoiceRow) -> Result<Vec<
         .bind(invoice.lines_version)
         .fetch_all::<InvoiceLineRow>()
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_a_share_per_core_but_never_small() {
+        // 1.1M lines on 2 cores: two batches of 550,000.
+        assert_eq!(chunk_size(1_100_000, 2), 550_000);
+        assert_eq!(1_100_000_usize.div_ceil(chunk_size(1_100_000, 2)), 2);
+        // 150,000 lines on 2 cores: 100,000 + 50,000, not 75,000 + 75,000.
+        assert_eq!(chunk_size(150_000, 2), 100_000);
+        // A small close is one batch.
+        assert_eq!(chunk_size(6_000, 8), 100_000);
+        assert_eq!(chunk_size(0, 0), 100_000);
+    }
 }

@@ -464,7 +464,7 @@ customers:
     let label = "2026-10".parse().unwrap();
     let rated = rt.block_on(meterline_rater::rate_period(dir.path(), &catalog, label)).unwrap();
     assert_eq!(rated.len(), 1_067);
-    let all = build_invoices(&rated, &catalog, label, &meterline_invoicer::Settings::default(), &CreditUsage::none()).unwrap();
+    let all = build_invoices(&rated, &catalog, label, meterline_invoicer::Settings::default(), &CreditUsage::none()).unwrap();
 
     let mut reference: Vec<Invoice> = Vec::new();
     let mut by_customer: std::collections::BTreeMap<&str, Vec<meterline_rater::RatedSubscription>> = Default::default();
@@ -472,7 +472,7 @@ customers:
         by_customer.entry(r.customer.key.as_str()).or_default().push(r.clone());
     }
     for subs in by_customer.values() {
-        reference.extend(build_invoices(subs, &catalog, label, &meterline_invoicer::Settings::default(), &CreditUsage::none()).unwrap());
+        reference.extend(build_invoices(subs, &catalog, label, meterline_invoicer::Settings::default(), &CreditUsage::none()).unwrap());
     }
     let order: std::collections::HashMap<&str, usize> = rated.iter().enumerate().map(|(i, r)| (r.subscription.id.as_str(), i)).collect();
     reference.sort_by_key(|inv| order[inv.row.subscription_id.as_str()]);

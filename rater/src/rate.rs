@@ -89,7 +89,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
     let of_kind =
         |agg: Aggregation| -> Vec<String> { catalog.meters.values().filter(|m| m.aggregation == agg).map(|m| m.key.clone()).collect() };
     let (unique_meters, latest_meters) = (of_kind(Aggregation::UniqueCount), of_kind(Aggregation::Latest));
-    let aggregates = aggregate(ledger_root, &windows, &unique_meters, &latest_meters).await?;
+    let aggregates = by_subscription(aggregate(ledger_root, &windows, &unique_meters, &latest_meters).await?);
     let mut matrix_meters: Vec<String> = active
         .iter()
         .filter_map(|(s, _)| catalog.plans.get(&(s.plan.clone(), s.plan_version)))
@@ -99,7 +99,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         .collect();
     matrix_meters.sort();
     matrix_meters.dedup();
-    let grouped = aggregate_groups(ledger_root, &windows, &matrix_meters, &unique_meters, &latest_meters).await?;
+    let grouped = by_subscription(aggregate_groups(ledger_root, &windows, &matrix_meters, &unique_meters, &latest_meters).await?);
 
     // Percentage prices charge each event: stream the events of those meters once.
     let mut pct_prices: HashMap<(String, String), &PriceModel> = HashMap::new();
@@ -141,17 +141,16 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                 location: "catalog".into(),
                 message: format!("plan {}@{} prices missing meter {}", plan.plan, plan.version, p.meter),
             })?;
-            let agg = aggregates.get(&(s.id.clone(), p.meter.clone())).unwrap_or(&empty);
+            let agg = lookup(&aggregates, &s.id, &p.meter).unwrap_or(&empty);
             let q = quantity(meter.aggregation, agg);
-            let groups: Vec<(String, Decimal)> = grouped
-                .get(&(s.id.clone(), p.meter.clone()))
+            let groups: Vec<(String, Decimal)> = lookup(&grouped, &s.id, &p.meter)
                 .map(|g| g.iter().map(|(k, a)| (k.clone(), quantity(meter.aggregation, a))).collect())
                 .unwrap_or_default();
-            let key = (s.id.clone(), p.meter.clone());
+            let key = || (s.id.clone(), p.meter.clone());
             let mut calls = None;
             let (priced, segments) = if let PriceModel::Telecom { rate_table } = &p.model {
                 let (usage, segments) = telecom
-                    .remove(&key)
+                    .remove(&key())
                     .unwrap_or_else(|| (TelecomUsage { rate_table: rate_table.clone(), ..Default::default() }, Vec::new()));
                 let mut amount = Decimal::ZERO;
                 for l in &usage.lines {
@@ -160,8 +159,8 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                 calls = Some(usage);
                 (Priced::new(amount, Vec::new()), segments)
             } else if matches!(p.model, PriceModel::Percentage { .. }) {
-                let totals = pct_totals.remove(&key).unwrap_or_default();
-                (price_percentage(p, totals), pct_segments.get(&key).cloned().unwrap_or_default())
+                let totals = pct_totals.remove(&key()).unwrap_or_default();
+                (price_percentage(p, totals), pct_segments.get(&key()).cloned().unwrap_or_default())
             } else {
                 (price_line(p, q, &groups)?, agg.segments.clone())
             };
@@ -182,7 +181,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                     location: "catalog".into(),
                     message: format!("plan {}@{} counts seats with missing meter {m}", plan.plan, plan.version),
                 })?;
-                Some(quantity(meter.aggregation, aggregates.get(&(s.id.clone(), m.clone())).unwrap_or(&empty)))
+                Some(quantity(meter.aggregation, lookup(&aggregates, &s.id, m).unwrap_or(&empty)))
             }
             None => None,
         };
@@ -196,6 +195,20 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         });
     }
     Ok(out)
+}
+
+/// Per (subscription, meter) values regrouped by subscription, so that rating looks them up
+/// without building a key per line.
+fn by_subscription<T>(map: HashMap<(String, String), T>) -> HashMap<String, Vec<(String, T)>> {
+    let mut out: HashMap<String, Vec<(String, T)>> = HashMap::with_capacity(map.len());
+    for ((sub, meter), v) in map {
+        out.entry(sub).or_default().push((meter, v));
+    }
+    out
+}
+
+fn lookup<'a, T>(map: &'a HashMap<String, Vec<(String, T)>>, sub: &str, meter: &str) -> Option<&'a T> {
+    map.get(sub)?.iter().find(|(m, _)| m == meter).map(|(_, v)| v)
 }
 
 /// Rates every call record of the telecom-priced meters in the windows, per (subscription,
