@@ -3,8 +3,12 @@
 //! The index holds the 128-bit key ([`meterline_schemas::ledger::event_key`]) of every durable
 //! event, grouped by the UTC month of the event time (the ledger's `month=` directories). It is
 //! rebuilt at start from the `event_key` column of the partition's segments, so it is exactly as
-//! durable as the ledger: an event is a duplicate iff its key is in a durable segment (or earlier
-//! in the batch being written). Keys enter the index only after their segment is durable.
+//! durable as the ledger: an event is a duplicate iff its key is in a durable segment, or in a
+//! segment prepared earlier that is being made durable (or earlier in its own batch). Keys enter
+//! the index when their segment is prepared, before it is durable: the batch that drops a
+//! duplicate because of such a key is acked only after that segment is durable (the write stage
+//! acks in order), and a segment that never becomes durable stops the worker, whose index is
+//! then dropped and rebuilt from the ledger by the next owner.
 //!
 //! # Horizon
 //! Months inside the horizon (the open billing periods plus the grace window: by default the
@@ -180,6 +184,14 @@ impl DedupIndex {
     pub fn contains(&self, month: PeriodLabel, key: u128) -> bool {
         debug_assert!(!self.unloaded.contains(&month), "month {month} must be loaded before a lookup");
         self.months.get(&month).is_some_and(|t| t.contains(key))
+    }
+
+    /// Adds a key of `month`; returns whether it was new (false: a duplicate). The month must be
+    /// loaded, as for [`Self::contains`].
+    #[inline]
+    pub fn insert(&mut self, month: PeriodLabel, key: u128) -> bool {
+        debug_assert!(!self.unloaded.contains(&month), "month {month} must be loaded before an insert");
+        self.months.entry(month).or_default().insert(key)
     }
 
     /// Records keys of `month` whose segment is durable.
