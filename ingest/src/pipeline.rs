@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, Message};
 use chrono::Utc;
+use futures::StreamExt;
 use futures::future::try_join_all;
-use futures::{FutureExt as _, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -194,6 +194,8 @@ struct Worker {
 /// A batch of messages and the events estimated in it.
 struct Batch {
     messages: Vec<Message>,
+    /// Events in them, estimated (an upper bound): for reserving memory.
+    events: usize,
 }
 
 impl Worker {
@@ -329,15 +331,13 @@ impl Worker {
     /// Makes a prepared batch durable (dead letters, reroutes, segments) and acks it.
     async fn write(&self, prepared: Prepared, lease_lost: &CancellationToken, shutdown: &CancellationToken) -> Result<()> {
         let t1 = Instant::now();
-        let Prepared { batch, seqs, refused, rerouted, segments, duplicates, events, fresh, late } = prepared;
+        let Prepared { ack, message_count, stored, refused, rerouted, segments, duplicates, events, fresh, late } = prepared;
         let c = &self.counters;
         c.events.fetch_add(events, Ordering::Relaxed);
 
         // Dead letters and rerouted events first (JetStream-acked), then segments (fsynced).
-        let letters: Vec<DeadLetter<'_>> = refused
-            .iter()
-            .map(|(msg_idx, r)| DeadLetter { refused: r, subject: batch.messages[*msg_idx].subject.as_str(), stream_seq: seqs[*msg_idx].0 })
-            .collect();
+        let letters: Vec<DeadLetter<'_>> =
+            refused.iter().map(|(subject, seq, r)| DeadLetter { refused: r, subject: subject.as_str(), stream_seq: *seq }).collect();
         for l in &letters {
             tracing::debug!(reason = %l.refused.error, seq = l.stream_seq, "event dead-lettered");
         }
@@ -365,18 +365,15 @@ impl Worker {
         }
 
         // One cumulative ack covers the batch: the message with the highest stream sequence.
-        let last = (0..batch.messages.len()).max_by_key(|&i| seqs[i].0).map(|i| &batch.messages[i]);
-        if let Some(last) = last {
+        if let Some(last) = &ack {
             last.ack().await.map_err(|e| Error::Nats(format!("ack: {e}")))?;
         }
         let now = Utc::now();
-        for &(seq, stored) in &seqs {
-            if seq > 0 {
-                let stored = chrono::DateTime::<Utc>::from_timestamp_nanos(stored.try_into().unwrap_or(i64::MAX));
-                c.ack_latency.record((now - stored).to_std().unwrap_or_default());
-            }
+        for &stored in &stored {
+            let stored = chrono::DateTime::<Utc>::from_timestamp_nanos(stored.try_into().unwrap_or(i64::MAX));
+            c.ack_latency.record((now - stored).to_std().unwrap_or_default());
         }
-        if let Some(info) = last.and_then(|m| m.info().ok()) {
+        if let Some(info) = ack.as_ref().and_then(|m| m.info().ok()) {
             c.pending.store(info.pending, Ordering::Relaxed);
         }
         c.valid.fetch_add(fresh, Ordering::Relaxed);
@@ -385,7 +382,7 @@ impl Worker {
         c.rerouted.fetch_add(rerouted.len() as u64, Ordering::Relaxed);
         c.late.fetch_add(late, Ordering::Relaxed);
         c.rows.fetch_add(rows, Ordering::Relaxed);
-        c.messages.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+        c.messages.fetch_add(message_count, Ordering::Relaxed);
         c.write_nanos.fetch_add(nanos(t1.elapsed()), Ordering::Relaxed);
         Ok(())
     }
@@ -405,44 +402,29 @@ async fn receive(mut messages: jetstream::consumer::pull::Stream, tx: mpsc::Send
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut ended = false;
         loop {
-            // Messages already buffered are taken without arming a timer per message.
-            let next = match messages.next().now_or_never() {
-                Some(next) if !stop.is_cancelled() => Ok(next),
-                _ => {
-                    let wait = deadline.map_or(idle, |d| d.saturating_duration_since(tokio::time::Instant::now()));
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        next = tokio::time::timeout(wait, messages.next()) => next,
+            let wait = deadline.map_or(idle, |d| d.saturating_duration_since(tokio::time::Instant::now()));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                next = tokio::time::timeout(wait, messages.next()) => match next {
+                    Ok(Some(Ok(msg))) => {
+                        events += estimate_events(&msg.payload);
+                        batch.push(msg);
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.linger());
+                        if events >= cfg.segment_max_events { break; }
                     }
-                }
-            };
-            match next {
-                Ok(Some(Ok(msg))) => {
-                    events += estimate_events(&msg.payload);
-                    batch.push(msg);
-                    let now = tokio::time::Instant::now();
-                    let due = *deadline.get_or_insert_with(|| now + cfg.linger());
-                    if events >= cfg.segment_max_events || now >= due {
-                        break;
+                    Ok(Some(Err(e))) => {
+                        tracing::warn!(error = %e, "jetstream consume error; continuing");
+                        if !batch.is_empty() { break; }
                     }
-                }
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "jetstream consume error; continuing");
-                    if !batch.is_empty() {
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    ended = true;
-                    break;
-                }
-                Err(_elapsed) => break,
+                    Ok(None) => { ended = true; break; }
+                    Err(_elapsed) => break,
+                },
             }
         }
         if !batch.is_empty() {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                sent = tx.send(Batch { messages: batch }) => if sent.is_err() { return },
+                sent = tx.send(Batch { messages: batch, events }) => if sent.is_err() { return },
             }
         }
         if ended {
@@ -468,12 +450,14 @@ async fn drained(consumer: &mut jetstream::consumer::PullConsumer) -> Result<boo
 
 /// A batch decoded, deduplicated and encoded, ready to make durable.
 struct Prepared {
-    batch: Batch,
-    /// (stream sequence, time JetStream stored it in ns) per message, parsed once from its reply
-    /// subject ((0, 0) if it has none).
-    seqs: Vec<(u64, i128)>,
-    /// (message index, refusal).
-    refused: Vec<(usize, Refused)>,
+    /// The message with the highest stream sequence: its ack covers the batch.
+    ack: Option<Message>,
+    /// Messages in the batch.
+    message_count: u64,
+    /// When JetStream stored each message (ns since the epoch), for the ack latency.
+    stored: Vec<i128>,
+    /// (message subject, stream sequence, refusal).
+    refused: Vec<(String, u64, Refused)>,
     rerouted: Vec<Rerouted>,
     segments: Vec<Segment>,
     duplicates: u64,
@@ -496,7 +480,8 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
     let msgs = &batch.messages;
     let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
     let decode = |range: std::ops::Range<usize>| {
-        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        let share = batch.events.saturating_mul(range.len()) / msgs.len().max(1);
+        let mut out = (Vec::with_capacity(share + 1), Vec::new(), Vec::new());
         let mut refused = Vec::new();
         for i in range {
             validator.check_borrowed(&msgs[i].payload, Some(route), &mut out.0, &mut refused, &mut out.2);
@@ -504,7 +489,7 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
         }
         out
     };
-    let (accepted, mut refused, mut rerouted): (Vec<AcceptedRef<'_>>, Vec<(usize, Refused)>, Vec<Rerouted>) =
+    let (accepted, refused, mut rerouted): (Vec<AcceptedRef<'_>>, Vec<(usize, Refused)>, Vec<Rerouted>) =
         if bytes >= PARALLEL_DECODE_BYTES && msgs.len() >= 2 {
             let mid = msgs.len() / 2;
             let (a, b) = std::thread::scope(|s| {
@@ -534,32 +519,72 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
         index.load(m, keys);
     }
 
-    // Exact dedup against the index and within this batch, in one insert per event: an event is
-    // fresh iff its key was not in the index (durable, or in a batch ahead of this one in the
-    // write stage) nor earlier in this batch. The keys go in sorted by (month, key), ties in batch
-    // order: a table's home bucket grows with the key, so the inserts sweep each table once
-    // instead of jumping at random, and the first copy in the batch is the one kept.
-    let mut order: Vec<(PeriodLabel, u128, u32)> =
-        accepted.iter().enumerate().map(|(i, a)| (a.month, a.key, u32::try_from(i).unwrap_or(u32::MAX))).collect();
-    order.sort_unstable();
-    let mut is_fresh = vec![false; accepted.len()];
-    for (month, key, i) in order {
-        is_fresh[i as usize] = index.insert(month, key);
-    }
-    let fresh: Vec<&AcceptedRef<'_>> = accepted.iter().zip(&is_fresh).filter_map(|(a, f)| f.then_some(a)).collect();
-    let duplicates = (accepted.len() - fresh.len()) as u64;
     let seqs: Vec<(u64, i128)> =
         msgs.iter().map(|m| m.info().map(|i| (i.stream_sequence, i.published.unix_timestamp_nanos())).unwrap_or_default()).collect();
     let (first_seq, last_seq) = seqs.iter().filter(|s| s.0 > 0).fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s.0), hi.max(s.0)));
-    let segments = build_segments(route.partition, &fresh, first_seq, last_seq, Utc::now())?;
+    let ingested_at = Utc::now();
+
+    // Exact dedup against the index and within this batch, in one insert per event: an event is
+    // fresh iff its key was not in the index (durable, or in a batch ahead of this one in the
+    // write stage) nor earlier in this batch. Each month's table first makes room for the batch,
+    // then takes its keys sorted by (month, key), ties in batch order: a table's home bucket
+    // grows with the key, so the inserts sweep it once instead of jumping at random, and the
+    // first copy in the batch is the one kept.
+    //
+    // Meanwhile another thread encodes the segments of every accepted event: with no duplicate
+    // (the common case) those are exactly the segments of the fresh events (same rows, order,
+    // names and time), and are used; with one, they are dropped and the fresh events encoded.
+    let all: Vec<&AcceptedRef<'_>> = accepted.iter().collect();
+    let dedup = |index: &mut DedupIndex| {
+        let mut order: Vec<(PeriodLabel, u128, u32)> =
+            accepted.iter().enumerate().map(|(i, a)| (a.month, a.key, u32::try_from(i).unwrap_or(u32::MAX))).collect();
+        order.sort_unstable();
+        for run in order.chunk_by(|a, b| a.0 == b.0) {
+            index.reserve(run[0].0, run.len());
+        }
+        let mut is_fresh = vec![false; accepted.len()];
+        for (month, key, i) in order {
+            is_fresh[i as usize] = index.insert(month, key);
+        }
+        is_fresh
+    };
+    let (is_fresh, speculative) = if all.len() >= SPECULATIVE_ENCODE_EVENTS {
+        std::thread::scope(|s| {
+            let encode = s.spawn(|| build_segments(route.partition, &all, first_seq, last_seq, ingested_at));
+            let is_fresh = dedup(&mut index);
+            (is_fresh, Some(encode.join()))
+        })
+    } else {
+        (dedup(&mut index), None)
+    };
+    let fresh: Vec<&AcceptedRef<'_>> = accepted.iter().zip(&is_fresh).filter_map(|(a, f)| f.then_some(a)).collect();
+    let duplicates = (accepted.len() - fresh.len()) as u64;
+    let segments = match speculative {
+        Some(encoded) if duplicates == 0 => encoded.map_err(|_| Error::Encoding("encode thread panicked".into()))??,
+        _ => build_segments(route.partition, &fresh, first_seq, last_seq, ingested_at)?,
+    };
     let fresh_count = fresh.len() as u64;
     let late = fresh.iter().filter(|a| a.late).count() as u64;
     drop(fresh);
+    drop(all);
     drop(accepted);
-    refused.shrink_to_fit();
+
+    // The write stage needs only the message to ack and the dead letters' origins: the other
+    // messages (and their payloads) are freed here, off the async threads.
+    let refused: Vec<(String, u64, Refused)> =
+        refused.into_iter().map(|(i, r)| (msgs[i].subject.as_str().to_owned(), seqs[i].0, r)).collect();
+    let last = (0..msgs.len()).max_by_key(|&i| seqs[i].0);
+    let stored: Vec<i128> = seqs.iter().filter(|s| s.0 > 0).map(|s| s.1).collect();
+    let mut messages = batch.messages;
+    let message_count = messages.len() as u64;
+    let ack = last.map(|i| messages.swap_remove(i));
+    drop(messages);
     rerouted.shrink_to_fit();
-    Ok((index, Prepared { batch, seqs, refused, rerouted, segments, duplicates, events, fresh: fresh_count, late }))
+    Ok((index, Prepared { ack, message_count, stored, refused, rerouted, segments, duplicates, events, fresh: fresh_count, late }))
 }
+
+/// Accepted events in a batch from which its segments are encoded while it is deduplicated.
+const SPECULATIVE_ENCODE_EVENTS: usize = 1024;
 
 /// Republishes events to the subject of the partition owning their customer.
 async fn reroute(js: &jetstream::Context, prefix: &str, events: &[Rerouted]) -> Result<()> {
