@@ -3,8 +3,12 @@
 //! The index holds the 128-bit key ([`meterline_schemas::ledger::event_key`]) of every durable
 //! event, grouped by the UTC month of the event time (the ledger's `month=` directories). It is
 //! rebuilt at start from the `event_key` column of the partition's segments, so it is exactly as
-//! durable as the ledger: an event is a duplicate iff its key is in a durable segment (or earlier
-//! in the batch being written). Keys enter the index only after their segment is durable.
+//! durable as the ledger: an event is a duplicate iff its key is in a durable segment, or in a
+//! segment prepared earlier that is being made durable (or earlier in its own batch). Keys enter
+//! the index when their segment is prepared, before it is durable: the batch that drops a
+//! duplicate because of such a key is acked only after that segment is durable (the write stage
+//! acks in order), and a segment that never becomes durable stops the worker, whose index is
+//! then dropped and rebuilt from the ledger by the next owner.
 //!
 //! # Horizon
 //! Months inside the horizon (the open billing periods plus the grace window: by default the
@@ -130,8 +134,28 @@ impl KeyTable {
         }
     }
 
+    /// Makes room for `additional` more keys, so that inserting them does not grow the table
+    /// in between (at most one growth, to at least the usual 1.25×).
+    ///
+    /// Callers that insert keys in key order must reserve first: the keys are uniform but a
+    /// sorted prefix of them is not, and in a table grown along the way it piles up in the low
+    /// buckets (measured: 1M sorted keys in batches of 100k took 14× as long as in random
+    /// order). Into a table sized beforehand, key order is the fast order: each batch sweeps the
+    /// table once (1M keys: 10× faster than random order).
+    pub fn reserve(&mut self, additional: usize) {
+        let needed = self.len.saturating_add(additional);
+        if needed.saturating_mul(MAX_LOAD_DEN) > self.slots.len() * MAX_LOAD_NUM {
+            let buckets = KeyTable::with_capacity(needed).buckets.max(self.buckets + self.buckets / 4);
+            self.grow_to(buckets);
+        }
+    }
+
     fn grow(&mut self) {
-        let mut next = KeyTable::with_buckets((self.buckets + self.buckets / 4).max(MIN_BUCKETS));
+        self.grow_to((self.buckets + self.buckets / 4).max(MIN_BUCKETS));
+    }
+
+    fn grow_to(&mut self, buckets: usize) {
+        let mut next = KeyTable::with_buckets(buckets);
         for &k in &self.slots {
             if k != 0 {
                 next.place(k);
@@ -180,6 +204,19 @@ impl DedupIndex {
     pub fn contains(&self, month: PeriodLabel, key: u128) -> bool {
         debug_assert!(!self.unloaded.contains(&month), "month {month} must be loaded before a lookup");
         self.months.get(&month).is_some_and(|t| t.contains(key))
+    }
+
+    /// Adds a key of `month`; returns whether it was new (false: a duplicate). The month must be
+    /// loaded, as for [`Self::contains`].
+    #[inline]
+    pub fn insert(&mut self, month: PeriodLabel, key: u128) -> bool {
+        debug_assert!(!self.unloaded.contains(&month), "month {month} must be loaded before an insert");
+        self.months.entry(month).or_default().insert(key)
+    }
+
+    /// Makes room for `additional` more keys of `month` (see [`KeyTable::reserve`]).
+    pub fn reserve(&mut self, month: PeriodLabel, additional: usize) {
+        self.months.entry(month).or_default().reserve(additional);
     }
 
     /// Records keys of `month` whose segment is durable.
@@ -298,6 +335,28 @@ mod tests {
         for i in 100_000..110_000u64 {
             assert!(!t.contains(event_key("s", &i.to_string())));
         }
+    }
+
+    #[test]
+    fn sorted_batches_after_reserve_are_exact_and_compact() {
+        let mut t = KeyTable::default();
+        let mut all = Vec::new();
+        for batch in 0..10u64 {
+            let mut keys: Vec<u128> = (0..20_000u64).map(|i| event_key("s", &(batch * 20_000 + i).to_string())).collect();
+            keys.sort_unstable();
+            t.reserve(keys.len());
+            let buckets = t.buckets;
+            for &k in &keys {
+                assert!(t.insert(k));
+            }
+            assert_eq!(t.buckets, buckets, "no growth inside a reserved batch");
+            all.extend(keys);
+        }
+        assert_eq!(t.len(), 200_000);
+        assert!(all.iter().all(|&k| t.contains(k) && !t.insert(k)));
+        #[allow(clippy::cast_precision_loss, clippy::float_arithmetic)] // a measurement
+        let per_key = t.heap_bytes() as f64 / t.len() as f64;
+        assert!(per_key <= 24.0, "{per_key} bytes per key");
     }
 
     #[test]

@@ -36,12 +36,27 @@ pub fn customer_token(customer: &str) -> String {
 
 /// The partition JetStream's `{{partition(n,1)}}` assigns to a subject token (FNV-1a 32-bit).
 pub fn partition_of(token: &str, partitions: u32) -> u32 {
+    fnv1a(token.as_bytes()) % partitions.max(1)
+}
+
+/// The partition of a customer's events: [`partition_of`] its [`customer_token`], without
+/// allocating the token (this runs once per event).
+pub fn customer_partition(customer: &str, partitions: u32) -> u32 {
+    let h = xxhash_rust::xxh3::xxh3_64(customer.as_bytes());
+    let mut token = [0u8; 16];
+    for (i, digit) in token.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[usize::try_from((h >> (60 - 4 * i)) & 0xf).unwrap_or_default()];
+    }
+    fnv1a(&token) % partitions.max(1)
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    for b in token.bytes() {
+    for &b in bytes {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    h % partitions.max(1)
+    h
 }
 
 /// Subject a producer publishes an event of `customer` to.
@@ -146,6 +161,15 @@ mod tests {
         assert!("3-1".parse::<PartitionSet>().unwrap_err().contains("range 3-1 is empty"));
         assert!("x".parse::<PartitionSet>().unwrap_err().contains("\"x\" is not a partition number"));
         assert!("0-4".parse::<PartitionSet>().unwrap().check(4).unwrap_err().contains("partition 4 does not exist"));
+    }
+
+    #[test]
+    fn customer_partition_is_the_partition_of_its_token() {
+        for c in ["acme", "", "cust-0001", "ünï", "a much longer customer key than sixteen bytes"] {
+            for n in [1, 2, 3, 4, 7, 16, 1024] {
+                assert_eq!(customer_partition(c, n), partition_of(&customer_token(c), n), "{c} {n}");
+            }
+        }
     }
 
     #[test]

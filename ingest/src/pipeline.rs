@@ -6,12 +6,14 @@
 //! rebuilt from the ledger, then drops the events that were already written (counted once).
 //!
 //! Each owned partition runs its own worker: a lease ([`crate::lease`]), a consumer, a dedup
-//! index and a two-stage pipeline. A receiver task fills the next batch while the current one is
-//! decoded, deduplicated and encoded on a blocking thread (in parallel halves when large) and
-//! then written; one cumulative ack (`AckPolicy::All`) per batch follows the fsync. The channel
-//! between the stages holds one batch, so memory is bounded by about three batches.
+//! index and a three-stage pipeline. A receiver task fills batch k+2 while batch k+1 is
+//! prepared (decoded, deduplicated and encoded on blocking threads, in parallel halves when
+//! large) and batch k is made durable and acked; one cumulative ack (`AckPolicy::All`) per batch
+//! follows its fsync. The write stage takes batches one at a time in stream order, so an ack
+//! never covers a message whose events are not durable: everything before it was written and
+//! acked first. The channels between the stages hold one batch each, so memory is bounded by
+//! about five batches.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,14 +30,14 @@ use meterline_schemas::catalog::Catalog;
 use meterline_schemas::period::PeriodLabel;
 
 use crate::config::IngestConfig;
-use crate::dedup::{DedupIndex, KeyTable, horizon_start};
+use crate::dedup::{DedupIndex, horizon_start};
 use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
 use crate::lease;
 use crate::partition::PartitionSet;
 use crate::segment::{Ledger, RebuildReport, Segment, build_segments};
 use crate::streams::{ensure_consumer, ensure_streams};
-use crate::validate::{Accepted, Deadlines, Refused, Rerouted, Route, Validator};
+use crate::validate::{AcceptedRef, Deadlines, Refused, Rerouted, Route, Validator};
 
 /// Live counters, readable while ingest runs (progress bars, metrics).
 #[derive(Debug, Default)]
@@ -192,6 +194,8 @@ struct Worker {
 /// A batch of messages and the events estimated in it.
 struct Batch {
     messages: Vec<Message>,
+    /// Events in them, estimated (an upper bound): for reserving memory.
+    events: usize,
 }
 
 impl Worker {
@@ -239,62 +243,101 @@ impl Worker {
         let (tx, mut rx) = mpsc::channel::<Batch>(1);
         let receiver = tokio::spawn(receive(messages, tx, self.cfg.clone(), stop.clone()));
 
-        let mut index = Some(index);
-        let mut idle_checks = tokio::time::interval(Duration::from_millis(self.cfg.idle_timeout_ms.max(50)));
-        let result: Result<()> = loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break Ok(()),
-                _ = lease.lost.cancelled() => break Err(Error::Nats(format!("partition {p}: lease lost"))),
-                batch = rx.recv() => match batch {
-                    Some(batch) => {
-                        let idx = index.take().expect("index is returned after each batch");
-                        match self.process(idx, batch, &lease.lost, shutdown).await {
-                            Ok(idx) => index = Some(idx),
-                            Err(e) => break Err(e),
+        // Two stages overlap: batch k+1 is prepared (decoded, deduplicated, encoded) while batch
+        // k is made durable and acked. The write stage takes batches in order, one at a time, so
+        // every cumulative ack follows the durability of everything before it.
+        let (ptx, mut prx) = mpsc::channel::<Prepared>(1);
+        let stages_failed = CancellationToken::new();
+        let prepare_stage = async {
+            let mut index = Some(index);
+            let mut idle_checks = tokio::time::interval(Duration::from_millis(self.cfg.idle_timeout_ms.max(50)));
+            let result: Result<()> = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(()),
+                    _ = stages_failed.cancelled() => break Ok(()),
+                    _ = lease.lost.cancelled() => break Err(Error::Nats(format!("partition {p}: lease lost"))),
+                    batch = rx.recv() => match batch {
+                        Some(batch) => {
+                            let idx = index.take().expect("index is returned after each batch");
+                            match self.prepare(idx, batch).await {
+                                Ok((idx, prepared)) => {
+                                    index = Some(idx);
+                                    if ptx.send(prepared).await.is_err() {
+                                        break Ok(());
+                                    }
+                                }
+                                Err(e) => break Err(e),
+                            }
+                        }
+                        None => break Ok(()),
+                    },
+                    // Drained means nothing pending and nothing awaiting ack: the write stage is
+                    // idle too.
+                    _ = idle_checks.tick(), if self.until_idle => {
+                        if rx.is_empty() && drained(&mut consumer).await? {
+                            break Ok(());
                         }
                     }
-                    None => break Ok(()),
-                },
-                _ = idle_checks.tick(), if self.until_idle => {
-                    if rx.is_empty() && drained(&mut consumer).await? {
-                        break Ok(());
-                    }
                 }
+            };
+            drop(ptx);
+            if result.is_err() {
+                stages_failed.cancel();
             }
+            result
         };
+        let write_stage = async {
+            let result: Result<()> = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(()),
+                    _ = stages_failed.cancelled() => break Ok(()),
+                    prepared = prx.recv() => match prepared {
+                        Some(prepared) => {
+                            if let Err(e) = self.write(prepared, &lease.lost, shutdown).await {
+                                break Err(e);
+                            }
+                        }
+                        None => break Ok(()),
+                    },
+                }
+            };
+            if result.is_err() {
+                stages_failed.cancel();
+            }
+            result
+        };
+        let (prepared, written) = tokio::join!(prepare_stage, write_stage);
         stop.cancel();
         let _ = receiver.await;
-        result.map(|()| rebuild)
+        written.and(prepared).map(|()| rebuild)
     }
 
-    async fn process(
-        &self,
-        index: DedupIndex,
-        batch: Batch,
-        lease_lost: &CancellationToken,
-        shutdown: &CancellationToken,
-    ) -> Result<DedupIndex> {
+    /// Decodes, deduplicates and encodes a batch on a blocking thread. The batch's fresh keys
+    /// enter the returned index at once, so the next batch is deduplicated against them before
+    /// they are durable: that batch is acked only after this one is durable (the write stage is
+    /// in order), and if this one never becomes durable the worker stops and its index is
+    /// dropped (the next owner rebuilds it from the ledger).
+    async fn prepare(&self, index: DedupIndex, batch: Batch) -> Result<(DedupIndex, Prepared)> {
         let route = Route { partition: self.partition, partitions: self.cfg.partitions };
         let (validator, ledger) = (self.validator.clone(), self.ledger.clone());
         let t0 = Instant::now();
         let prepared = tokio::task::spawn_blocking(move || prepare(&validator, &ledger, route, index, batch))
             .await
             .map_err(|e| Error::Encoding(format!("batch task: {e}")))??;
+        self.counters.prepare_nanos.fetch_add(nanos(t0.elapsed()), Ordering::Relaxed);
+        Ok(prepared)
+    }
+
+    /// Makes a prepared batch durable (dead letters, reroutes, segments) and acks it.
+    async fn write(&self, prepared: Prepared, lease_lost: &CancellationToken, shutdown: &CancellationToken) -> Result<()> {
         let t1 = Instant::now();
-        self.counters.prepare_nanos.fetch_add(nanos(t1 - t0), Ordering::Relaxed);
-        let Prepared { mut index, batch, refused, rerouted, segments, duplicates, events, fresh, late } = prepared;
+        let Prepared { ack, message_count, stored, refused, rerouted, segments, duplicates, events, fresh, late } = prepared;
         let c = &self.counters;
         c.events.fetch_add(events, Ordering::Relaxed);
 
         // Dead letters and rerouted events first (JetStream-acked), then segments (fsynced).
-        let letters: Vec<DeadLetter<'_>> = refused
-            .iter()
-            .map(|(msg_idx, r)| DeadLetter {
-                refused: r,
-                subject: batch.messages[*msg_idx].subject.as_str(),
-                stream_seq: batch.messages[*msg_idx].info().map(|i| i.stream_sequence).unwrap_or_default(),
-            })
-            .collect();
+        let letters: Vec<DeadLetter<'_>> =
+            refused.iter().map(|(subject, seq, r)| DeadLetter { refused: r, subject: subject.as_str(), stream_seq: *seq }).collect();
         for l in &letters {
             tracing::debug!(reason = %l.refused.error, seq = l.stream_seq, "event dead-lettered");
         }
@@ -313,9 +356,7 @@ impl Worker {
             c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             tracing::debug!(segment = %seg.name, rows = seg.rows, bytes, "segment durable");
         }
-        for seg in segments {
-            index.extend(seg.month, seg.keys);
-        }
+        drop(segments);
         if rows > 0 {
             meterline_schemas::failpoint::hit("ingest.after_segment");
         }
@@ -324,19 +365,15 @@ impl Worker {
         }
 
         // One cumulative ack covers the batch: the message with the highest stream sequence.
-        let last = batch.messages.iter().max_by_key(|m| m.info().map(|i| i.stream_sequence).unwrap_or_default());
-        if let Some(last) = last {
+        if let Some(last) = &ack {
             last.ack().await.map_err(|e| Error::Nats(format!("ack: {e}")))?;
         }
         let now = Utc::now();
-        for m in &batch.messages {
-            if let Ok(info) = m.info() {
-                let stored =
-                    chrono::DateTime::<Utc>::from_timestamp_nanos(info.published.unix_timestamp_nanos().try_into().unwrap_or(i64::MAX));
-                c.ack_latency.record((now - stored).to_std().unwrap_or_default());
-            }
+        for &stored in &stored {
+            let stored = chrono::DateTime::<Utc>::from_timestamp_nanos(stored.try_into().unwrap_or(i64::MAX));
+            c.ack_latency.record((now - stored).to_std().unwrap_or_default());
         }
-        if let Some(info) = last.and_then(|m| m.info().ok()) {
+        if let Some(info) = ack.as_ref().and_then(|m| m.info().ok()) {
             c.pending.store(info.pending, Ordering::Relaxed);
         }
         c.valid.fetch_add(fresh, Ordering::Relaxed);
@@ -345,9 +382,9 @@ impl Worker {
         c.rerouted.fetch_add(rerouted.len() as u64, Ordering::Relaxed);
         c.late.fetch_add(late, Ordering::Relaxed);
         c.rows.fetch_add(rows, Ordering::Relaxed);
-        c.messages.fetch_add(batch.messages.len() as u64, Ordering::Relaxed);
+        c.messages.fetch_add(message_count, Ordering::Relaxed);
         c.write_nanos.fetch_add(nanos(t1.elapsed()), Ordering::Relaxed);
-        Ok(index)
+        Ok(())
     }
 }
 
@@ -387,7 +424,7 @@ async fn receive(mut messages: jetstream::consumer::pull::Stream, tx: mpsc::Send
         if !batch.is_empty() {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                sent = tx.send(Batch { messages: batch }) => if sent.is_err() { return },
+                sent = tx.send(Batch { messages: batch, events }) => if sent.is_err() { return },
             }
         }
         if ended {
@@ -398,7 +435,12 @@ async fn receive(mut messages: jetstream::consumer::pull::Stream, tx: mpsc::Send
 
 /// A batch message holds many events; count array elements cheaply (upper bound).
 fn estimate_events(payload: &[u8]) -> usize {
-    if payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') { payload.windows(2).filter(|w| w == b"},").count() + 1 } else { 1 }
+    if payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        // SIMD substring search: this runs over every byte received.
+        memchr::memmem::find_iter(payload, b"},").count() + 1
+    } else {
+        1
+    }
 }
 
 async fn drained(consumer: &mut jetstream::consumer::PullConsumer) -> Result<bool> {
@@ -408,10 +450,14 @@ async fn drained(consumer: &mut jetstream::consumer::PullConsumer) -> Result<boo
 
 /// A batch decoded, deduplicated and encoded, ready to make durable.
 struct Prepared {
-    index: DedupIndex,
-    batch: Batch,
-    /// (message index, refusal).
-    refused: Vec<(usize, Refused)>,
+    /// The message with the highest stream sequence: its ack covers the batch.
+    ack: Option<Message>,
+    /// Messages in the batch.
+    message_count: u64,
+    /// When JetStream stored each message (ns since the epoch), for the ack latency.
+    stored: Vec<i128>,
+    /// (message subject, stream sequence, refusal).
+    refused: Vec<(String, u64, Refused)>,
     rerouted: Vec<Rerouted>,
     segments: Vec<Segment>,
     duplicates: u64,
@@ -430,19 +476,20 @@ pub const PULL_MAX_BYTES: usize = 4 << 20;
 const PARALLEL_DECODE_BYTES: usize = 256 * 1024;
 
 /// The CPU part of a batch (runs on a blocking thread).
-fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: DedupIndex, batch: Batch) -> Result<Prepared> {
+fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: DedupIndex, batch: Batch) -> Result<(DedupIndex, Prepared)> {
     let msgs = &batch.messages;
     let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
     let decode = |range: std::ops::Range<usize>| {
-        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        let share = batch.events.saturating_mul(range.len()) / msgs.len().max(1);
+        let mut out = (Vec::with_capacity(share + 1), Vec::new(), Vec::new());
         let mut refused = Vec::new();
         for i in range {
-            validator.check_routed(&msgs[i].payload, Some(route), &mut out.0, &mut refused, &mut out.2);
+            validator.check_borrowed(&msgs[i].payload, Some(route), &mut out.0, &mut refused, &mut out.2);
             out.1.extend(refused.drain(..).map(|r| (i, r)));
         }
         out
     };
-    let (mut accepted, mut refused, mut rerouted): (Vec<Accepted>, Vec<(usize, Refused)>, Vec<Rerouted>) =
+    let (accepted, refused, mut rerouted): (Vec<AcceptedRef<'_>>, Vec<(usize, Refused)>, Vec<Rerouted>) =
         if bytes >= PARALLEL_DECODE_BYTES && msgs.len() >= 2 {
             let mid = msgs.len() / 2;
             let (a, b) = std::thread::scope(|s| {
@@ -472,28 +519,72 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
         index.load(m, keys);
     }
 
-    // Exact dedup: against durable keys, and within this batch.
-    let mut seen: HashMap<PeriodLabel, KeyTable> = HashMap::new();
-    let mut duplicates = 0u64;
-    let mut fresh: Vec<&Accepted> = Vec::with_capacity(accepted.len());
-    for a in &accepted {
-        if index.contains(a.month, a.key) || !seen.entry(a.month).or_insert_with(|| KeyTable::with_capacity(accepted.len())).insert(a.key) {
-            duplicates += 1;
-        } else {
-            fresh.push(a);
+    let seqs: Vec<(u64, i128)> =
+        msgs.iter().map(|m| m.info().map(|i| (i.stream_sequence, i.published.unix_timestamp_nanos())).unwrap_or_default()).collect();
+    let (first_seq, last_seq) = seqs.iter().filter(|s| s.0 > 0).fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s.0), hi.max(s.0)));
+    let ingested_at = Utc::now();
+
+    // Exact dedup against the index and within this batch, in one insert per event: an event is
+    // fresh iff its key was not in the index (durable, or in a batch ahead of this one in the
+    // write stage) nor earlier in this batch. Each month's table first makes room for the batch,
+    // then takes its keys sorted by (month, key), ties in batch order: a table's home bucket
+    // grows with the key, so the inserts sweep it once instead of jumping at random, and the
+    // first copy in the batch is the one kept.
+    //
+    // Meanwhile another thread encodes the segments of every accepted event: with no duplicate
+    // (the common case) those are exactly the segments of the fresh events (same rows, order,
+    // names and time), and are used; with one, they are dropped and the fresh events encoded.
+    let all: Vec<&AcceptedRef<'_>> = accepted.iter().collect();
+    let dedup = |index: &mut DedupIndex| {
+        let mut order: Vec<(PeriodLabel, u128, u32)> =
+            accepted.iter().enumerate().map(|(i, a)| (a.month, a.key, u32::try_from(i).unwrap_or(u32::MAX))).collect();
+        order.sort_unstable();
+        for run in order.chunk_by(|a, b| a.0 == b.0) {
+            index.reserve(run[0].0, run.len());
         }
-    }
-    let (first_seq, last_seq) =
-        msgs.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence)).fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
-    let segments = build_segments(route.partition, &fresh, first_seq, last_seq, Utc::now())?;
+        let mut is_fresh = vec![false; accepted.len()];
+        for (month, key, i) in order {
+            is_fresh[i as usize] = index.insert(month, key);
+        }
+        is_fresh
+    };
+    let (is_fresh, speculative) = if all.len() >= SPECULATIVE_ENCODE_EVENTS {
+        std::thread::scope(|s| {
+            let encode = s.spawn(|| build_segments(route.partition, &all, first_seq, last_seq, ingested_at));
+            let is_fresh = dedup(&mut index);
+            (is_fresh, Some(encode.join()))
+        })
+    } else {
+        (dedup(&mut index), None)
+    };
+    let fresh: Vec<&AcceptedRef<'_>> = accepted.iter().zip(&is_fresh).filter_map(|(a, f)| f.then_some(a)).collect();
+    let duplicates = (accepted.len() - fresh.len()) as u64;
+    let segments = match speculative {
+        Some(encoded) if duplicates == 0 => encoded.map_err(|_| Error::Encoding("encode thread panicked".into()))??,
+        _ => build_segments(route.partition, &fresh, first_seq, last_seq, ingested_at)?,
+    };
     let fresh_count = fresh.len() as u64;
     let late = fresh.iter().filter(|a| a.late).count() as u64;
     drop(fresh);
-    accepted.clear();
-    refused.shrink_to_fit();
+    drop(all);
+    drop(accepted);
+
+    // The write stage needs only the message to ack and the dead letters' origins: the other
+    // messages (and their payloads) are freed here, off the async threads.
+    let refused: Vec<(String, u64, Refused)> =
+        refused.into_iter().map(|(i, r)| (msgs[i].subject.as_str().to_owned(), seqs[i].0, r)).collect();
+    let last = (0..msgs.len()).max_by_key(|&i| seqs[i].0);
+    let stored: Vec<i128> = seqs.iter().filter(|s| s.0 > 0).map(|s| s.1).collect();
+    let mut messages = batch.messages;
+    let message_count = messages.len() as u64;
+    let ack = last.map(|i| messages.swap_remove(i));
+    drop(messages);
     rerouted.shrink_to_fit();
-    Ok(Prepared { index, batch, refused, rerouted, segments, duplicates, events, fresh: fresh_count, late })
+    Ok((index, Prepared { ack, message_count, stored, refused, rerouted, segments, duplicates, events, fresh: fresh_count, late }))
 }
+
+/// Accepted events in a batch from which its segments are encoded while it is deduplicated.
+const SPECULATIVE_ENCODE_EVENTS: usize = 1024;
 
 /// Republishes events to the subject of the partition owning their customer.
 async fn reroute(js: &jetstream::Context, prefix: &str, events: &[Rerouted]) -> Result<()> {

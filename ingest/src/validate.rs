@@ -1,16 +1,19 @@
 //! Decoding a message into events and checking each against the meters.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
 use meterline_schemas::catalog::Catalog;
-use meterline_schemas::event::{EventError, UsageEvent, decode_message};
+use meterline_schemas::event::{
+    EventError, EventRef, UsageEvent, decode_event_ref, decode_message, decode_message_fast, is_batch, split_batch,
+};
 use meterline_schemas::ledger::event_key;
 use meterline_schemas::meter::{Meter, MeterValue};
 use meterline_schemas::period::{PeriodLabel, Schedule};
 
-use crate::partition::{customer_token, partition_of};
+use crate::partition::{customer_partition, customer_token};
 
 /// An accepted event with what it contributes to each of its meters.
 #[derive(Debug)]
@@ -26,6 +29,38 @@ pub struct Accepted {
     pub event: UsageEvent,
     /// (meter key, value) per matching meter.
     pub values: Vec<(String, MeterValue)>,
+}
+
+/// An accepted event that borrows from its message body and from the validator's meters: what
+/// the ingest hot path builds ledger rows from without copying strings.
+#[derive(Debug)]
+pub struct AcceptedRef<'a> {
+    /// See [`Accepted::key`].
+    pub key: u128,
+    /// See [`Accepted::month`].
+    pub month: PeriodLabel,
+    /// See [`Accepted::late`].
+    pub late: bool,
+    /// The event.
+    pub event: EventRef<'a>,
+    /// (meter key, value) per matching meter.
+    pub values: Vec<(Cow<'a, str>, MeterValue)>,
+}
+
+impl AcceptedRef<'_> {
+    /// An owned copy.
+    pub fn into_owned(self) -> Accepted {
+        let values = self.values.into_iter().map(|(k, v)| (k.into_owned(), v)).collect();
+        Accepted { key: self.key, month: self.month, late: self.late, event: self.event.into_owned(), values }
+    }
+}
+
+impl Accepted {
+    /// A borrowed view (copies only the meter values).
+    pub fn as_ref(&self) -> AcceptedRef<'_> {
+        let values = self.values.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), v.clone())).collect();
+        AcceptedRef { key: self.key, month: self.month, late: self.late, event: self.event.as_ref(), values }
+    }
 }
 
 /// A refused event: its JSON text and why.
@@ -130,36 +165,77 @@ impl Validator {
         refused: &mut Vec<Refused>,
         rerouted: &mut Vec<Rerouted>,
     ) {
-        for (index, d) in decode_message(body).into_iter().enumerate() {
-            match d.result.and_then(|e| self.check_event(e)) {
-                Ok(a) => match route {
-                    Some(r) if r.partitions > 1 => {
-                        let token = customer_token(&a.event.subject);
-                        if partition_of(&token, r.partitions) == r.partition {
-                            accepted.push(a);
-                        } else {
-                            rerouted.push(Rerouted { raw: d.raw.to_owned(), token, key: a.key });
-                        }
+        let mut borrowed = Vec::new();
+        self.check_borrowed(body, route, &mut borrowed, refused, rerouted);
+        accepted.extend(borrowed.into_iter().map(AcceptedRef::into_owned));
+    }
+
+    /// Like [`Self::check_routed`], borrowing from `body`: the ingest hot path.
+    ///
+    /// The body is decoded in one typed pass ([`decode_message_fast`]); the events' own JSON
+    /// texts are looked up only when one is refused or rerouted. A body that one pass cannot
+    /// decode (not JSON, an event of the wrong shape) takes the event-by-event path
+    /// ([`decode_message`]), which refuses only the bad events, with the same errors.
+    pub fn check_borrowed<'a>(
+        &'a self,
+        body: &'a [u8],
+        route: Option<Route>,
+        accepted: &mut Vec<AcceptedRef<'a>>,
+        refused: &mut Vec<Refused>,
+        rerouted: &mut Vec<Rerouted>,
+    ) {
+        let mut place = |index: usize, result: Result<EventRef<'a>, EventError>, raw: &mut dyn FnMut() -> String| match result
+            .and_then(|e| self.check_event(e))
+        {
+            Ok(a) => match route {
+                Some(r) if r.partitions > 1 => {
+                    if customer_partition(&a.event.subject, r.partitions) == r.partition {
+                        accepted.push(a);
+                    } else {
+                        rerouted.push(Rerouted { raw: raw(), token: customer_token(&a.event.subject), key: a.key });
                     }
-                    _ => accepted.push(a),
-                },
-                Err(error) => refused.push(Refused { raw: d.raw.to_owned(), index, error }),
+                }
+                _ => accepted.push(a),
+            },
+            Err(error) => refused.push(Refused { raw: raw(), index, error }),
+        };
+        let Some(decoded) = decode_message_fast(body) else {
+            // Event by event: the bad ones are refused with their own error, the good ones
+            // decoded again, borrowed (a rare path: only bodies with a malformed event).
+            for (index, d) in decode_message(body).into_iter().enumerate() {
+                let result = d.result.and_then(|_| decode_event_ref(d.raw));
+                place(index, result, &mut || d.raw.to_owned());
             }
+            return;
+        };
+        // The events' JSON texts, found on the first refusal or reroute (the body is UTF-8: it
+        // was decoded).
+        let text = std::str::from_utf8(body).unwrap_or_default();
+        let batch = is_batch(text);
+        let mut raws: Option<Vec<&str>> = None;
+        for (index, result) in decoded.into_iter().enumerate() {
+            place(index, result, &mut || {
+                if !batch {
+                    return text.to_owned();
+                }
+                let raws = raws.get_or_insert_with(|| split_batch(text).unwrap_or_default());
+                raws.get(index).copied().unwrap_or(text).to_owned()
+            });
         }
     }
 
-    fn check_event(&self, event: UsageEvent) -> Result<Accepted, EventError> {
+    fn check_event<'a>(&'a self, event: EventRef<'a>) -> Result<AcceptedRef<'a>, EventError> {
         let meters = self
             .by_type
-            .get(&event.event_type)
+            .get(event.event_type.as_ref())
             .ok_or_else(|| EventError::new("type", format!("{:?}", event.event_type), "matches no meter in the catalog"))?;
         let mut values = Vec::with_capacity(meters.len());
         for m in meters {
-            values.push((m.key.clone(), m.extract(&event.data)?));
+            values.push((Cow::Borrowed(m.key.as_str()), m.extract(&event.data)?));
         }
         check_time(event.time)?;
         let late = self.deadlines.as_ref().is_some_and(|d| Utc::now() > d.deadline(&event.subject, event.time));
-        Ok(Accepted { key: event_key(&event.source, &event.id), month: PeriodLabel::containing(event.time), late, event, values })
+        Ok(AcceptedRef { key: event_key(&event.source, &event.id), month: PeriodLabel::containing(event.time), late, event, values })
     }
 }
 
@@ -175,6 +251,7 @@ fn check_time(t: DateTime<Utc>) -> Result<(), EventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::partition::partition_of;
     use meterline_schemas::catalog::CatalogFile;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -228,5 +305,77 @@ subscriptions:
         assert_eq!(d.deadline("acme", t("2026-05-10T00:00:00Z")), t("2026-08-13T00:00:00Z"));
         // Calendar years: 2026-03-01 is in 2026, closing 1 Jan 2027 + 72 h.
         assert_eq!(d.deadline("bolt", t("2026-03-01T08:00:00Z")), t("2027-01-04T00:00:00Z"));
+    }
+
+    fn validator() -> Validator {
+        let meter: Meter = serde_json::from_str(
+            r#"{"key":"tokens","event_type":"llm","aggregation":"SUM","value":"tokens","group_by":{"model":"model"}}"#,
+        )
+        .unwrap();
+        Validator::new(HashMap::from([("llm".to_string(), vec![meter])]))
+    }
+
+    fn ev(id: &str, customer: &str, data: &str) -> String {
+        format!(
+            r#"{{"specversion":"1.0","id":"{id}","source":"s","type":"llm","subject":"{customer}","time":"2026-10-05T12:00:00Z","data":{data}}}"#
+        )
+    }
+
+    #[test]
+    fn batch_with_bad_events_refuses_only_those_with_their_text() {
+        let v = validator();
+        let good = ev("e1", "acme", r#"{"tokens":12,"model":"m\u00e9"}"#);
+        let no_value = ev("e2", "acme", r#"{"model":"m"}"#);
+        let not_number = ev("e3", "acme", r#"{"tokens":"many"}"#);
+        let body = format!("[{good}, {no_value},{not_number}]");
+        let (mut ok, mut bad, mut moved) = (Vec::new(), Vec::new(), Vec::new());
+        v.check_borrowed(body.as_bytes(), None, &mut ok, &mut bad, &mut moved);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].event.id, "e1");
+        assert_eq!(ok[0].values[0].1.value, Some(rust_decimal::Decimal::from(12)));
+        assert_eq!(ok[0].values[0].1.group_key, r#"{"model":"mé"}"#);
+        assert_eq!(ok[0].key, event_key("s", "e1"));
+        let got: Vec<_> = bad.iter().map(|r| (r.index, r.raw.as_str(), r.error.field.as_str(), r.error.value.as_str())).collect();
+        assert_eq!(got, [(1, no_value.as_str(), "data.tokens", "<missing>"), (2, not_number.as_str(), "data.tokens", "\"many\"")]);
+    }
+
+    #[test]
+    fn wrong_types_take_the_event_by_event_path_with_the_same_errors() {
+        let v = validator();
+        let good = ev("e1", "acme", r#"{"tokens":1}"#);
+        let wrong = good.replace(r#""id":"e1""#, r#""id":1"#);
+        let body = format!("[{good},{wrong},{}]", ev("e3", "acme", r#"{"tokens":3}"#));
+        let (mut ok, mut bad, mut moved) = (Vec::new(), Vec::new(), Vec::new());
+        v.check_borrowed(body.as_bytes(), None, &mut ok, &mut bad, &mut moved);
+        assert_eq!(ok.iter().map(|a| a.event.id.as_ref()).collect::<Vec<_>>(), ["e1", "e3"]);
+        assert_eq!((bad.len(), bad[0].index, bad[0].raw.as_str(), bad[0].error.field.as_str()), (1, 1, wrong.as_str(), "event"));
+        // The owned API gives the same.
+        let (mut ok2, mut bad2) = (Vec::new(), Vec::new());
+        v.check(body.as_bytes(), &mut ok2, &mut bad2);
+        assert_eq!(ok2.len(), 2);
+        assert_eq!(bad2[0].error, bad[0].error);
+        // Not JSON at all: one refusal for the body.
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        v.check_borrowed(b"[{", None, &mut ok, &mut bad, &mut moved);
+        assert_eq!((ok.len(), bad.len(), bad[0].error.field.as_str()), (0, 1, "body"));
+    }
+
+    #[test]
+    fn other_partitions_events_are_rerouted_with_their_text() {
+        let v = validator();
+        let route = Route { partition: 0, partitions: 4 };
+        let customers: Vec<String> = (0..40).map(|i| format!("c{i}")).collect();
+        let events: Vec<String> = customers.iter().enumerate().map(|(i, c)| ev(&format!("e{i}"), c, r#"{"tokens":1}"#)).collect();
+        let body = format!("[{}]", events.join(","));
+        let (mut ok, mut bad, mut moved) = (Vec::new(), Vec::new(), Vec::new());
+        v.check_borrowed(body.as_bytes(), Some(route), &mut ok, &mut bad, &mut moved);
+        assert!(bad.is_empty());
+        assert_eq!(ok.len() + moved.len(), 40);
+        assert!(!ok.is_empty() && !moved.is_empty());
+        for r in &moved {
+            let i: usize = events.iter().position(|e| *e == r.raw).expect("the event's own text");
+            assert_eq!(r.token, customer_token(&customers[i]));
+            assert_ne!(partition_of(&r.token, 4), 0);
+        }
     }
 }

@@ -79,24 +79,53 @@ pub struct Decoded<'a> {
     pub result: Result<UsageEvent, EventError>,
 }
 
+/// The wire form of a CloudEvent. String attributes borrow from the body unless they hold
+/// escapes (serde's `borrow` alone does not borrow a `Cow` inside an `Option`: [`Attr`] does).
 #[derive(Deserialize)]
 struct Wire<'a> {
     #[serde(borrow)]
-    specversion: Option<Cow<'a, str>>,
+    specversion: Option<Attr<'a>>,
     #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Attr<'a>>,
     #[serde(borrow)]
-    source: Option<Cow<'a, str>>,
+    source: Option<Attr<'a>>,
     #[serde(borrow, rename = "type")]
-    ty: Option<Cow<'a, str>>,
+    ty: Option<Attr<'a>>,
     #[serde(borrow)]
-    subject: Option<Cow<'a, str>>,
+    subject: Option<Attr<'a>>,
     #[serde(borrow)]
-    time: Option<Cow<'a, str>>,
+    time: Option<Attr<'a>>,
     #[serde(borrow)]
-    datacontenttype: Option<Cow<'a, str>>,
+    datacontenttype: Option<Attr<'a>>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+}
+
+/// A string attribute, borrowed when the JSON string has no escapes; anything but a string is
+/// refused as "expected a string", as for a `String`.
+struct Attr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Attr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Visitor};
+        struct Str;
+        impl<'de> Visitor<'de> for Str {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E: Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(Str).map(Attr)
+    }
 }
 
 /// Decodes a message body: one CloudEvent object, or a JSON array of them (batch mode).
@@ -113,10 +142,9 @@ pub fn decode_message(body: &[u8]) -> Vec<Decoded<'_>> {
             }];
         }
     };
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('[') {
-        match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => items.into_iter().map(|raw| Decoded { raw: raw.get(), result: decode_event(raw.get()) }).collect(),
+    if is_batch(text) {
+        match split_batch(text) {
+            Ok(items) => items.into_iter().map(|raw| Decoded { raw, result: decode_event(raw) }).collect(),
             Err(e) => vec![Decoded { raw: text, result: Err(EventError::new("body", text, format!("not a JSON array of events: {e}"))) }],
         }
     } else {
@@ -124,39 +152,177 @@ pub fn decode_message(body: &[u8]) -> Vec<Decoded<'_>> {
     }
 }
 
+/// Whether a body is a batch (a JSON array) rather than one event.
+pub fn is_batch(text: &str) -> bool {
+    text.trim_start().starts_with('[')
+}
+
+/// The JSON text of each element of a batch body.
+pub fn split_batch(text: &str) -> Result<Vec<&str>, serde_json::Error> {
+    Ok(serde_json::from_str::<Vec<&RawValue>>(text)?.into_iter().map(RawValue::get).collect())
+}
+
+/// A decoded event whose attributes borrow from the message body (no copies unless a string
+/// has escapes): the ingest hot path. [`EventRef::into_owned`] gives a [`UsageEvent`].
+#[derive(Debug, Clone)]
+pub struct EventRef<'a> {
+    /// See [`UsageEvent::id`].
+    pub id: Cow<'a, str>,
+    /// See [`UsageEvent::source`].
+    pub source: Cow<'a, str>,
+    /// See [`UsageEvent::event_type`].
+    pub event_type: Cow<'a, str>,
+    /// See [`UsageEvent::subject`].
+    pub subject: Cow<'a, str>,
+    /// See [`UsageEvent::time`].
+    pub time: DateTime<Utc>,
+    /// The `data` object as raw JSON text.
+    pub data: Cow<'a, RawValue>,
+}
+
+impl EventRef<'_> {
+    /// An owned copy.
+    pub fn into_owned(self) -> UsageEvent {
+        UsageEvent {
+            id: self.id.into_owned(),
+            source: self.source.into_owned(),
+            event_type: self.event_type.into_owned(),
+            subject: self.subject.into_owned(),
+            time: self.time,
+            data: match self.data {
+                Cow::Borrowed(raw) => raw.to_owned(),
+                Cow::Owned(raw) => raw,
+            },
+        }
+    }
+}
+
+impl UsageEvent {
+    /// A borrowed view (no copies).
+    pub fn as_ref(&self) -> EventRef<'_> {
+        EventRef {
+            id: Cow::Borrowed(&self.id),
+            source: Cow::Borrowed(&self.source),
+            event_type: Cow::Borrowed(&self.event_type),
+            subject: Cow::Borrowed(&self.subject),
+            time: self.time,
+            data: Cow::Borrowed(&self.data),
+        }
+    }
+}
+
+/// Decodes every event of a message body in one typed pass, borrowing from the body.
+///
+/// Returns `None` when the body cannot be decoded that way (not UTF-8, not JSON, or an event of
+/// the wrong shape, such as a number where a string belongs): the caller then decodes it with
+/// [`decode_message`], which isolates the bad event and names it with the same error as always.
+/// When `Some`, entry *i* is what [`decode_event`] gives for the *i*-th event (the attribute
+/// checks are the same function), without its raw text: [`split_batch`] finds that when needed.
+pub fn decode_message_fast(body: &[u8]) -> Option<Vec<Result<EventRef<'_>, EventError>>> {
+    let text = std::str::from_utf8(body).ok()?;
+    if is_batch(text) {
+        let wires: Vec<Wire<'_>> = serde_json::from_str(text).ok()?;
+        Some(wires.into_iter().map(check_wire).collect())
+    } else {
+        let wire: Wire<'_> = serde_json::from_str(text).ok()?;
+        Some(vec![check_wire(wire)])
+    }
+}
+
 /// Decodes and validates one CloudEvent from its JSON text.
 pub fn decode_event(text: &str) -> Result<UsageEvent, EventError> {
+    decode_event_ref(text).map(EventRef::into_owned)
+}
+
+/// Like [`decode_event`], borrowing from `text`.
+pub fn decode_event_ref(text: &str) -> Result<EventRef<'_>, EventError> {
     let wire: Wire<'_> =
         serde_json::from_str(text).map_err(|e| EventError::new("event", text, format!("not a CloudEvents JSON object: {e}")))?;
-    match wire.specversion.as_deref() {
+    check_wire(wire)
+}
+
+/// The attribute checks of one decoded CloudEvent, in a fixed order (the first failure is the
+/// error reported).
+fn check_wire<'a>(wire: Wire<'a>) -> Result<EventRef<'a>, EventError> {
+    let attr = |a: Option<Attr<'a>>| a.map(|a| a.0);
+    match wire.specversion.as_ref().map(|a| a.0.as_ref()) {
         Some("1.0") => {}
         Some(other) => return Err(EventError::new("specversion", quoted(other), "must be \"1.0\"")),
         None => return Err(EventError::missing("specversion")),
     }
-    let id = required(wire.id, "id")?;
-    let source = required(wire.source, "source")?;
-    let event_type = required(wire.ty, "type")?;
-    let subject = required(wire.subject, "subject")?;
-    let time_text = required(wire.time, "time")?;
-    let time = DateTime::parse_from_rfc3339(&time_text)
-        .map_err(|e| EventError::new("time", quoted(&time_text), format!("is not an RFC 3339 timestamp ({e})")))?
-        .with_timezone(&Utc);
-    if let Some(ct) = wire.datacontenttype.as_deref()
+    let id = required(attr(wire.id), "id")?;
+    let source = required(attr(wire.source), "source")?;
+    let event_type = required(attr(wire.ty), "type")?;
+    let subject = required(attr(wire.subject), "subject")?;
+    let time_text = required(attr(wire.time), "time")?;
+    let time =
+        parse_time(&time_text).map_err(|e| EventError::new("time", quoted(&time_text), format!("is not an RFC 3339 timestamp ({e})")))?;
+    if let Some(ct) = wire.datacontenttype.as_ref().map(|a| a.0.as_ref())
         && !ct.starts_with("application/json")
     {
         return Err(EventError::new("datacontenttype", quoted(ct), "must be application/json"));
     }
     let data = match wire.data {
-        Some(raw) if raw.get().trim_start().starts_with('{') => raw.to_owned(),
+        Some(raw) if raw.get().trim_start().starts_with('{') => Cow::Borrowed(raw),
         Some(raw) => return Err(EventError::new("data", raw.get(), "must be a JSON object")),
         None => return Err(EventError::missing("data")),
     };
-    Ok(UsageEvent { id, source, event_type, subject, time, data })
+    Ok(EventRef { id, source, event_type, subject, time, data })
 }
 
-fn required(v: Option<Cow<'_, str>>, field: &str) -> Result<String, EventError> {
+/// Parses an RFC 3339 timestamp into UTC. The common shapes (`2026-10-05T12:00:00Z`, with
+/// fractional seconds and/or a `±HH:MM` offset) are read directly; anything else (lower-case
+/// separators, leap seconds, invalid text) goes to chrono, which gives the same result or the
+/// error.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    match parse_time_common(text.as_bytes()) {
+        Some(t) => Ok(t),
+        None => Ok(DateTime::parse_from_rfc3339(text)?.with_timezone(&Utc)),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`, or `None` for chrono to decide.
+fn parse_time_common(b: &[u8]) -> Option<DateTime<Utc>> {
+    use chrono::{NaiveDate, NaiveTime, TimeDelta};
+    fn num(b: &[u8]) -> Option<u32> {
+        b.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    }
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(i32::try_from(num(&b[0..4])?).ok()?, num(&b[5..7])?, num(&b[8..10])?)?;
+    let (h, mi, s) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
+    let mut rest = &b[19..];
+    let mut nanos = 0u32;
+    if rest.first() == Some(&b'.') {
+        let digits = rest[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) {
+            return None;
+        }
+        nanos = num(&rest[1..=digits])? * 10u32.pow(9 - u32::try_from(digits).ok()?);
+        rest = &rest[1 + digits..];
+    }
+    let offset_secs = match rest {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (oh, om) = (num(&[*h1, *h2])?, num(&[*m1, *m2])?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let secs = i64::from(oh * 3600 + om * 60);
+            if *sign == b'-' { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    // Seconds = 60 (a leap second) is left to chrono.
+    let time = if s < 60 { NaiveTime::from_hms_nano_opt(h, mi, s, nanos)? } else { return None };
+    let utc = date.and_time(time).checked_sub_signed(TimeDelta::seconds(offset_secs))?;
+    Some(DateTime::from_naive_utc_and_offset(utc, Utc))
+}
+
+fn required<'a>(v: Option<Cow<'a, str>>, field: &str) -> Result<Cow<'a, str>, EventError> {
     match v {
-        Some(s) if !s.trim().is_empty() => Ok(s.into_owned()),
+        Some(s) if !s.trim().is_empty() => Ok(s),
         Some(s) => Err(EventError::new(field, quoted(&s), "must not be empty")),
         None => Err(EventError::missing(field)),
     }
@@ -226,5 +392,131 @@ mod tests {
         assert_eq!(decoded[0].result.as_ref().unwrap_err().field, "event");
         let decoded = decode_message(b"[1, ");
         assert_eq!(decoded[0].result.as_ref().unwrap_err().field, "body");
+    }
+
+    /// The one-pass decoder gives exactly what the event-by-event decoder gives.
+    fn same_as_slow(body: &str) {
+        let fast = decode_message_fast(body.as_bytes()).expect("decodable in one pass");
+        let slow = decode_message(body.as_bytes());
+        assert_eq!(fast.len(), slow.len(), "{body}");
+        for (f, s) in fast.into_iter().zip(slow) {
+            match (f, s.result) {
+                (Ok(f), Ok(s)) => {
+                    let f = f.into_owned();
+                    assert_eq!(
+                        (&f.id, &f.source, &f.event_type, &f.subject, f.time),
+                        (&s.id, &s.source, &s.event_type, &s.subject, s.time)
+                    );
+                    assert_eq!(f.data.get(), s.data.get());
+                }
+                (Err(f), Err(s)) => assert_eq!(f, s),
+                (f, s) => panic!("{body}: fast {f:?} vs slow {s:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_matches_event_by_event() {
+        same_as_slow(GOOD);
+        same_as_slow(&format!("  [{GOOD}, {}]", GOOD.replace("e1", "e2")));
+        // Escapes decode (owned), the rest borrows.
+        let escaped = GOOD.replace(r#""id":"e1""#, r#""id":"e\u00e9\"1""#);
+        same_as_slow(&escaped);
+        let e = decode_message_fast(escaped.as_bytes()).unwrap().remove(0).unwrap();
+        assert_eq!(e.id, "e\u{e9}\"1");
+        assert!(matches!(e.id, Cow::Owned(_)) && matches!(e.subject, Cow::Borrowed(_)));
+        // Attribute errors: the same error, per event, in the same position.
+        let missing = GOOD.replace(r#""subject":"acme","#, "");
+        let bad_time = GOOD.replace("2026-10-05T12:00:00Z", "2026-13-05T12:00:00Z");
+        let array_data = GOOD.replace(r#"{"tokens":12}"#, "[1,2]");
+        let bad_ct = GOOD.replace(r#""source":"api","#, r#""source":"api","datacontenttype":"text/plain","#);
+        same_as_slow(&format!("[{GOOD},{missing},{bad_time},{array_data},{bad_ct}]"));
+        same_as_slow("[]");
+    }
+
+    #[test]
+    fn one_pass_declines_what_only_event_by_event_can_isolate() {
+        // Wrong types and non-objects fail the typed pass; the slow path refuses just that event.
+        let wrong_type = GOOD.replace(r#""id":"e1""#, r#""id":7"#);
+        for body in [format!("[{GOOD},{wrong_type}]"), format!("[{GOOD},1]"), wrong_type.clone(), "not json".into(), "[1, ".into()] {
+            assert!(decode_message_fast(body.as_bytes()).is_none(), "{body}");
+        }
+        assert!(decode_message_fast(&[0xff, 0xfe]).is_none());
+        let body = format!("[{GOOD},{wrong_type}]");
+        let slow = decode_message(body.as_bytes());
+        assert!(slow[0].result.is_ok());
+        let err = slow[1].result.as_ref().unwrap_err();
+        assert_eq!(err.field, "event");
+        assert!(err.reason.contains("invalid type: integer `7`"), "{err}");
+    }
+
+    #[test]
+    fn fast_time_parser_agrees_with_chrono() {
+        let cases = [
+            "2026-10-05T12:00:00Z",
+            "2026-10-05T12:00:00.5Z",
+            "2026-10-05T12:00:00.123456789Z",
+            "2026-10-05T12:00:00.1234567891Z",
+            "2026-10-05T14:00:00+02:00",
+            "2026-10-05T00:30:00-05:30",
+            "2026-01-01T00:00:00+23:59",
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T23:59:59.999Z",
+            "2025-02-29T00:00:00Z",
+            "2026-10-05t12:00:00z",
+            "2026-10-05 12:00:00Z",
+            "2016-12-31T23:59:60Z",
+            "2026-10-05T24:00:00Z",
+            "2026-10-05T12:00:00",
+            "2026-10-05T12:00:00.Z",
+            "2026-10-05T12:00:00+0200",
+            "2026-1O-05T12:00:00Z",
+            "+2026-10-05T12:00:00Z",
+            "yesterday",
+            "",
+        ];
+        for c in cases {
+            let chrono = DateTime::parse_from_rfc3339(c).map(|t| t.with_timezone(&Utc));
+            assert_eq!(parse_time(c), chrono, "{c}");
+            if let Some(fast) = parse_time_common(c.as_bytes()) {
+                assert_eq!(Ok(fast), chrono, "{c}");
+            }
+        }
+        assert!(parse_time_common(b"2026-10-05T12:00:00.5Z").is_some());
+        assert!(parse_time_common(b"2026-10-05T14:00:00+02:00").is_some());
+    }
+
+    #[test]
+    fn borrowing_attributes_fail_like_owned_ones() {
+        // The serde errors (shown in dead letters) are those of plain `Option<String>` fields.
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Wire {
+            specversion: Option<String>,
+            id: Option<String>,
+            source: Option<String>,
+            #[serde(rename = "type")]
+            ty: Option<String>,
+            subject: Option<String>,
+            time: Option<String>,
+            datacontenttype: Option<String>,
+            data: Option<Box<RawValue>>,
+        }
+        for body in [
+            GOOD.replace(r#""id":"e1""#, r#""id":7"#),
+            GOOD.replace(r#""id":"e1""#, r#""id":{"a":1}"#),
+            GOOD.replace(r#""id":"e1""#, r#""id":true"#),
+            GOOD.replace(r#""id":"e1""#, r#""id":"e1","id":"e2""#),
+            GOOD.replace(r#""id":"e1""#, r#""id":"\x""#),
+            GOOD.replace(r#""id":"e1""#, r#""id":null"#),
+            r#"["1.0","e1"]"#.to_owned(),
+            "7".to_owned(),
+        ] {
+            let owned = serde_json::from_str::<Wire>(&body).map(|o| o.id).map_err(|e| e.to_string());
+            let wire = serde_json::from_str::<super::Wire<'_>>(&body).map(|w| w.id.map(|a| a.0.into_owned())).map_err(|e| e.to_string());
+            assert_eq!(wire, owned, "{body}");
+        }
+        let e = decode_event(&GOOD.replace(r#""id":"e1""#, r#""id":null"#)).unwrap_err();
+        assert_eq!((e.field.as_str(), e.value.as_str()), ("id", MISSING));
     }
 }

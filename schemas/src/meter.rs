@@ -95,23 +95,27 @@ impl Meter {
         let mut out = MeterValue { value: None, unique: None, group_key: String::new() };
         if self.aggregation.needs_value() {
             let path = self.value.as_deref().unwrap_or_default();
-            let field = format!("data.{path}");
-            let raw = lookup(data, path).ok_or_else(|| EventError::new(&field, MISSING, format!("is required by meter {}", self.key)))?;
+            // The field name is built only for an error (this runs once per event and meter).
+            let field = || format!("data.{path}");
+            let raw = lookup(data, path).ok_or_else(|| EventError::new(field(), MISSING, format!("is required by meter {}", self.key)))?;
             let text = raw.get();
             if self.aggregation.numeric() {
-                // Numbers are read from their JSON text (never through f64); numeric strings too.
-                let unquoted = serde_json::from_str::<&str>(text).unwrap_or(text);
+                // Numbers are read from their JSON text (never through f64); numeric strings too
+                // (a string with escapes is not a number: it stays quoted and fails to parse).
+                let unquoted = if text.starts_with('"') { serde_json::from_str::<&str>(text).unwrap_or(text) } else { text };
                 let v = parse_decimal(unquoted)
-                    .ok_or_else(|| EventError::new(&field, text, format!("is not a number (meter {})", self.key)))?;
-                if v.normalize().scale() > COLUMN_SCALE {
-                    return Err(EventError::new(&field, text, format!("has more than {COLUMN_SCALE} decimal places")));
+                    .ok_or_else(|| EventError::new(field(), text, format!("is not a number (meter {})", self.key)))?;
+                let v = v.normalize();
+                if v.scale() > COLUMN_SCALE {
+                    return Err(EventError::new(field(), text, format!("has more than {COLUMN_SCALE} decimal places")));
                 }
-                out.value = Some(v.normalize());
+                out.value = Some(v);
             } else {
-                out.unique =
-                    Some(scalar_text(raw).ok_or_else(|| {
-                        EventError::new(&field, text, format!("must be a string, number or boolean (meter {})", self.key))
-                    })?);
+                out.unique = Some(
+                    scalar_text(raw)
+                        .ok_or_else(|| EventError::new(field(), text, format!("must be a string, number or boolean (meter {})", self.key)))?
+                        .into_owned(),
+                );
             }
         }
         if !self.group_by.is_empty() {
@@ -182,14 +186,20 @@ fn object_get<'a>(object: &'a RawValue, key: &str) -> Option<&'a RawValue> {
 }
 
 /// The text of a JSON scalar: strings unquoted, numbers and booleans as written; `None` otherwise.
-fn scalar_text(raw: &RawValue) -> Option<String> {
+/// Borrowed unless the string has escapes.
+fn scalar_text(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
     let t = raw.get().trim();
     if t.starts_with('"') {
-        serde_json::from_str::<String>(t).ok()
+        // `&str` borrows and fails only on escapes; then the decoded copy.
+        match serde_json::from_str::<&str>(t) {
+            Ok(s) => Some(Cow::Borrowed(s)),
+            Err(_) => serde_json::from_str::<String>(t).ok().map(Cow::Owned),
+        }
     } else if t.starts_with(['{', '[']) || t == "null" {
         None
     } else {
-        Some(t.to_owned())
+        Some(Cow::Borrowed(t))
     }
 }
 
