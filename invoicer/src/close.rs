@@ -13,6 +13,9 @@
 //!    duplicate window (`Nats-Msg-Id` = event id) drops the copies when the first closer had
 //!    published, so no event is lost and none is stored twice.
 //!
+//! 4. Issue credit notes for late usage of earlier finalized periods that nets negative
+//!    (`adjustments.rs`, `credit_notes::issue_late`): on those periods' invoices, once.
+//!
 //! `close --finalize` insists on finalizing: it fails, before writing anything, when any
 //! invoice's deadline has not passed yet.
 
@@ -27,8 +30,9 @@ use meterline_schemas::catalog::Catalog;
 use meterline_schemas::invoice::{InvoiceRow, InvoiceStatus};
 use meterline_schemas::period::PeriodLabel;
 
-use crate::adjustments::{self, NegativeAdjustment};
+use crate::adjustments::{self, LateCredit};
 use crate::build::{Invoice, build_invoices_with};
+use crate::credit_notes::{LateOutcome, issue_late};
 use crate::credits::CreditUsage;
 use crate::error::{Error, Result};
 use crate::events;
@@ -57,9 +61,9 @@ pub struct CloseReport {
     pub drafts: usize,
     /// The latest grace deadline among the period's invoices.
     pub deadline: Option<DateTime<Utc>>,
-    /// Late usage of earlier periods whose net is negative: not billed as lines (see
-    /// docs/DECISIONS.md), to be credited with `meterline invoices credit-note`.
-    pub negative_adjustments: Vec<NegativeAdjustment>,
+    /// Late usage of earlier finalized periods whose net is negative: credit notes on their
+    /// invoices (docs/INVOICES.md), with what became of each.
+    pub late_credits: Vec<(LateCredit, LateOutcome)>,
     /// What the write of rated call records (telecom prices) did.
     pub calls: RatedCallsWritten,
 }
@@ -123,24 +127,22 @@ pub async fn close_period(
     write.finalized = finalized.len();
     let write_time = t1.elapsed();
     let drafts = current_headers(ch, &period).await?.values().filter(|r| r.status == InvoiceStatus::Draft as i8).count();
-    for n in &adj.negative {
-        tracing::warn!(subscription = %n.subscription_id, period = %n.period, net = %n.net, "late usage nets negative: issue a credit note");
+    let mut late_credits = Vec::with_capacity(adj.credits.len());
+    for c in adj.credits {
+        let outcome = issue_late(billing, &c, &period, opts.now).await?;
+        match &outcome {
+            LateOutcome::Issued(i) => tracing::info!(subscription = %c.subscription_id, period = %c.period, invoice = %c.invoice_number,
+                credit_note = %i.note.number, amount = %i.note.amount, "late usage nets negative: credit note issued"),
+            LateOutcome::AlreadyIssued(n) => tracing::info!(credit_note = %n.number, "late-usage credit note already issued"),
+            LateOutcome::Skipped(why) => tracing::warn!(subscription = %c.subscription_id, period = %c.period, net = %c.net,
+                reason = %why, "late usage nets negative but no credit note was issued"),
+        }
+        late_credits.push((c, outcome));
     }
     tracing::info!(period = %label, invoices = invoices.len(), inserted = write.inserted, refreshed = write.refreshed,
         finalized = write.finalized, unchanged = write.unchanged, conflicts = write.conflicts.len(), rated_calls_inserted = calls.inserted,
         "period closed");
-    Ok(CloseReport {
-        invoices,
-        rows_rated,
-        rate_time,
-        write_time,
-        write,
-        finalized,
-        drafts,
-        deadline,
-        negative_adjustments: adj.negative,
-        calls,
-    })
+    Ok(CloseReport { invoices, rows_rated, rate_time, write_time, write, finalized, drafts, deadline, late_credits, calls })
 }
 
 /// Finalizes `due` drafts: gapless numbers, due dates, finalized headers, transitions, billing

@@ -4,18 +4,26 @@
 //! A credit note never exceeds the invoice's uncredited remainder: its total minus every credit
 //! note already issued on it. Amounts are gross (the invoice total includes tax; a credit of a
 //! line credits that line's amount as invoiced). The invoice itself never changes.
+//!
+//! Two kinds: issued by an operator ([`issue`], `meterline invoices credit-note`), and issued by
+//! the close for late usage that lowers a finalized period's amount ([`issue_late`]; the lines and
+//! their tax come from `adjustments.rs`). Both publish `credit_note.issued` before releasing their
+//! number reservation.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use uuid::Uuid;
 
 use meterline_schemas::clickhouse::ClickHouse;
-use meterline_schemas::invoice::{CreditNoteLineRow, CreditNoteRow, InvoiceStatus};
+use meterline_schemas::invoice::{CreditNoteLineRow, CreditNoteRow, InvoiceRow, InvoiceStatus};
 use meterline_schemas::money::Currency;
 
+use crate::adjustments::LateCredit;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::ids::credit_note_id;
+use crate::ids::{credit_note_id, late_credit_note_id};
 use crate::lifecycle::{Billing, describe, find};
+use crate::numbering::Reservation;
 use crate::writer::{insert_all, invoice_lines};
 
 /// What to credit.
@@ -41,7 +49,7 @@ pub struct Issued {
 }
 
 /// Credit notes of an invoice.
-pub async fn of_invoice(ch: &ClickHouse, invoice: uuid::Uuid) -> Result<Vec<CreditNoteRow>> {
+pub async fn of_invoice(ch: &ClickHouse, invoice: Uuid) -> Result<Vec<CreditNoteRow>> {
     Ok(ch
         .client()
         .query("SELECT ?fields FROM credit_notes FINAL WHERE invoice_id = ? ORDER BY number")
@@ -117,20 +125,41 @@ pub async fn issue(billing: &Billing, id_or_number: &str, what: Credit, reason: 
 
     let id = credit_note_id(inv.invoice_id, u32::try_from(existing.len()).unwrap_or(u32::MAX));
     let series = &billing.settings.credit_note_series;
-    let at = u32::try_from(now.timestamp()).unwrap_or(u32::MAX);
     let reservation = loop {
         let mut snap = billing.numbering.read(series).await?;
         let before = snap.counter.clone();
         // Reservations of this invoice's credit notes already written are finished.
         snap.counter.pending.retain(|p, _| !existing.iter().any(|c| c.credit_note_id == *p));
-        let r = snap.counter.reserve(&[id], at)[0].1;
+        let r = snap.counter.reserve(&[id], secs(now))[0].1;
         if snap.counter == before || billing.numbering.compare_and_set(series, &snap.counter, snap.revision).await? {
             break r;
         }
     };
+    let lines = lines.into_iter().map(|(n, description, amount)| (n, description, amount, "{}".to_owned())).collect();
+    let (note, lines) = rows(billing, &inv, id, reservation, amount, reason, lines);
+    let remaining = remaining - amount;
+    write(billing, &inv, &note, &lines, remaining, "cli").await?;
+    Ok(Issued { note, lines, remaining })
+}
+
+fn secs(t: DateTime<Utc>) -> u32 {
+    u32::try_from(t.timestamp()).unwrap_or(u32::MAX)
+}
+
+/// The header and lines of a credit note; `lines` are (invoice line, description, amount,
+/// breakdown).
+fn rows(
+    billing: &Billing,
+    inv: &InvoiceRow,
+    id: Uuid,
+    reservation: Reservation,
+    amount: Decimal,
+    reason: &str,
+    lines: Vec<(u32, String, Decimal, String)>,
+) -> (CreditNoteRow, Vec<CreditNoteLineRow>) {
     let note = CreditNoteRow {
         credit_note_id: id,
-        number: series.number(reservation),
+        number: billing.settings.credit_note_series.number(reservation),
         invoice_id: inv.invoice_id,
         invoice_number: inv.number.clone(),
         customer: inv.customer.clone(),
@@ -142,22 +171,102 @@ pub async fn issue(billing: &Billing, id_or_number: &str, what: Credit, reason: 
         issued_at: reservation.at,
         version: 1,
     };
-    let rows: Vec<CreditNoteLineRow> = lines
+    let lines = lines
         .into_iter()
         .enumerate()
-        .map(|(i, (n, description, amount))| CreditNoteLineRow {
+        .map(|(i, (n, description, amount, breakdown))| CreditNoteLineRow {
             credit_note_id: id,
             line_no: u32::try_from(i + 1).unwrap_or(u32::MAX),
             invoice_line_no: n,
             description,
             amount,
+            breakdown,
             version: 1,
         })
         .collect();
-    insert_all(ch.client(), "credit_note_lines", &rows.iter().collect::<Vec<_>>()).await?;
-    insert_all(ch.client(), "credit_notes", &[&note]).await?;
-    billing.numbering.release(series, &[id]).await?;
+    (note, lines)
+}
+
+/// Writes a credit note (lines first: a stored header means its lines are stored), publishes its
+/// `credit_note.issued` event, then releases its number reservation.
+async fn write(
+    billing: &Billing,
+    inv: &InvoiceRow,
+    note: &CreditNoteRow,
+    lines: &[CreditNoteLineRow],
+    remaining: Decimal,
+    actor: &str,
+) -> Result<()> {
+    let ch = &billing.ch;
+    insert_all(ch.client(), "credit_note_lines", &lines.iter().collect::<Vec<_>>()).await?;
+    insert_all(ch.client(), "credit_notes", &[note]).await?;
+    billing.events.publish(&[events::credit_note_event(note, inv, remaining, actor)]).await?;
+    billing.numbering.release(&billing.settings.credit_note_series, &[note.credit_note_id]).await
+}
+
+/// What became of a credit for late usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LateOutcome {
+    /// Issued now.
+    Issued(Issued),
+    /// Issued before, by this close run earlier or by a closer beside it.
+    AlreadyIssued(CreditNoteRow),
+    /// Not issued; why (e.g. it exceeds what is left to credit on the invoice).
+    Skipped(String),
+}
+
+/// The reason recorded on a credit note for late usage of `period` found by the close of `label`.
+pub fn late_reason(period: &str, label: &str) -> String {
+    format!("late usage of {period} re-rated by the close of {label}")
+}
+
+/// Issues the credit note of `credit` (computed by the close of `label`; see `adjustments.rs`).
+/// Idempotent: its id is a hash of its content, and the number counter is read before ClickHouse,
+/// so a closer that finds it stored (written after its read) does not issue it again.
+pub async fn issue_late(billing: &Billing, credit: &LateCredit, label: &str, now: DateTime<Utc>) -> Result<LateOutcome> {
+    let ch = &billing.ch;
+    let inv = find(ch, &credit.invoice_id.to_string()).await?;
+    let status = InvoiceStatus::from_i8(inv.status);
+    if !matches!(status, Some(InvoiceStatus::Finalized | InvoiceStatus::Paid | InvoiceStatus::Uncollectible)) {
+        return Ok(LateOutcome::Skipped(format!("invoice {} is {}", describe(&inv), status.map_or("unknown", |s| s.name()))));
+    }
+    let id = late_credit_note_id(inv.invoice_id, &credit.content());
+    let amount = credit.amount();
+    let series = &billing.settings.credit_note_series;
+    let (reservation, remaining) = loop {
+        let mut snap = billing.numbering.read(series).await?;
+        let existing = of_invoice(ch, inv.invoice_id).await?;
+        if let Some(c) = existing.iter().find(|c| c.credit_note_id == id) {
+            // Stored earlier; if its reservation is still pending, the closer that wrote it died
+            // before publishing: publish again (the event id dedups), then release.
+            if snap.counter.pending.contains_key(&id) {
+                let credited: Decimal =
+                    existing.iter().filter(|e| (e.issued_at, &e.number) <= (c.issued_at, &c.number)).map(|e| e.amount).sum();
+                billing.events.publish(&[events::credit_note_event(c, &inv, inv.total - credited, "close")]).await?;
+                billing.numbering.release(series, &[id]).await?;
+            }
+            return Ok(LateOutcome::AlreadyIssued(c.clone()));
+        }
+        let credited: Decimal = existing.iter().map(|c| c.amount).sum();
+        let remaining = inv.total - credited;
+        let cur = &inv.currency;
+        if amount > remaining {
+            return Ok(LateOutcome::Skipped(format!(
+                "the credit of {amount} {cur} exceeds what is left to credit on invoice {}: total {} {cur}, already credited {credited} {cur}",
+                describe(&inv),
+                inv.total
+            )));
+        }
+        let before = snap.counter.clone();
+        let r = snap.counter.reserve(&[id], secs(now))[0].1;
+        if snap.counter == before || billing.numbering.compare_and_set(series, &snap.counter, snap.revision).await? {
+            break (r, remaining);
+        }
+    };
+    let lines = credit.lines.iter().map(|l| (l.invoice_line_no, l.description.clone(), l.amount, l.breakdown.clone())).collect();
+    let (note, lines) = rows(billing, &inv, id, reservation, amount, &late_reason(&credit.period, label), lines);
     let remaining = remaining - amount;
-    billing.events.publish(&[events::credit_note_event(&note, &inv, remaining)]).await?;
-    Ok(Issued { note, lines: rows, remaining })
+    meterline_schemas::failpoint::hit("late_credit.before_write");
+    write(billing, &inv, &note, &lines, remaining, "close").await?;
+    Ok(LateOutcome::Issued(Issued { note, lines, remaining }))
 }

@@ -115,8 +115,9 @@ pub fn invoice_event(event_id: uuid::Uuid, row: &InvoiceRow, from: InvoiceStatus
     }
 }
 
-/// The event of a credit note issued on `invoice`.
-pub fn credit_note_event(cn: &CreditNoteRow, invoice: &InvoiceRow, remaining: rust_decimal::Decimal) -> BillingEvent {
+/// The `credit_note.issued` event of `cn` on `invoice`; `actor` is `cli` (an operator's
+/// credit note) or `close` (late usage credited by the close).
+pub fn credit_note_event(cn: &CreditNoteRow, invoice: &InvoiceRow, remaining: rust_decimal::Decimal, actor: &str) -> BillingEvent {
     BillingEvent {
         schema: SCHEMA,
         event_id: cn.credit_note_id.to_string(),
@@ -132,7 +133,7 @@ pub fn credit_note_event(cn: &CreditNoteRow, invoice: &InvoiceRow, remaining: ru
         due_at: if invoice.due_at == 0 { String::new() } else { rfc3339(invoice.due_at) },
         status: InvoiceStatus::from_i8(invoice.status).map_or("unknown", |s| s.name()).to_owned(),
         previous_status: String::new(),
-        actor: "cli".to_owned(),
+        actor: actor.to_owned(),
         reason: cn.reason.clone(),
         credit_note: Some(CreditNoteEvent {
             credit_note_id: cn.credit_note_id.to_string(),

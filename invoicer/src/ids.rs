@@ -36,6 +36,14 @@ pub fn credit_note_id(invoice: Uuid, ordinal: u32) -> Uuid {
     hashed(&[b"meterline.credit_note", invoice.as_bytes(), &ordinal.to_be_bytes()])
 }
 
+/// The id of a credit note for late usage of `invoice`'s period: a hash of what it credits (each
+/// line's key with its billed and re-rated amounts). Two closers computing the same credit from the
+/// same stored state address the same credit note and number reservation; a later credit for
+/// further late usage starts from other billed amounts, so it gets another id.
+pub fn late_credit_note_id(invoice: Uuid, content: &str) -> Uuid {
+    hashed(&[b"meterline.late_credit_note", invoice.as_bytes(), content.as_bytes()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

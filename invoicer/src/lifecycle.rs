@@ -212,7 +212,14 @@ pub async fn replay_events(billing: &Billing, since: DateTime<Utc>) -> Result<Re
         let all = crate::credit_notes::of_invoice(&billing.ch, note.invoice_id).await?;
         let credited: rust_decimal::Decimal =
             all.iter().filter(|c| (c.issued_at, &c.number) <= (note.issued_at, &note.number)).map(|c| c.amount).sum();
-        out.push(events::credit_note_event(note, inv, inv.total - credited));
+        // Credit notes of the close (late usage) have described lines; an operator's have none.
+        let by_close: u64 = client
+            .query("SELECT count() FROM credit_note_lines WHERE credit_note_id = ? AND breakdown != '{}'")
+            .bind(note.credit_note_id.to_string())
+            .fetch_one()
+            .await?;
+        let actor = if by_close > 0 { "close" } else { "cli" };
+        out.push(events::credit_note_event(note, inv, inv.total - credited, actor));
     }
     billing.events.publish(&out).await?;
     Ok(Replayed { invoice_events, credit_notes: notes.len() })

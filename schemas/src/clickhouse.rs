@@ -149,6 +149,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "rated_calls", sql: include_str!("../migrations/0008_rated_calls.sql") },
     Migration { version: 9, name: "lifecycle_tax_views", sql: include_str!("../migrations/0009_lifecycle_tax_views.sql") },
     Migration { version: 10, name: "due_dates", sql: include_str!("../migrations/0010_due_dates.sql") },
+    Migration { version: 11, name: "credit_note_line_breakdown", sql: include_str!("../migrations/0011_credit_note_line_breakdown.sql") },
 ];
 
 /// Splits a migration into statements (`;` at the end of a line), dropping comment-only parts.

@@ -337,9 +337,12 @@ pub struct CreditNoteLineRow {
     pub invoice_line_no: u32,
     /// Description.
     pub description: String,
-    /// Amount credited (positive).
+    /// Amount credited (positive; a line of a late-usage credit whose usage rose is negative).
     #[serde(with = "ch_decimal")]
     pub amount: Decimal,
+    /// What the line credits, as JSON (`{}` for manual credit notes; late-usage credits: the
+    /// adjusted period and line, billed and re-rated amounts, tax; migration 0011).
+    pub breakdown: String,
     /// ReplacingMergeTree version.
     pub version: u64,
 }

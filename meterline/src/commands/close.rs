@@ -1,5 +1,6 @@
 //! `meterline close --period YYYY-MM [--finalize] [--as-of TIME]`.
 
+use meterline_invoicer::credit_notes::LateOutcome;
 use meterline_invoicer::{CloseOptions, CloseReport};
 use meterline_schemas::period::PeriodLabel;
 
@@ -53,11 +54,18 @@ pub async fn run(cfg: &Config, args: CloseArgs) -> anyhow::Result<()> {
             r.write.conflicts.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         ))?;
     }
-    for n in &r.negative_adjustments {
-        crate::output::emit(format!(
-            "warning: late usage of {} for {} nets {}; credit it with `meterline invoices credit-note --id {} --amount {} --reason ...`",
-            n.period, n.subscription_id, n.net, n.invoice_number, -n.net
-        ))?;
+    for (c, outcome) in &r.late_credits {
+        match outcome {
+            LateOutcome::Issued(i) => crate::output::emit(format!(
+                "late usage of {} nets {} {} for {}: credit note {} on invoice {}, {} {} (tax included)",
+                c.period, c.net, c.currency, c.subscription_id, i.note.number, c.invoice_number, i.note.amount, c.currency
+            ))?,
+            LateOutcome::AlreadyIssued(_) => {}
+            LateOutcome::Skipped(why) => crate::output::emit(format!(
+                "warning: late usage of {} nets {} {} for {}, but no credit note was issued: {why}; credit it with `meterline invoices credit-note --id {} ...`",
+                c.period, c.net, c.currency, c.subscription_id, c.invoice_number
+            ))?,
+        }
     }
     Ok(())
 }

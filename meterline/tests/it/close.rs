@@ -372,6 +372,6 @@ async fn migrate_is_idempotent() {
         .await
         .unwrap();
     let got: Vec<(u32, u64)> = applied.iter().map(|a| (a.version, a.rows)).collect();
-    assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1), (9, 1), (10, 1)]);
+    assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1), (9, 1), (10, 1), (11, 1)]);
     env.cleanup().await;
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use meterline_invoicer::lifecycle::history;
 use meterline_invoicer::numbering::{Counter, Numbering, Series};
 use meterline_invoicer::writer::{list_invoices, list_lines};
-use meterline_schemas::invoice::{InvoiceStatus, LineKind};
+use meterline_schemas::invoice::{CreditNoteLineRow, InvoiceStatus, LineKind};
 
 use crate::common::{TestEnv, event};
 use crate::scenario::{CATALOG, messages};
@@ -428,6 +428,176 @@ async fn late_usage_on_a_tax_inclusive_plan_is_adjusted_at_its_gross_price() {
     // Idempotent: closing again recomputes the same gross difference.
     let out = run(&env, &["close", "--period", "2026-11", "--as-of", "2026-11-26T00:00:00Z"]);
     assert!(out.contains("4 unchanged"), "{out}");
+    env.cleanup().await;
+}
+
+/// bob's plan is tax-exclusive, eva's has the same prices tax-inclusive.
+const VOLUME: &str = r#"
+meters:
+  - { key: calls, event_type: api.request, aggregation: COUNT }
+tax_rates:
+  - { jurisdiction: DE, name: USt 19%, rate: "0.19" }
+plans:
+  - key: vol
+    versions:
+      - version: 1
+        currency: EUR
+        prices:
+          - meter: calls
+            model: volume
+            tiers:
+              - { up_to: "10", unit_price: "1.00" }
+              - { up_to: null, unit_price: "0.10" }
+  - key: volincl
+    versions:
+      - version: 1
+        currency: EUR
+        tax_inclusive: true
+        prices:
+          - meter: calls
+            model: volume
+            tiers:
+              - { up_to: "10", unit_price: "1.00" }
+              - { up_to: null, unit_price: "0.10" }
+customers:
+  - { key: bob, name: Bob GmbH, currency: EUR, jurisdiction: DE }
+  - { key: eva, name: Eva GmbH, currency: EUR, jurisdiction: DE }
+subscriptions:
+  - { id: sub-bob, customer: bob, plan: vol, plan_version: 1, start: "2026-01-01T00:00:00Z", anchor_day: 1 }
+  - { id: sub-eva, customer: eva, plan: volincl, plan_version: 1, start: "2026-01-01T00:00:00Z", anchor_day: 1 }
+"#;
+
+/// Late usage that lowers a finalized period's amount (a volume tier reached late) is credited by
+/// the close with a credit note on that period's invoice, taxed as it was, once; a crash between
+/// reserving its number and writing it leaves no gap; later late usage is compared with what was
+/// billed minus what was credited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_usage_netting_negative_is_credited_once_on_its_invoice() {
+    let env = TestEnv::new("latecredit").await;
+    env.catalog(VOLUME).await;
+    let call = |id: String, who: &str, t: &str| event(&id, "api.request", who, t, "{}");
+    for who in ["bob", "eva"] {
+        for i in 0..10 {
+            env.publish(&call(format!("{who}-{i}"), who, "2026-10-05T00:00:00Z")).await;
+        }
+    }
+    run(&env, &["ingest", "--until-idle"]);
+    let ch = env.clickhouse().await;
+    // October, finalized: 10 calls at the first volume tier, 10 × 1.00 = 10.00.
+    // bob (exclusive): 10.00 + 19% 1.90 = 11.90. eva (inclusive): 10.00 gross.
+    run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"]);
+    let oct = list_invoices(&ch, "2026-10").await.unwrap();
+    let inv = |c: &str| oct.iter().find(|i| i.customer == c).unwrap().clone();
+    let (bob, eva) = (inv("bob"), inv("eva"));
+    assert_eq!(
+        (bob.number.as_str(), bob.total, eva.number.as_str(), eva.total),
+        ("INV-2026-000001", d("11.90"), "INV-2026-000002", d("10.00"))
+    );
+    let oct_lines = list_lines(&ch, "2026-10").await.unwrap();
+    let usage_line = |i: uuid::Uuid| oct_lines.iter().find(|l| l.invoice_id == i && l.kind == LineKind::Usage as i8).unwrap().line_no;
+
+    let mut sub = env.client.subscribe(format!("{}.credit_note.>", env.billing_prefix)).await.unwrap();
+    env.client.flush().await.unwrap();
+    // After October's deadline, one more call each dated in October: 11 calls reach the second
+    // tier, 11 × 0.10 = 1.10, so October's usage nets 1.10 − 10.00 = −8.90.
+    for who in ["bob", "eva"] {
+        env.publish(&call(format!("{who}-late"), who, "2026-10-20T00:00:00Z")).await;
+    }
+    run(&env, &["ingest", "--until-idle"]);
+    // The close dies after reserving eva's credit note number, bob's being written.
+    let (ok, _, err) = env.meterline(
+        &["close", "--period", "2026-11", "--as-of", "2026-11-25T00:00:00Z"],
+        &[("METERLINE_FAILPOINT", "late_credit.before_write:2")],
+    );
+    assert!(!ok && err.contains("failpoint late_credit.before_write reached"), "{err}");
+    let out = run(&env, &["close", "--period", "2026-11", "--as-of", "2026-11-25T00:00:00Z"]);
+    // bob: credit 8.90 + tax 8.90 × 0.19 = 1.691 → 1.69: 10.59; 11.90 − 10.59 = 1.31 left.
+    // eva: 8.90 gross, 8.90 / 1.19 = 7.4790 → 7.48 net, tax 8.90 − 7.48 = 1.42; 10.00 − 8.90 = 1.10 left.
+    assert!(!out.contains("sub-bob: credit note"), "bob's credit note was issued by the first run: {out}");
+    assert!(
+        out.contains("late usage of 2026-10 nets -8.90 EUR for sub-eva: credit note CN-2026-000002 on invoice INV-2026-000002, 8.90 EUR (tax included)"),
+        "{out}"
+    );
+    // October's invoices are unchanged; November's carry no adjustment.
+    assert_eq!(list_invoices(&ch, "2026-10").await.unwrap(), oct);
+    assert!(list_lines(&ch, "2026-11").await.unwrap().iter().all(|l| l.kind != LineKind::Adjustment as i8));
+
+    let notes = |id: uuid::Uuid| {
+        let ch = ch.clone();
+        async move { meterline_invoicer::credit_notes::of_invoice(&ch, id).await.unwrap() }
+    };
+    let lines_of = |id: uuid::Uuid| {
+        let ch = ch.clone();
+        async move {
+            ch.client()
+                .query("SELECT ?fields FROM credit_note_lines FINAL WHERE credit_note_id = ? ORDER BY line_no")
+                .bind(id.to_string())
+                .fetch_all::<CreditNoteLineRow>()
+                .await
+                .unwrap()
+        }
+    };
+    let (bob_notes, eva_notes) = (notes(bob.invoice_id).await, notes(eva.invoice_id).await);
+    assert_eq!(bob_notes.len(), 1);
+    assert_eq!(eva_notes.len(), 1);
+    let (bn, en) = (&bob_notes[0], &eva_notes[0]);
+    assert_eq!((bn.number.as_str(), bn.amount), ("CN-2026-000001", d("10.59")));
+    assert_eq!((en.number.as_str(), en.amount), ("CN-2026-000002", d("8.90")));
+    assert_eq!(bn.reason, "late usage of 2026-10 re-rated by the close of 2026-11");
+    let bl = lines_of(bn.credit_note_id).await;
+    let el = lines_of(en.credit_note_id).await;
+    let brief = |ls: &[CreditNoteLineRow]| ls.iter().map(|l| (l.invoice_line_no, l.description.clone(), l.amount)).collect::<Vec<_>>();
+    assert_eq!(
+        brief(&bl),
+        vec![(usage_line(bob.invoice_id), "Late usage 2026-10: calls".to_owned(), d("8.90")), (0, "USt 19%".to_owned(), d("1.69"))]
+    );
+    assert_eq!(
+        brief(&el),
+        vec![(usage_line(eva.invoice_id), "Late usage 2026-10: calls".to_owned(), d("7.48")), (0, "USt 19%".to_owned(), d("1.42"))]
+    );
+    let b: serde_json::Value = serde_json::from_str(&el[0].breakdown).unwrap();
+    assert_eq!(
+        (b["adjusts_period"].as_str(), b["billed_amount"].as_str(), b["rerated_amount"].as_str(), b["tax_inclusive"]["gross"].as_str()),
+        (Some("2026-10"), Some("10.00"), Some("1.10"), Some("8.90"))
+    );
+
+    // Events: bob's from the first run, eva's from the second, published by the close.
+    let evs = collect(&mut sub, 2).await;
+    let brief_ev = |e: &serde_json::Value| {
+        (
+            e["actor"].as_str().map(str::to_owned),
+            e["credit_note"]["number"].as_str().map(str::to_owned),
+            e["credit_note"]["amount"].as_str().map(str::to_owned),
+            e["credit_note"]["remaining"].as_str().map(str::to_owned),
+        )
+    };
+    let s = |x: &str| Some(x.to_owned());
+    assert_eq!(brief_ev(&evs[0].1), (s("close"), s("CN-2026-000001"), s("10.59"), s("1.31")));
+    assert_eq!(brief_ev(&evs[1].1), (s("close"), s("CN-2026-000002"), s("8.90"), s("1.10")));
+
+    // Once: closing November again, finalizing it, closing December issue nothing more.
+    let out = run(&env, &["close", "--period", "2026-11", "--as-of", "2026-11-26T00:00:00Z"]);
+    assert!(!out.contains("credit note"), "{out}");
+    run(&env, &["close", "--period", "2026-11", "--as-of", "2026-12-05T00:00:00Z"]);
+    run(&env, &["close", "--period", "2026-12", "--as-of", "2026-12-05T00:00:00Z"]);
+    assert_eq!((notes(bob.invoice_id).await.len(), notes(eva.invoice_id).await.len()), (1, 1));
+    assert!(list_lines(&ch, "2026-12").await.unwrap().iter().all(|l| l.kind != LineKind::Adjustment as i8));
+
+    // Five more late calls for bob: 16 × 0.10 = 1.60 against 10.00 billed − 8.90 credited = 1.10:
+    // a 0.50 adjustment on December's (draft) invoice, not a second credit.
+    for i in 0..5 {
+        env.publish(&call(format!("bob-late-{i}"), "bob", "2026-10-21T00:00:00Z")).await;
+    }
+    run(&env, &["ingest", "--until-idle"]);
+    run(&env, &["close", "--period", "2026-12", "--as-of", "2026-12-06T00:00:00Z"]);
+    let dec = list_lines(&ch, "2026-12").await.unwrap();
+    let adj: Vec<_> = dec.iter().filter(|l| l.kind == LineKind::Adjustment as i8).collect();
+    assert_eq!(adj.len(), 1, "{adj:?}");
+    assert_eq!(
+        (adj[0].description.as_str(), adj[0].quantity, adj[0].amount),
+        ("Adjustment 2026-10 (INV-2026-000001): calls", d("5"), d("0.50"))
+    );
+    assert_eq!(notes(bob.invoice_id).await.len(), 1);
     env.cleanup().await;
 }
 
