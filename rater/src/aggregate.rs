@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{Expr, ParquetReadOptions, SessionConfig, SessionContext, col as df_col, lit};
@@ -30,6 +30,7 @@ use meterline_schemas::ledger::col;
 use meterline_schemas::period::PeriodLabel;
 
 use crate::error::{Error, Result};
+use crate::fold;
 
 /// The window of one subscription to aggregate over.
 #[derive(Debug, Clone)]
@@ -122,60 +123,15 @@ pub async fn aggregate_groups(
     Ok(out)
 }
 
-/// What one query computes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Part {
-    /// sum, count, min, max and the segment range, for every meter.
-    Base,
-    /// count(DISTINCT unique_value), for UNIQUE_COUNT meters.
-    Unique,
-    /// last value by (event time, event id), for LATEST meters.
-    Latest,
-}
-
-/// A set of windows aggregated by one kind of query.
-enum Scope {
-    /// Customers with a single window, all `[start, end)`: customer → subscription.
-    Range { start: DateTime<Utc>, end: DateTime<Utc>, subs: HashMap<String, String> },
-    /// Everything else, joined with the windows table.
-    Join { windows: Vec<SubWindow> },
-}
-
-/// At most this many shared ranges get their own scan; each covers at least 5% of the windows.
-const MAX_RANGES: usize = 4;
-/// Below this many customers, the join input is narrowed by a customer IN-list first.
+/// Below this many customers, the scan is narrowed by a customer IN-list first.
 const IN_LIST_MAX: usize = 1_000;
-
-fn plan_scopes(windows: &[SubWindow]) -> Vec<Scope> {
-    let mut per_customer: HashMap<&str, usize> = HashMap::new();
-    for w in windows {
-        *per_customer.entry(w.customer.as_str()).or_default() += 1;
-    }
-    let mut ranges: HashMap<(DateTime<Utc>, DateTime<Utc>), Vec<&SubWindow>> = HashMap::new();
-    for w in windows.iter().filter(|w| per_customer[w.customer.as_str()] == 1) {
-        ranges.entry((w.start, w.end)).or_default().push(w);
-    }
-    let mut ranges: Vec<_> = ranges.into_iter().collect();
-    ranges.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
-    let min_size = (windows.len() / 20).max(1);
-    let mut scopes = Vec::new();
-    let mut covered: BTreeSet<&str> = BTreeSet::new();
-    for ((start, end), ws) in ranges.into_iter().take(MAX_RANGES).filter(|(_, ws)| ws.len() >= min_size) {
-        covered.extend(ws.iter().map(|w| w.subscription.as_str()));
-        let subs = ws.iter().map(|w| (w.customer.clone(), w.subscription.clone())).collect();
-        scopes.push(Scope::Range { start, end, subs });
-    }
-    let rest: Vec<SubWindow> = windows.iter().filter(|w| !covered.contains(w.subscription.as_str())).cloned().collect();
-    if !rest.is_empty() {
-        scopes.push(Scope::Join { windows: rest });
-    }
-    scopes
-}
 
 fn ts(t: DateTime<Utc>) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into())))
 }
 
+/// Every aggregate per (subscription, meter, group key) in one scan of the ledger, folded in
+/// Rust (`fold.rs`): `by_group` keeps group keys for those meters only.
 async fn query_all(
     root: &Path,
     windows: &[SubWindow],
@@ -183,91 +139,24 @@ async fn query_all(
     unique_meters: &[String],
     latest_meters: &[String],
 ) -> Result<HashMap<(String, String, String), MeterAggregates>> {
-    let mut out: HashMap<(String, String, String), MeterAggregates> = HashMap::new();
     let months = months(windows);
     if windows.is_empty() || !ledger_has_months(root, &months) {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
     let ctx = context(root, &[]).await?;
-    let month_filter = df_col("month").in_list(months.iter().map(|m| lit(m.clone())).collect(), false);
-    let parts = [(Part::Base, by_group), (Part::Unique, Some(unique_meters)), (Part::Latest, Some(latest_meters))];
-    for scope in plan_scopes(windows) {
-        let mut scoped = ctx.table("ledger").await?.filter(month_filter.clone())?;
-        let (join, map) = match &scope {
-            Scope::Range { start, end, subs } => {
-                scoped = scoped.filter(df_col(col::EVENT_TIME).gt_eq(ts(*start)).and(df_col(col::EVENT_TIME).lt(ts(*end))))?;
-                (false, Some(subs))
-            }
-            Scope::Join { windows } => {
-                let customers: BTreeSet<&str> = windows.iter().map(|w| w.customer.as_str()).collect();
-                if customers.len() <= IN_LIST_MAX {
-                    scoped = scoped.filter(df_col(col::CUSTOMER).in_list(customers.iter().map(|c| lit(*c)).collect(), false))?;
-                }
-                ctx.deregister_table("windows")?;
-                ctx.register_table("windows", Arc::new(windows_table(windows)?))?;
-                (true, None)
-            }
-        };
-        ctx.deregister_table("scoped")?;
-        ctx.register_table("scoped", scoped.into_view())?;
-        for (part, meters) in parts {
-            if part != Part::Base && meters.is_none_or(<[String]>::is_empty) {
-                continue;
-            }
-            let batches = ctx.sql(&sql(part, meters, by_group.is_some(), join)).await?.collect().await?;
-            for b in &batches {
-                read_batch(b, part, by_group.is_some(), map, &mut out)?;
-            }
-        }
+    let mut df = ctx.table("ledger").await?.filter(df_col("month").in_list(months.iter().map(|m| lit(m.clone())).collect(), false))?;
+    let (start, end) = windows.iter().fold((windows[0].start, windows[0].end), |(s, e), w| (s.min(w.start), e.max(w.end)));
+    df = df.filter(df_col(col::EVENT_TIME).gt_eq(ts(start)).and(df_col(col::EVENT_TIME).lt(ts(end))))?;
+    if let Some(meters) = by_group {
+        df = df.filter(df_col(col::METER).in_list(meters.iter().map(|m| lit(m.clone())).collect(), false))?;
     }
-    Ok(out)
-}
-
-fn sql(part: Part, meters: Option<&[String]>, grouped: bool, join: bool) -> String {
-    // Meter keys are validated to [A-Za-z0-9_-], so quoting them inline is safe.
-    let meter_filter = meters.map_or_else(String::new, |ms| {
-        format!(" AND l.{} IN ({})", col::METER, ms.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", "))
-    });
-    let (from, key, window_filter) = if join {
-        (
-            format!("scoped l JOIN windows w ON l.{} = w.customer", col::CUSTOMER),
-            "w.subscription".to_owned(),
-            format!("l.{t} >= w.w_start AND l.{t} < w.w_end", t = col::EVENT_TIME),
-        )
-    } else {
-        ("scoped l".to_owned(), format!("l.{}", col::CUSTOMER), "TRUE".to_owned())
-    };
-    let group = if grouped { format!(", l.{}", col::GROUP_KEY) } else { String::new() };
-    let group_out = if grouped { ", group_key".to_owned() } else { String::new() };
-    let meter = col::METER;
-    match part {
-        // Segment names sort by stream sequence: the first and last bound where a line's rows are.
-        Part::Base => format!(
-            "SELECT {key} AS k, l.{meter} AS meter, sum(l.{v}) AS v_sum, count(*) AS n, min(l.{v}) AS v_min, max(l.{v}) AS v_max, \
-                    min(l.{s}) AS seg_first, max(l.{s}) AS seg_last{group_sel} \
-             FROM {from} WHERE {window_filter}{meter_filter} GROUP BY {key}, l.{meter}{group}",
-            v = col::VALUE,
-            s = col::SEGMENT,
-            group_sel = if grouped { format!(", l.{} AS group_key", col::GROUP_KEY) } else { String::new() },
-        ),
-        // Distinct values first, then counted: a two-level GROUP BY beats count(DISTINCT) here.
-        Part::Unique => format!(
-            "SELECT k, meter, count(*) AS n_unique{group_out} FROM ( \
-                SELECT {key} AS k, l.{meter} AS meter, l.{u}{group_alias} FROM {from} \
-                WHERE {window_filter}{meter_filter} AND l.{u} IS NOT NULL GROUP BY {key}, l.{meter}, l.{u}{group} \
-             ) GROUP BY k, meter{group_out}",
-            u = col::UNIQUE_VALUE,
-            group_alias = if grouped { format!(", l.{} AS group_key", col::GROUP_KEY) } else { String::new() },
-        ),
-        Part::Latest => format!(
-            "SELECT {key} AS k, l.{meter} AS meter, last_value(l.{v} ORDER BY l.{t}, l.{id}) AS v_latest{group_sel} \
-             FROM {from} WHERE {window_filter}{meter_filter} GROUP BY {key}, l.{meter}{group}",
-            v = col::VALUE,
-            t = col::EVENT_TIME,
-            id = col::EVENT_ID,
-            group_sel = if grouped { format!(", l.{} AS group_key", col::GROUP_KEY) } else { String::new() },
-        ),
+    let customers: BTreeSet<&str> = windows.iter().map(|w| w.customer.as_str()).collect();
+    if customers.len() <= IN_LIST_MAX {
+        df = df.filter(df_col(col::CUSTOMER).in_list(customers.iter().map(|c| lit(*c)).collect(), false))?;
     }
+    let wanted = fold::Wanted { grouped: by_group.is_some(), unique_meters: unique_meters.to_vec(), latest_meters: latest_meters.to_vec() };
+    let df = df.select(fold::columns(&wanted))?;
+    fold::fold(df, windows, &wanted).await
 }
 
 /// Streams every (subscription, meter, value) of `meters` inside the windows to `f`, batch by
@@ -441,59 +330,6 @@ fn decimal(a: &ArrayRef, i: usize) -> Result<Option<Decimal>> {
         .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
 }
 
-/// Reads one result batch; `map` turns customer keys (range scopes) into subscription ids and
-/// drops customers outside the scope.
-fn read_batch(
-    b: &RecordBatch,
-    part: Part,
-    grouped: bool,
-    map: Option<&HashMap<String, String>>,
-    out: &mut HashMap<(String, String, String), MeterAggregates>,
-) -> Result<()> {
-    let keys = strings(b.column(0))?;
-    let subs: Vec<Option<String>> = match map {
-        Some(m) => keys.into_iter().map(|k| k.and_then(|c| m.get(&c).cloned())).collect(),
-        None => keys,
-    };
-    let meters = strings(b.column(1))?;
-    let group_col = match part {
-        Part::Base => 8,
-        Part::Unique | Part::Latest => 3,
-    };
-    let groups = if grouped { strings(b.column(group_col))? } else { vec![None; b.num_rows()] };
-    let count = |c: usize| -> Result<Vec<u64>> {
-        let a = arrow::compute::cast(b.column(c), &DataType::Int64)?;
-        Ok(a.as_primitive::<Int64Type>().values().iter().map(|v| u64::try_from(*v).unwrap_or_default()).collect())
-    };
-    let (counts, uniques) = match part {
-        Part::Base => (count(3)?, Vec::new()),
-        Part::Unique => (Vec::new(), count(2)?),
-        Part::Latest => (Vec::new(), Vec::new()),
-    };
-    let (first, last) = match part {
-        Part::Base => (strings(b.column(6))?, strings(b.column(7))?),
-        _ => (Vec::new(), Vec::new()),
-    };
-    for i in 0..b.num_rows() {
-        let Some(sub) = subs[i].clone() else { continue };
-        let key = (sub, meters[i].clone().unwrap_or_default(), groups[i].clone().unwrap_or_default());
-        let agg = out.entry(key).or_default();
-        match part {
-            Part::Base => {
-                agg.sum = decimal(b.column(2), i)?.unwrap_or_default();
-                agg.count = counts[i];
-                agg.min = decimal(b.column(4), i)?;
-                agg.max = decimal(b.column(5), i)?;
-                agg.segments = first[i].iter().chain(last[i].iter()).cloned().collect();
-                agg.segments.dedup();
-            }
-            Part::Unique => agg.unique = uniques[i],
-            Part::Latest => agg.latest = decimal(b.column(2), i)?,
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,34 +343,12 @@ mod tests {
     }
 
     #[test]
-    fn quarterly_windows_read_every_month_and_share_ranges() {
+    fn quarterly_windows_read_every_month() {
         // A quarter [15 Jan, 15 Apr) touches four ledger months; an end on a month boundary does
         // not read the next month.
         let q = w("q1", "a", "2026-01-15T00:00:00Z", "2026-04-15T00:00:00Z");
         assert_eq!(months(std::slice::from_ref(&q)), ["2026-01", "2026-02", "2026-03", "2026-04"].map(String::from).into());
         let cal = w("q2", "b", "2026-01-01T00:00:00Z", "2026-04-01T00:00:00Z");
         assert_eq!(months(std::slice::from_ref(&cal)), ["2026-01", "2026-02", "2026-03"].map(String::from).into());
-        // Customers with one quarterly window each share the range scan (no join); a customer
-        // with two windows in the quarter (a plan change) goes to the join.
-        let windows = vec![
-            q,
-            w("q3", "c", "2026-01-15T00:00:00Z", "2026-04-15T00:00:00Z"),
-            w("old", "d", "2026-01-15T00:00:00Z", "2026-02-20T00:00:00Z"),
-            w("new", "d", "2026-02-20T00:00:00Z", "2026-04-15T00:00:00Z"),
-        ];
-        let scopes = plan_scopes(&windows);
-        assert_eq!(scopes.len(), 2);
-        match &scopes[0] {
-            Scope::Range { start, end, subs } => {
-                assert_eq!((*start, *end), (t("2026-01-15T00:00:00Z"), t("2026-04-15T00:00:00Z")));
-                assert_eq!(subs.len(), 2);
-                assert_eq!(subs["a"], "q1");
-            }
-            Scope::Join { .. } => panic!("the shared quarter should be a range scan"),
-        }
-        match &scopes[1] {
-            Scope::Join { windows } => assert_eq!(windows.iter().map(|w| w.subscription.as_str()).collect::<Vec<_>>(), ["old", "new"]),
-            Scope::Range { .. } => panic!("two windows of one customer need the join"),
-        }
     }
 }
