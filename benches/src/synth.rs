@@ -195,6 +195,28 @@ plans:
 }
 
 /// Peak resident set size of this process, from /proc (Linux).
+/// CPU time (user + system) of this process so far, in seconds: unlike wall time, it hardly
+/// changes when other processes share the cores.
+#[allow(clippy::float_arithmetic)] // a measurement, not money
+pub fn cpu_secs() -> f64 {
+    // /proc/self/stat fields 14 and 15 (utime, stime) in clock ticks; after the ")" of the
+    // command name they are the 12th and 13th.
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// Resets the peak RSS (`VmHWM`) to the current RSS (Linux `clear_refs` 5), so the next
+/// [`peak_rss_mib`] is the peak of what runs after this call.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 pub fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -28,19 +28,22 @@ use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, LargeStringArray, 
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use datafusion::prelude::{DataFrame, Expr, col as df_col, lit};
 use datafusion::scalar::ScalarValue;
+use foldhash::fast::FixedState;
 use futures::StreamExt;
 use rust_decimal::Decimal;
-use xxhash_rust::xxh3::{Xxh3Builder, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
 use meterline_schemas::ledger::col;
 
 use crate::aggregate::{MeterAggregates, SubWindow};
 use crate::error::{Error, Result};
 
-type Map<K, V> = HashMap<K, V, Xxh3Builder>;
+/// Maps on the per-row path hash with foldhash (fast on short strings and integers); the
+/// results never depend on their iteration order.
+type Map<K, V> = HashMap<K, V, FixedState>;
 
 fn map<K, V>() -> Map<K, V> {
-    HashMap::with_hasher(Xxh3Builder::new())
+    HashMap::with_hasher(FixedState::default())
 }
 
 /// What to fold, besides the windows.
@@ -57,22 +60,39 @@ pub(crate) struct Wanted {
 /// A window: `(start µs, end µs, subscription index)`.
 type Window = (i64, i64, u32);
 
-/// Windows by customer.
+/// A customer's windows: the first, and the rest.
+type Windows<'a> = (Window, &'a [Window]);
+
+/// Windows by customer. The first window of a customer sits in the map's own bucket (one cache
+/// miss per row for most customers); further windows are a range of `more`.
 struct Index {
     subs: Vec<String>,
-    by_customer: Map<String, Vec<Window>>,
+    by_customer: Map<String, (Window, u32, u32)>,
+    more: Vec<Window>,
 }
 
 impl Index {
     fn new(windows: &[SubWindow]) -> Index {
-        let mut by_customer: Map<String, Vec<Window>> = map();
+        let mut grouped: Map<&str, Vec<Window>> = map();
         let mut subs = Vec::with_capacity(windows.len());
         for (i, w) in windows.iter().enumerate() {
             subs.push(w.subscription.clone());
             let i = u32::try_from(i).unwrap_or(u32::MAX);
-            by_customer.entry(w.customer.clone()).or_default().push((w.start.timestamp_micros(), w.end.timestamp_micros(), i));
+            grouped.entry(w.customer.as_str()).or_default().push((w.start.timestamp_micros(), w.end.timestamp_micros(), i));
         }
-        Index { subs, by_customer }
+        let mut by_customer = map();
+        let mut more = Vec::new();
+        for (c, ws) in grouped {
+            let off = u32::try_from(more.len()).unwrap_or(u32::MAX);
+            more.extend_from_slice(&ws[1..]);
+            by_customer.insert(c.to_owned(), (ws[0], off, u32::try_from(ws.len() - 1).unwrap_or(u32::MAX)));
+        }
+        Index { subs, by_customer, more }
+    }
+
+    /// The windows of customer `c`: the first, and the rest.
+    fn of(&self, c: &str) -> Option<Windows<'_>> {
+        self.by_customer.get(c).map(|(first, off, n)| (*first, &self.more[*off as usize..(*off + *n) as usize]))
     }
 }
 
@@ -118,20 +138,63 @@ struct Latest {
     value: Option<i128>,
 }
 
-/// Accumulator of one (subscription, meter, group).
+/// What every row updates in its accumulator: exactly one cache line, since the rows of a
+/// large ledger hit accumulators at random and each miss costs more than the update.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Hot {
+    sum: i128,
+    /// Valid when `valued`.
+    min: i128,
+    /// Valid when `valued`.
+    max: i128,
+    count: u64,
+    /// The segment of the last row added: rows of one segment arrive together, so the
+    /// first/last comparison (in [`Acc`]) runs once per segment, not per row.
+    seg_seen: u32,
+    /// 1 once a non-null value was added.
+    valued: u32,
+}
+
+impl Hot {
+    fn new(seg: u32) -> Hot {
+        Hot { sum: 0, min: i128::MAX, max: i128::MIN, count: 0, seg_seen: seg, valued: 0 }
+    }
+
+    fn add(&mut self, v: i128) -> Result<()> {
+        self.sum = self.sum.checked_add(v).ok_or_else(|| overflow("sum"))?;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.valued = 1;
+        Ok(())
+    }
+
+    fn merge(&mut self, o: &Hot) -> Result<()> {
+        self.count += o.count;
+        self.sum = self.sum.checked_add(o.sum).ok_or_else(|| overflow("sum"))?;
+        if o.valued == 1 {
+            self.min = self.min.min(o.min);
+            self.max = self.max.max(o.max);
+            self.valued = 1;
+        }
+        Ok(())
+    }
+}
+
+/// The rest of an accumulator of one (subscription, meter, group), touched when a row's
+/// segment changes and for LATEST meters.
 #[derive(Clone)]
 struct Acc {
     sub: u32,
     meter: u32,
     group: u32,
-    sum: i128,
-    count: u64,
-    min: Option<i128>,
-    max: Option<i128>,
     seg_first: u32,
     seg_last: u32,
-    latest: Option<Latest>,
+    latest: Option<Box<Latest>>,
 }
+
+/// Meters per subscription with a direct slot.
+const SLOTS: usize = 8;
 
 /// One distinct-count entry: accumulator, hash of the value, batch and row holding the value.
 type Entry = (u32, u64, u32, u32);
@@ -143,7 +206,12 @@ struct Partial {
     segments: Interner,
     unique_meter: Vec<bool>,
     latest_meter: Vec<bool>,
-    keys: Map<(u32, u32, u32), u32>,
+    /// Accumulator of (subscription, meter) for group 0 and the first [`SLOTS`] meters, at
+    /// `sub × SLOTS + meter` (`u32::MAX`: none yet): one cache line per subscription.
+    slots: Vec<u32>,
+    /// The other keys, per subscription: (meter, group, accumulator), scanned linearly.
+    keys: Vec<Vec<(u32, u32, u32)>>,
+    hot: Vec<Hot>,
     accs: Vec<Acc>,
     entries: Vec<Entry>,
     /// `unique_value` columns of the batches that left entries.
@@ -197,7 +265,9 @@ impl Partial {
             segments: Interner::default(),
             unique_meter: Vec::new(),
             latest_meter: Vec::new(),
-            keys: map(),
+            slots: Vec::new(),
+            keys: Vec::new(),
+            hot: Vec::new(),
             accs: Vec::new(),
             entries: Vec::new(),
             kept: Vec::new(),
@@ -251,25 +321,23 @@ impl Partial {
         let batch_no = u32::try_from(self.kept.len()).unwrap_or(u32::MAX);
         let mut kept = false;
         // Consecutive rows often share customer, meter and segment: look them up once.
-        let mut last_customer: Option<(&str, &[Window])> = None;
+        let mut last_customer: Option<(&str, Option<Windows<'_>>)> = None;
         let mut last_meter: Option<(&str, u32)> = None;
         let mut last_segment: Option<(&str, u32)> = None;
         let mut last_group: Option<(&str, u32)> = None;
         for i in 0..n {
             let Some(c) = customers.get(i) else { continue };
-            let windows = match last_customer {
+            let found = match last_customer {
                 Some((lc, ws)) if lc == c => ws,
                 _ => {
-                    let ws: &[Window] = index.by_customer.get(c).map_or(&[], Vec::as_slice);
+                    let ws = index.of(c);
                     last_customer = Some((c, ws));
                     ws
                 }
             };
-            if windows.is_empty() {
-                continue;
-            }
+            let Some((first, rest)) = found else { continue };
             let t = times.value(i);
-            for &(start, end, sub) in windows {
+            for (start, end, sub) in std::iter::once(first).chain(rest.iter().copied()) {
                 if t < start || t >= end {
                     continue;
                 }
@@ -304,37 +372,25 @@ impl Partial {
                         id
                     }
                 };
-                let next = u32::try_from(self.accs.len()).unwrap_or(u32::MAX);
-                let a = *self.keys.entry((sub, meter, group)).or_insert(next);
-                if a == next {
-                    self.accs.push(Acc {
-                        sub,
-                        meter,
-                        group,
-                        sum: 0,
-                        count: 0,
-                        min: None,
-                        max: None,
-                        seg_first: seg,
-                        seg_last: seg,
-                        latest: None,
-                    });
-                }
-                let acc = &mut self.accs[a as usize];
-                acc.count += 1;
+                let a = self.acc(sub, meter, group, seg);
+                let h = &mut self.hot[a as usize];
+                h.count += 1;
                 let v = values.is_valid(i).then(|| values.value(i));
                 if let Some(v) = v {
-                    acc.sum = acc.sum.checked_add(v).ok_or_else(|| overflow("sum"))?;
-                    acc.min = Some(acc.min.map_or(v, |x| x.min(v)));
-                    acc.max = Some(acc.max.map_or(v, |x| x.max(v)));
+                    h.add(v)?;
                 }
-                if seg != acc.seg_first && s < self.segments.texts[acc.seg_first as usize].as_str() {
-                    acc.seg_first = seg;
-                }
-                if seg != acc.seg_last && s > self.segments.texts[acc.seg_last as usize].as_str() {
-                    acc.seg_last = seg;
+                if seg != h.seg_seen {
+                    h.seg_seen = seg;
+                    let acc = &mut self.accs[a as usize];
+                    if s < self.segments.texts[acc.seg_first as usize].as_str() {
+                        acc.seg_first = seg;
+                    }
+                    if s > self.segments.texts[acc.seg_last as usize].as_str() {
+                        acc.seg_last = seg;
+                    }
                 }
                 if self.latest_meter[meter as usize] {
+                    let acc = &mut self.accs[a as usize];
                     let id = ids.get(i).unwrap_or_default();
                     let newer = acc.latest.as_ref().is_none_or(|l| (t, id) > (l.time, l.id.as_str()));
                     if newer {
@@ -345,7 +401,7 @@ impl Partial {
                                 l.id.push_str(id);
                                 l.value = v;
                             }
-                            None => acc.latest = Some(Latest { time: t, id: id.to_owned(), value: v }),
+                            None => acc.latest = Some(Box::new(Latest { time: t, id: id.to_owned(), value: v })),
                         }
                     }
                 }
@@ -361,6 +417,35 @@ impl Partial {
             self.kept.push(Arc::clone(&cols[3]));
         }
         Ok(())
+    }
+
+    /// The accumulator of (subscription, meter, group), created at its first row (in `seg`).
+    fn acc(&mut self, sub: u32, meter: u32, group: u32, seg: u32) -> u32 {
+        let s = sub as usize;
+        let slot = (group == 0 && (meter as usize) < SLOTS).then(|| s * SLOTS + meter as usize);
+        if let Some(k) = slot {
+            if self.slots.len() <= k {
+                self.slots.resize((s + 1) * SLOTS, u32::MAX);
+            }
+            if self.slots[k] != u32::MAX {
+                return self.slots[k];
+            }
+        } else {
+            if self.keys.len() <= s {
+                self.keys.resize_with(s + 1, Vec::new);
+            }
+            if let Some(&(_, _, a)) = self.keys[s].iter().find(|(m, g, _)| *m == meter && *g == group) {
+                return a;
+            }
+        }
+        let a = u32::try_from(self.accs.len()).unwrap_or(u32::MAX);
+        match slot {
+            Some(k) => self.slots[k] = a,
+            None => self.keys[s].push((meter, group, a)),
+        }
+        self.hot.push(Hot::new(seg));
+        self.accs.push(Acc { sub, meter, group, seg_first: seg, seg_last: seg, latest: None });
+        a
     }
 
     /// Adds `other` into `self`.
@@ -380,19 +465,17 @@ impl Partial {
         let groups: Vec<u32> = other.groups.texts.iter().map(|g| self.groups.id(g)).collect();
         let segs: Vec<u32> = other.segments.texts.iter().map(|s| self.segments.id(s)).collect();
         let mut acc_map = Vec::with_capacity(other.accs.len());
-        for o in other.accs {
-            let key = (o.sub, meters[o.meter as usize], groups[o.group as usize]);
-            let next = u32::try_from(self.accs.len()).unwrap_or(u32::MAX);
-            let a = *self.keys.entry(key).or_insert(next);
+        for (o, oh) in other.accs.into_iter().zip(other.hot) {
+            let (meter, group) = (meters[o.meter as usize], groups[o.group as usize]);
             let (first, last) = (segs[o.seg_first as usize], segs[o.seg_last as usize]);
-            if a == next {
-                self.accs.push(Acc { meter: key.1, group: key.2, seg_first: first, seg_last: last, ..o });
+            let fresh = self.accs.len();
+            let a = self.acc(o.sub, meter, group, first);
+            if a as usize == fresh {
+                self.accs[fresh] = Acc { meter, group, seg_first: first, seg_last: last, ..o };
+                self.hot[fresh] = Hot { seg_seen: last, ..oh };
             } else {
+                self.hot[a as usize].merge(&oh)?;
                 let acc = &mut self.accs[a as usize];
-                acc.count += o.count;
-                acc.sum = acc.sum.checked_add(o.sum).ok_or_else(|| overflow("sum"))?;
-                acc.min = [acc.min, o.min].into_iter().flatten().min();
-                acc.max = [acc.max, o.max].into_iter().flatten().max();
                 let text = |s: u32| self.segments.texts[s as usize].as_str();
                 if text(first) < text(acc.seg_first) {
                     acc.seg_first = first;
@@ -468,16 +551,16 @@ pub(crate) async fn fold(
             .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
     };
     let mut out = HashMap::with_capacity(total.accs.len());
-    for (i, a) in total.accs.iter().enumerate() {
+    for (i, (a, h)) in total.accs.iter().zip(&total.hot).enumerate() {
         let mut segments = vec![total.segments.texts[a.seg_first as usize].clone()];
         if a.seg_last != a.seg_first {
             segments.push(total.segments.texts[a.seg_last as usize].clone());
         }
         let agg = MeterAggregates {
-            sum: dec(a.sum)?,
-            count: a.count,
-            min: a.min.map(dec).transpose()?,
-            max: a.max.map(dec).transpose()?,
+            sum: dec(h.sum)?,
+            count: h.count,
+            min: if h.valued == 1 { Some(dec(h.min)?) } else { None },
+            max: if h.valued == 1 { Some(dec(h.max)?) } else { None },
             unique: uniques[i],
             latest: a.latest.as_ref().and_then(|l| l.value).map(dec).transpose()?,
             segments,

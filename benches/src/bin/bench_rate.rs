@@ -19,7 +19,7 @@ use chrono::{TimeZone, Utc};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
-use meterline_benches::synth::{generate, peak_rss_mib};
+use meterline_benches::synth::{cpu_secs, generate, peak_rss_mib, reset_peak_rss};
 use meterline_schemas::catalog::Catalog;
 
 fn catalog(customers: usize) -> anyhow::Result<Catalog> {
@@ -69,31 +69,39 @@ fn run(dir: &Path, customers: usize, json: Option<PathBuf>) -> anyhow::Result<()
         ctx.register_parquet("ledger", &format!("{}/", root.display()), opts).await?;
         Ok::<usize, anyhow::Error>(ctx.sql(sql).await?.collect().await?.iter().map(RecordBatch::num_rows).sum())
     };
-    let t = Instant::now();
-    let groups = rt.block_on(plain(SIMPLE))?;
-    let simple = t.elapsed().as_secs_f64();
-    eprintln!("plain GROUP BY, cheap aggregates: {simple:.2}s ({groups} groups)");
-    let t = Instant::now();
-    rt.block_on(plain(SAME))?;
-    let same = t.elapsed().as_secs_f64();
-    eprintln!("plain GROUP BY, the rating's aggregates: {same:.2}s");
-    let t = Instant::now();
+    // Meterline first, so its peak RSS is its own; the peak is reset before each plain query.
+    let (t, c) = (Instant::now(), cpu_secs());
     let rated = rt.block_on(meterline_rater::rate_period(&root, &catalog, label))?;
-    let ours = t.elapsed().as_secs_f64();
+    let (ours, ours_cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - c);
     let lines: usize = rated.iter().map(|r| r.usage.len()).sum();
-    eprintln!("Meterline rating: {ours:.2}s ({} subscriptions, {lines} usage lines)", rated.len());
     let rss = peak_rss_mib();
+    eprintln!("Meterline rating: {ours:.2}s, {ours_cpu:.2} CPU-s, {rss} MiB ({} subscriptions, {lines} usage lines)", rated.len());
     let subs = rated.len();
+    drop(rated);
+    reset_peak_rss();
+    let (t, c) = (Instant::now(), cpu_secs());
+    let groups = rt.block_on(plain(SIMPLE))?;
+    let (simple, simple_cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - c);
+    let simple_rss = peak_rss_mib();
+    eprintln!("plain GROUP BY, cheap aggregates: {simple:.2}s, {simple_cpu:.2} CPU-s, {simple_rss} MiB ({groups} groups)");
+    reset_peak_rss();
+    let (t, c) = (Instant::now(), cpu_secs());
+    rt.block_on(plain(SAME))?;
+    let (same, same_cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - c);
+    let same_rss = peak_rss_mib();
+    eprintln!("plain GROUP BY, the rating's aggregates: {same:.2}s, {same_cpu:.2} CPU-s, {same_rss} MiB");
     let md = format!(
-        "| what | events | wall time | events/s | Meterline ÷ this | peak RSS (process) |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: |\n\
-         | plain DataFusion GROUP BY: sum, count, min, max | {events} | {simple:.2} s | {:.0} | {:.2}× | |\n\
-         | plain DataFusion GROUP BY: the same aggregates as the rating (ceiling) | {events} | {same:.2} s | {:.0} | {:.2}× | |\n\
-         | Meterline full rating: windows, {subs} subscriptions, {lines} priced lines | {events} | {ours:.2} s | {:.0} | 1.00× | {rss} MiB |\n",
+        "| what | events | wall time | CPU time | events/s | Meterline ÷ this (wall) | Meterline ÷ this (CPU) | peak RSS |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n\
+         | plain DataFusion GROUP BY: sum, count, min, max (ceiling) | {events} | {simple:.2} s | {simple_cpu:.2} s | {:.0} | {:.2}× | {:.2}× | {simple_rss} MiB |\n\
+         | plain DataFusion GROUP BY: the same aggregates as the rating | {events} | {same:.2} s | {same_cpu:.2} s | {:.0} | {:.2}× | {:.2}× | {same_rss} MiB |\n\
+         | **Meterline full rating**: windows, {subs} subscriptions, {lines} priced lines | {events} | **{ours:.2} s** | {ours_cpu:.2} s | {:.0} | 1.00× | 1.00× | {rss} MiB |\n",
         events as f64 / simple,
         ours / simple,
+        ours_cpu / simple_cpu,
         events as f64 / same,
         ours / same,
+        ours_cpu / same_cpu,
         events as f64 / ours
     );
     print!("{md}");
@@ -104,6 +112,8 @@ fn run(dir: &Path, customers: usize, json: Option<PathBuf>) -> anyhow::Result<()
         let v = serde_json::json!({
             "markdown": md, "events": events, "plain_simple_secs": simple, "plain_same_secs": same,
             "rating_secs": ours, "subscriptions": subs, "lines": lines, "peak_rss_mib": rss,
+            "plain_simple_cpu_secs": simple_cpu, "plain_same_cpu_secs": same_cpu, "rating_cpu_secs": ours_cpu,
+            "plain_simple_peak_rss_mib": simple_rss, "plain_same_peak_rss_mib": same_rss,
         });
         std::fs::write(&path, serde_json::to_vec_pretty(&v)?)?;
     }
@@ -111,6 +121,7 @@ fn run(dir: &Path, customers: usize, json: Option<PathBuf>) -> anyhow::Result<()
 }
 
 /// Times each aggregate query of the rating on its own, to see where the time goes.
+#[allow(clippy::float_arithmetic)] // measurements, not money
 fn breakdown(dir: &Path, customers: usize) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let root = dir.canonicalize()?;
@@ -128,12 +139,12 @@ fn breakdown(dir: &Path, customers: usize) -> anyhow::Result<()> {
         })
         .collect();
     for (u, l) in [(vec![], vec![]), (vec!["active_users".to_string()], vec![]), (vec![], vec!["peak_connections".to_string()])] {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_secs());
         let n = rt.block_on(meterline_rater::aggregate::aggregate(&root, &windows, &u, &l))?.len();
-        eprintln!("aggregate u={u:?} l={l:?}: {:.2}s ({n})", t.elapsed().as_secs_f64());
+        eprintln!("aggregate u={u:?} l={l:?}: {:.2}s, {:.2} CPU-s ({n})", t.elapsed().as_secs_f64(), cpu_secs() - c);
     }
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_secs());
     rt.block_on(meterline_rater::rate_period(&root, &cat, "2026-10".parse()?))?;
-    eprintln!("rate_period: {:.2}s", t.elapsed().as_secs_f64());
+    eprintln!("rate_period: {:.2}s, {:.2} CPU-s", t.elapsed().as_secs_f64(), cpu_secs() - c);
     Ok(())
 }
