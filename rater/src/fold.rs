@@ -68,6 +68,9 @@ type Windows<'a> = (Window, &'a [Window]);
 struct Index {
     subs: Vec<String>,
     by_customer: Map<String, (Window, u32, u32)>,
+    /// The same, keyed by the inline string view of customer keys of at most 12 bytes: no string
+    /// hashing or comparison for them.
+    by_inline: Map<u128, (Window, u32, u32)>,
     more: Vec<Window>,
 }
 
@@ -80,19 +83,27 @@ impl Index {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             grouped.entry(w.customer.as_str()).or_default().push((w.start.timestamp_micros(), w.end.timestamp_micros(), i));
         }
-        let mut by_customer = map();
+        let (mut by_customer, mut by_inline) = (map(), map());
         let mut more = Vec::new();
         for (c, ws) in grouped {
             let off = u32::try_from(more.len()).unwrap_or(u32::MAX);
             more.extend_from_slice(&ws[1..]);
-            by_customer.insert(c.to_owned(), (ws[0], off, u32::try_from(ws.len() - 1).unwrap_or(u32::MAX)));
+            let entry = (ws[0], off, u32::try_from(ws.len() - 1).unwrap_or(u32::MAX));
+            if let Some(v) = inline_view(c) {
+                by_inline.insert(v, entry);
+            }
+            by_customer.insert(c.to_owned(), entry);
         }
-        Index { subs, by_customer, more }
+        Index { subs, by_customer, by_inline, more }
+    }
+
+    fn windows(&self, entry: Option<&(Window, u32, u32)>) -> Option<Windows<'_>> {
+        entry.map(|(first, off, n)| (*first, &self.more[*off as usize..(*off + *n) as usize]))
     }
 
     /// The windows of customer `c`: the first, and the rest.
     fn of(&self, c: &str) -> Option<Windows<'_>> {
-        self.by_customer.get(c).map(|(first, off, n)| (*first, &self.more[*off as usize..(*off + *n) as usize]))
+        self.windows(self.by_customer.get(c))
     }
 }
 
@@ -196,8 +207,9 @@ struct Acc {
 /// Meters per subscription with a direct slot.
 const SLOTS: usize = 8;
 
-/// One distinct-count entry: accumulator, hash of the value, batch and row holding the value.
-type Entry = (u32, u64, u32, u32);
+/// One distinct-count entry: accumulator, value length, hash of the value, offset of the value
+/// in the arena (24 bytes).
+type Entry = (u32, u32, u64, u64);
 
 /// The fold of one stream.
 struct Partial {
@@ -214,8 +226,9 @@ struct Partial {
     hot: Vec<Hot>,
     accs: Vec<Acc>,
     entries: Vec<Entry>,
-    /// `unique_value` columns of the batches that left entries.
-    kept: Vec<ArrayRef>,
+    /// The values of the entries, back to back (a batch's column would keep 16 bytes per row
+    /// of every meter alive).
+    arena: Vec<u8>,
     scale: Option<i8>,
 }
 
@@ -236,6 +249,30 @@ impl<'a> Strs<'a> {
         })
     }
 
+    /// Whether rows `i` and `j` hold the same string. String views are compared first: equal
+    /// views are equal strings (the same bytes, or the same inline text), and two unequal inline
+    /// views (at most 12 bytes) are unequal strings; only longer strings are compared byte-wise.
+    fn same(&self, i: usize, j: usize) -> bool {
+        if let Strs::View(a) = self {
+            let (x, y) = (a.views()[i], a.views()[j]);
+            if x == y {
+                return a.is_valid(i) == a.is_valid(j);
+            }
+            if (x as u32) <= 12 && (y as u32) <= 12 {
+                return false;
+            }
+        }
+        self.get(i) == self.get(j)
+    }
+
+    /// The string at `i` as its inline view, when it is a string view of at most 12 bytes.
+    fn inline(&self, i: usize) -> Option<u128> {
+        match self {
+            Strs::View(a) if a.is_valid(i) && (a.views()[i] as u32) <= 12 => Some(a.views()[i]),
+            _ => None,
+        }
+    }
+
     fn get(&self, i: usize) -> Option<&'a str> {
         match self {
             Strs::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
@@ -243,6 +280,18 @@ impl<'a> Strs<'a> {
             Strs::View(a) => a.is_valid(i).then(|| a.value(i)),
         }
     }
+}
+
+/// The inline string view of `s` (arrow's layout: length in the low 32 bits, then the bytes, zero
+/// padded), when it has at most 12 bytes.
+fn inline_view(s: &str) -> Option<u128> {
+    let b = s.as_bytes();
+    (b.len() <= 12).then(|| {
+        let mut v = [0u8; 16];
+        v[..4].copy_from_slice(&u32::try_from(b.len()).unwrap_or(0).to_le_bytes());
+        v[4..4 + b.len()].copy_from_slice(b);
+        u128::from_le_bytes(v)
+    })
 }
 
 /// Any string column as one of the layouts [`Strs`] reads (dictionaries are unpacked).
@@ -270,7 +319,7 @@ impl Partial {
             hot: Vec::new(),
             accs: Vec::new(),
             entries: Vec::new(),
-            kept: Vec::new(),
+            arena: Vec::new(),
             scale: None,
         };
         for m in wanted.unique_meters.iter().chain(&wanted.latest_meters) {
@@ -318,20 +367,20 @@ impl Partial {
             }
             other => return Err(Error::Ledger { location: "ledger".into(), message: format!("unexpected value type {other}") }),
         };
-        let batch_no = u32::try_from(self.kept.len()).unwrap_or(u32::MAX);
-        let mut kept = false;
         // Consecutive rows often share customer, meter and segment: look them up once.
-        let mut last_customer: Option<(&str, Option<Windows<'_>>)> = None;
-        let mut last_meter: Option<(&str, u32)> = None;
-        let mut last_segment: Option<(&str, u32)> = None;
-        let mut last_group: Option<(&str, u32)> = None;
+        let mut last_customer: Option<(usize, Option<Windows<'_>>)> = None;
+        let mut last_meter: Option<(usize, u32)> = None;
+        let mut last_segment: Option<(usize, u32)> = None;
+        let mut last_group: Option<(usize, u32)> = None;
         for i in 0..n {
-            let Some(c) = customers.get(i) else { continue };
             let found = match last_customer {
-                Some((lc, ws)) if lc == c => ws,
+                Some((j, ws)) if customers.same(i, j) => ws,
                 _ => {
-                    let ws = index.of(c);
-                    last_customer = Some((c, ws));
+                    let ws = match customers.inline(i) {
+                        Some(v) => index.windows(index.by_inline.get(&v)),
+                        None => customers.get(i).and_then(|c| index.of(c)),
+                    };
+                    last_customer = Some((i, ws));
                     ws
                 }
             };
@@ -341,22 +390,20 @@ impl Partial {
                 if t < start || t >= end {
                     continue;
                 }
-                let m = meters.get(i).unwrap_or_default();
                 let meter = match last_meter {
-                    Some((lm, id)) if lm == m => id,
+                    Some((j, id)) if meters.same(i, j) => id,
                     _ => {
-                        let id = self.meter(m);
-                        last_meter = Some((m, id));
+                        let id = self.meter(meters.get(i).unwrap_or_default());
+                        last_meter = Some((i, id));
                         id
                     }
                 };
                 let group = if wanted.grouped {
-                    let g = groups.get(i).unwrap_or_default();
                     match last_group {
-                        Some((lg, id)) if lg == g => id,
+                        Some((j, id)) if groups.same(i, j) => id,
                         _ => {
-                            let id = self.groups.id(g);
-                            last_group = Some((g, id));
+                            let id = self.groups.id(groups.get(i).unwrap_or_default());
+                            last_group = Some((i, id));
                             id
                         }
                     }
@@ -365,10 +412,10 @@ impl Partial {
                 };
                 let s = segments.get(i).unwrap_or_default();
                 let seg = match last_segment {
-                    Some((ls, id)) if ls == s => id,
+                    Some((j, id)) if segments.same(i, j) => id,
                     _ => {
                         let id = self.segments.id(s);
-                        last_segment = Some((s, id));
+                        last_segment = Some((i, id));
                         id
                     }
                 };
@@ -408,13 +455,11 @@ impl Partial {
                 if self.unique_meter[meter as usize]
                     && let Some(u) = uniques.get(i)
                 {
-                    self.entries.push((a, xxh3_64(u.as_bytes()), batch_no, u32::try_from(i).unwrap_or(u32::MAX)));
-                    kept = true;
+                    let len = u32::try_from(u.len()).map_err(|_| overflow("unique value length"))?;
+                    self.entries.push((a, len, xxh3_64(u.as_bytes()), self.arena.len() as u64));
+                    self.arena.extend_from_slice(u.as_bytes());
                 }
             }
-        }
-        if kept {
-            self.kept.push(Arc::clone(&cols[3]));
         }
         Ok(())
     }
@@ -491,23 +536,23 @@ impl Partial {
             }
             acc_map.push(a);
         }
-        let offset = u32::try_from(self.kept.len()).unwrap_or(u32::MAX);
-        self.entries.extend(other.entries.into_iter().map(|(a, h, b, r)| (acc_map[a as usize], h, b + offset, r)));
-        self.kept.extend(other.kept);
+        let offset = self.arena.len() as u64;
+        self.entries.extend(other.entries.into_iter().map(|(a, len, h, off)| (acc_map[a as usize], len, h, off + offset)));
+        self.arena.extend_from_slice(&other.arena);
         Ok(())
     }
 
     /// Exact distinct counts per accumulator (module doc).
     fn distinct_counts(&mut self) -> Result<Vec<u64>> {
         let mut counts = vec![0u64; self.accs.len()];
-        self.entries.sort_unstable_by_key(|e| (e.0, e.1));
-        let kept: Vec<Strs<'_>> = self.kept.iter().map(Strs::of).collect::<Result<_>>()?;
-        let value = |e: &Entry| kept[e.2 as usize].get(e.3 as usize).unwrap_or_default();
-        for run in self.entries.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        self.entries.sort_unstable_by_key(|e| (e.0, e.2));
+        let arena = &self.arena;
+        let value = |e: &Entry| &arena[e.3 as usize..e.3 as usize + e.1 as usize];
+        for run in self.entries.chunk_by(|a, b| (a.0, a.2) == (b.0, b.2)) {
             let distinct = if run.len() == 1 {
                 1
             } else {
-                let mut vs: Vec<&str> = run.iter().map(value).collect();
+                let mut vs: Vec<&[u8]> = run.iter().map(value).collect();
                 vs.sort_unstable();
                 vs.dedup();
                 vs.len() as u64
@@ -573,4 +618,30 @@ pub(crate) async fn fold(
         out.insert(key, agg);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries whose hashes are equal but whose values differ (a 64-bit collision, which random
+    /// data cannot produce in a test) still count as two values; equal values count once.
+    #[test]
+    fn equal_hashes_are_told_apart_by_their_values() {
+        let mut p = Partial::new(&Wanted::default());
+        let a = p.acc(0, 0, 0, 0);
+        let b = p.acc(1, 0, 0, 0);
+        let push = |p: &mut Partial, acc: u32, v: &str, hash: u64| {
+            p.entries.push((acc, u32::try_from(v.len()).unwrap_or(0), hash, p.arena.len() as u64));
+            p.arena.extend_from_slice(v.as_bytes());
+        };
+        // acc a: "x" and "y" share hash 7 (a forced collision), "x" again, "z" with hash 9.
+        push(&mut p, a, "x", 7);
+        push(&mut p, a, "y", 7);
+        push(&mut p, a, "x", 7);
+        push(&mut p, a, "z", 9);
+        // acc b: the same value as a's, counted for b on its own.
+        push(&mut p, b, "x", 7);
+        assert_eq!(p.distinct_counts().ok(), Some(vec![3, 1]));
+    }
 }
