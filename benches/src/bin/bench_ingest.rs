@@ -152,6 +152,10 @@ async fn raw(js: &jetstream::Context, cfg: &IngestConfig, per_message: usize) ->
 #[allow(clippy::float_arithmetic, clippy::cast_precision_loss)] // throughput figures, not money
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Ingest's warnings (a consume error, a missed heartbeat) go to stderr; `METERLINE_LOG` as in
+    // `meterline` and `loadtest`.
+    let filter = std::env::var("METERLINE_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1).map(String::as_str).unwrap_or("report");
     let per_message: usize = arg(&args, "--per-message", "1").parse()?;
