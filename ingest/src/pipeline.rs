@@ -35,6 +35,7 @@ use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
 use crate::lease;
 use crate::partition::PartitionSet;
+use crate::pull::{PullOptions, PullStream};
 use crate::segment::{Ledger, RebuildReport, Segment, build_segments};
 use crate::streams::{ensure_consumer, ensure_streams};
 use crate::validate::{AcceptedRef, Deadlines, Refused, Rerouted, Route, Validator};
@@ -230,15 +231,9 @@ impl Worker {
             "dedup index rebuilt from the ledger"
         );
 
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(self.cfg.segment_max_events.min(PULL_MAX_MESSAGES))
-            .max_bytes_per_batch(PULL_MAX_BYTES)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-            .map_err(Error::nats("consume"))?;
+        // Not `consumer.stream()`: async-nats 0.51 can count a pull that the server has already
+        // answered as still open and then stop pulling until its fallback (`crate::pull`).
+        let messages = PullStream::start(&self.js, &consumer, pull_options(&self.cfg)).await?;
         let stop = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel::<Batch>(1);
         let receiver = tokio::spawn(receive(messages, tx, self.cfg.clone(), stop.clone()));
@@ -394,7 +389,7 @@ fn nanos(d: Duration) -> u64 {
 
 /// Fills batches: up to `segment_max_events` events, or whatever arrived within `linger_ms` of
 /// the batch's first message.
-async fn receive(mut messages: jetstream::consumer::pull::Stream, tx: mpsc::Sender<Batch>, cfg: IngestConfig, stop: CancellationToken) {
+async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestConfig, stop: CancellationToken) {
     let idle = Duration::from_millis(cfg.idle_timeout_ms);
     loop {
         let mut batch = Vec::new();
@@ -468,9 +463,19 @@ struct Prepared {
 
 /// Most messages one pull request asks for.
 pub const PULL_MAX_MESSAGES: usize = 10_000;
-/// Most bytes one pull request asks for: large batch messages (100 events are ~25 KB) would
+/// Most bytes one pull request asks for: large batch messages (100 events are ~22 KB) would
 /// otherwise make one pull hundreds of megabytes.
 pub const PULL_MAX_BYTES: usize = 4 << 20;
+
+/// The pulls of ingest's consumers (the raw benchmark pulls the same way).
+pub fn pull_options(cfg: &IngestConfig) -> PullOptions {
+    PullOptions {
+        max_messages: cfg.segment_max_events.clamp(1, PULL_MAX_MESSAGES),
+        max_bytes: PULL_MAX_BYTES,
+        expires: Duration::from_secs(30),
+        heartbeat: Duration::from_secs(5),
+    }
+}
 
 /// Payload bytes above which a batch is decoded in two halves on two threads.
 const PARALLEL_DECODE_BYTES: usize = 256 * 1024;

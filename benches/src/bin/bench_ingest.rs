@@ -123,10 +123,11 @@ async fn raw(js: &jetstream::Context, cfg: &IngestConfig, per_message: usize) ->
             ..Default::default()
         })
         .await?;
-    let batch = cfg.segment_max_events.min(meterline_ingest::pipeline::PULL_MAX_MESSAGES);
+    // The same pulls as ingest, through the same client code.
+    let opts = meterline_ingest::pipeline::pull_options(cfg);
+    let batch = opts.max_messages;
     let started = Instant::now();
-    let mut msgs =
-        c.stream().max_messages_per_batch(batch).max_bytes_per_batch(meterline_ingest::pipeline::PULL_MAX_BYTES).messages().await?;
+    let mut msgs = meterline_ingest::pull::PullStream::start(js, &c, opts).await?;
     let (mut n, mut events) = (0u64, 0u64);
     let mut last = None;
     while n < total {
