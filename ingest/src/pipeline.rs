@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, Message};
 use chrono::Utc;
-use futures::StreamExt;
 use futures::future::try_join_all;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -397,23 +397,40 @@ async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestC
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut ended = false;
         loop {
-            let wait = deadline.map_or(idle, |d| d.saturating_duration_since(tokio::time::Instant::now()));
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                next = tokio::time::timeout(wait, messages.next()) => match next {
-                    Ok(Some(Ok(msg))) => {
-                        events += estimate_events(&msg.payload);
-                        batch.push(msg);
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.linger());
-                        if events >= cfg.segment_max_events { break; }
+            // Messages already received are taken without a timer or a select each (at one event
+            // per message those cost as much as the message); the linger deadline is then checked
+            // every `LINGER_CHECK_EVERY` messages. Only an empty inbox waits, with both.
+            let next = match messages.next().now_or_never() {
+                Some(next) if !stop.is_cancelled() => Ok(next),
+                _ => {
+                    let wait = deadline.map_or(idle, |d| d.saturating_duration_since(tokio::time::Instant::now()));
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        next = tokio::time::timeout(wait, messages.next()) => next,
                     }
-                    Ok(Some(Err(e))) => {
-                        tracing::warn!(error = %e, "jetstream consume error; continuing");
-                        if !batch.is_empty() { break; }
+                }
+            };
+            match next {
+                Ok(Some(Ok(msg))) => {
+                    events += estimate_events(&msg.payload);
+                    batch.push(msg);
+                    let now_due = |d: tokio::time::Instant| batch.len() % LINGER_CHECK_EVERY == 0 && tokio::time::Instant::now() >= d;
+                    if events >= cfg.segment_max_events || deadline.is_some_and(now_due) {
+                        break;
                     }
-                    Ok(None) => { ended = true; break; }
-                    Err(_elapsed) => break,
-                },
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.linger());
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "jetstream consume error; continuing");
+                    if !batch.is_empty() {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(_elapsed) => break,
             }
         }
         if !batch.is_empty() {
@@ -427,6 +444,10 @@ async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestC
         }
     }
 }
+
+/// While received messages are taken without waiting, the linger deadline is checked once per
+/// this many.
+const LINGER_CHECK_EVERY: usize = 256;
 
 /// A batch message holds many events; count array elements cheaply (upper bound).
 fn estimate_events(payload: &[u8]) -> usize {
