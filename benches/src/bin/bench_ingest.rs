@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Each step is its own process, so each peak RSS (VmHWM) is that step's alone. The raw consumer
-//! pulls with the same batch size as ingest and acks cumulatively once per batch, like ingest.
+//! pulls as ingest does (`pipeline::pull_options` through `pull::PullStream`) and acks
+//! cumulatively once per pull-sized batch, like ingest.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
