@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, Message};
+use async_nats::Message;
+use async_nats::jetstream;
 use chrono::Utc;
 use futures::future::try_join_all;
 use futures::{FutureExt, StreamExt};
@@ -360,6 +361,7 @@ impl Worker {
         }
 
         // One cumulative ack covers the batch: the message with the highest stream sequence.
+        let ack = ack.map(|message| jetstream::Message { message, context: self.js.clone() });
         if let Some(last) = &ack {
             last.ack().await.map_err(|e| Error::Nats(format!("ack: {e}")))?;
         }
@@ -545,8 +547,7 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
         index.load(m, keys);
     }
 
-    let seqs: Vec<(u64, i128)> =
-        msgs.iter().map(|m| m.info().map(|i| (i.stream_sequence, i.published.unix_timestamp_nanos())).unwrap_or_default()).collect();
+    let seqs: Vec<(u64, i128)> = msgs.iter().map(|m| crate::pull::stored(m).unwrap_or_default()).collect();
     let (first_seq, last_seq) = seqs.iter().filter(|s| s.0 > 0).fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s.0), hi.max(s.0)));
     let ingested_at = Utc::now();
 

@@ -137,13 +137,13 @@ async fn raw(js: &jetstream::Context, cfg: &IngestConfig, per_message: usize) ->
         events += if m.payload.first() == Some(&b'[') { m.payload.windows(2).filter(|w| w == b"},").count() as u64 + 1 } else { 1 };
         n += 1;
         if n % batch as u64 == 0 {
-            m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            msgs.ackable(m).ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         } else {
             last = Some(m);
         }
     }
     if let Some(m) = last {
-        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        msgs.ackable(m).ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let elapsed = started.elapsed();
     s.delete_consumer(&name).await?;
