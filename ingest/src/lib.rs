@@ -10,6 +10,7 @@
 //! - [`segment`]: Arrow batch building and atomic, fsynced Parquet segment writes.
 //! - [`dlq`]: dead letters with their reason.
 //! - [`pipeline`]: the consume loop; acks only after segments and dead letters are durable.
+//! - [`pull`]: continuous pulling from a JetStream consumer, counted so it never stalls.
 //! - [`mirror`]: the ClickHouse mirror of the ledger (`usage_events`, `usage_hourly`), off the ack path.
 //! - [`publish`]: publishing CloudEvents files to the usage stream.
 //! - [`http`]: the HTTP endpoint `POST /v1/events` (`meterline serve`): decode, publish, await acks.
@@ -28,6 +29,7 @@ pub mod mirror;
 pub mod partition;
 pub mod pipeline;
 pub mod publish;
+pub mod pull;
 pub mod segment;
 pub mod streams;
 pub mod validate;

@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, Message};
+use async_nats::Message;
+use async_nats::jetstream;
 use chrono::Utc;
-use futures::StreamExt;
 use futures::future::try_join_all;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +36,7 @@ use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
 use crate::lease;
 use crate::partition::PartitionSet;
+use crate::pull::{PullOptions, PullStream};
 use crate::segment::{Ledger, RebuildReport, Segment, build_segments};
 use crate::streams::{ensure_consumer, ensure_streams};
 use crate::validate::{AcceptedRef, Deadlines, Refused, Rerouted, Route, Validator};
@@ -230,15 +232,9 @@ impl Worker {
             "dedup index rebuilt from the ledger"
         );
 
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(self.cfg.segment_max_events.min(PULL_MAX_MESSAGES))
-            .max_bytes_per_batch(PULL_MAX_BYTES)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-            .map_err(Error::nats("consume"))?;
+        // Not `consumer.stream()`: async-nats 0.51 can count a pull that the server has already
+        // answered as still open and then stop pulling until its fallback (`crate::pull`).
+        let messages = PullStream::start(&self.js, &consumer, pull_options(&self.cfg)).await?;
         let stop = CancellationToken::new();
         let (tx, mut rx) = mpsc::channel::<Batch>(1);
         let receiver = tokio::spawn(receive(messages, tx, self.cfg.clone(), stop.clone()));
@@ -365,6 +361,7 @@ impl Worker {
         }
 
         // One cumulative ack covers the batch: the message with the highest stream sequence.
+        let ack = ack.map(|message| jetstream::Message { message, context: self.js.clone() });
         if let Some(last) = &ack {
             last.ack().await.map_err(|e| Error::Nats(format!("ack: {e}")))?;
         }
@@ -394,7 +391,7 @@ fn nanos(d: Duration) -> u64 {
 
 /// Fills batches: up to `segment_max_events` events, or whatever arrived within `linger_ms` of
 /// the batch's first message.
-async fn receive(mut messages: jetstream::consumer::pull::Stream, tx: mpsc::Sender<Batch>, cfg: IngestConfig, stop: CancellationToken) {
+async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestConfig, stop: CancellationToken) {
     let idle = Duration::from_millis(cfg.idle_timeout_ms);
     loop {
         let mut batch = Vec::new();
@@ -402,23 +399,40 @@ async fn receive(mut messages: jetstream::consumer::pull::Stream, tx: mpsc::Send
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut ended = false;
         loop {
-            let wait = deadline.map_or(idle, |d| d.saturating_duration_since(tokio::time::Instant::now()));
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                next = tokio::time::timeout(wait, messages.next()) => match next {
-                    Ok(Some(Ok(msg))) => {
-                        events += estimate_events(&msg.payload);
-                        batch.push(msg);
-                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.linger());
-                        if events >= cfg.segment_max_events { break; }
+            // Messages already received are taken without a timer or a select each (at one event
+            // per message those cost as much as the message); the linger deadline is then checked
+            // every `LINGER_CHECK_EVERY` messages. Only an empty inbox waits, with both.
+            let next = match messages.next().now_or_never() {
+                Some(next) if !stop.is_cancelled() => Ok(next),
+                _ => {
+                    let wait = deadline.map_or(idle, |d| d.saturating_duration_since(tokio::time::Instant::now()));
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        next = tokio::time::timeout(wait, messages.next()) => next,
                     }
-                    Ok(Some(Err(e))) => {
-                        tracing::warn!(error = %e, "jetstream consume error; continuing");
-                        if !batch.is_empty() { break; }
+                }
+            };
+            match next {
+                Ok(Some(Ok(msg))) => {
+                    events += estimate_events(&msg.payload);
+                    batch.push(msg);
+                    let now_due = |d: tokio::time::Instant| batch.len() % LINGER_CHECK_EVERY == 0 && tokio::time::Instant::now() >= d;
+                    if events >= cfg.segment_max_events || deadline.is_some_and(now_due) {
+                        break;
                     }
-                    Ok(None) => { ended = true; break; }
-                    Err(_elapsed) => break,
-                },
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.linger());
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "jetstream consume error; continuing");
+                    if !batch.is_empty() {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(_elapsed) => break,
             }
         }
         if !batch.is_empty() {
@@ -432,6 +446,10 @@ async fn receive(mut messages: jetstream::consumer::pull::Stream, tx: mpsc::Send
         }
     }
 }
+
+/// While received messages are taken without waiting, the linger deadline is checked once per
+/// this many.
+const LINGER_CHECK_EVERY: usize = 256;
 
 /// A batch message holds many events; count array elements cheaply (upper bound).
 fn estimate_events(payload: &[u8]) -> usize {
@@ -468,9 +486,19 @@ struct Prepared {
 
 /// Most messages one pull request asks for.
 pub const PULL_MAX_MESSAGES: usize = 10_000;
-/// Most bytes one pull request asks for: large batch messages (100 events are ~25 KB) would
+/// Most bytes one pull request asks for: large batch messages (100 events are ~22 KB) would
 /// otherwise make one pull hundreds of megabytes.
 pub const PULL_MAX_BYTES: usize = 4 << 20;
+
+/// The pulls of ingest's consumers (the raw benchmark pulls the same way).
+pub fn pull_options(cfg: &IngestConfig) -> PullOptions {
+    PullOptions {
+        max_messages: cfg.segment_max_events.clamp(1, PULL_MAX_MESSAGES),
+        max_bytes: PULL_MAX_BYTES,
+        expires: Duration::from_secs(30),
+        heartbeat: Duration::from_secs(5),
+    }
+}
 
 /// Payload bytes above which a batch is decoded in two halves on two threads.
 const PARALLEL_DECODE_BYTES: usize = 256 * 1024;
@@ -519,8 +547,7 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
         index.load(m, keys);
     }
 
-    let seqs: Vec<(u64, i128)> =
-        msgs.iter().map(|m| m.info().map(|i| (i.stream_sequence, i.published.unix_timestamp_nanos())).unwrap_or_default()).collect();
+    let seqs: Vec<(u64, i128)> = msgs.iter().map(|m| crate::pull::stored(m).unwrap_or_default()).collect();
     let (first_seq, last_seq) = seqs.iter().filter(|s| s.0 > 0).fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s.0), hi.max(s.0)));
     let ingested_at = Utc::now();
 

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Each step is its own process, so each peak RSS (VmHWM) is that step's alone. The raw consumer
-//! pulls with the same batch size as ingest and acks cumulatively once per batch, like ingest.
+//! pulls as ingest does (`pipeline::pull_options` through `pull::PullStream`) and acks
+//! cumulatively once per pull-sized batch, like ingest.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -123,10 +124,11 @@ async fn raw(js: &jetstream::Context, cfg: &IngestConfig, per_message: usize) ->
             ..Default::default()
         })
         .await?;
-    let batch = cfg.segment_max_events.min(meterline_ingest::pipeline::PULL_MAX_MESSAGES);
+    // The same pulls as ingest, through the same client code.
+    let opts = meterline_ingest::pipeline::pull_options(cfg);
+    let batch = opts.max_messages;
     let started = Instant::now();
-    let mut msgs =
-        c.stream().max_messages_per_batch(batch).max_bytes_per_batch(meterline_ingest::pipeline::PULL_MAX_BYTES).messages().await?;
+    let mut msgs = meterline_ingest::pull::PullStream::start(js, &c, opts).await?;
     let (mut n, mut events) = (0u64, 0u64);
     let mut last = None;
     while n < total {
@@ -135,13 +137,13 @@ async fn raw(js: &jetstream::Context, cfg: &IngestConfig, per_message: usize) ->
         events += if m.payload.first() == Some(&b'[') { m.payload.windows(2).filter(|w| w == b"},").count() as u64 + 1 } else { 1 };
         n += 1;
         if n % batch as u64 == 0 {
-            m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            msgs.ackable(m).ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         } else {
             last = Some(m);
         }
     }
     if let Some(m) = last {
-        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        msgs.ackable(m).ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let elapsed = started.elapsed();
     s.delete_consumer(&name).await?;
@@ -152,6 +154,10 @@ async fn raw(js: &jetstream::Context, cfg: &IngestConfig, per_message: usize) ->
 #[allow(clippy::float_arithmetic, clippy::cast_precision_loss)] // throughput figures, not money
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Ingest's warnings (a consume error, a missed heartbeat) go to stderr; `METERLINE_LOG` as in
+    // `meterline` and `loadtest`.
+    let filter = std::env::var("METERLINE_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1).map(String::as_str).unwrap_or("report");
     let per_message: usize = arg(&args, "--per-message", "1").parse()?;
