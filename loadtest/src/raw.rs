@@ -327,14 +327,15 @@ mod tests {
         assert!(line.contains("30,000 ev/s = **0.24 × the raw ceiling**"), "{line}");
         assert!(!c.markdown(None).contains("Meterline"));
         let mut h = histogram();
+        // 10 µs .. 1,000 µs in steps of 10 (exact in the histogram below 2,048 µs).
         for v in 1..=100u64 {
-            h.record(v * 100).expect("in range");
+            h.record(v * 10).expect("in range");
         }
-        // p99 of 100 µs .. 10,000 µs in steps of 100 is 9,900 µs; 495 ms / 9.9 ms = 50.
+        // p99 is 990 µs; 495 ms / 0.99 ms = 500.
         let a = RawAck { offered_rate: 15_000, acked: 100, saturated: 0, failed: 0, ack: Latency::of(&h) };
-        assert_eq!(a.ack.p99_us, 9_900);
+        assert_eq!(a.ack.p99_us, 990);
         let line = a.markdown(495_000);
-        assert!(line.contains("p99 9.900 ms"), "{line}");
-        assert!(line.contains("495.000 ms = **50.00 × raw p99**"), "{line}");
+        assert!(line.contains("p99 0.990 ms"), "{line}");
+        assert!(line.contains("495.000 ms = **500.00 × raw p99**"), "{line}");
     }
 }
