@@ -353,7 +353,9 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
                                     t.js_duplicates += 1;
                                 } else {
                                     t.durable[pc[customer as usize]].insert(ack.sequence, scheduled_ns);
-                                    if spend && matches!(kind, Kind::Fresh | Kind::Late) {
+                                    // A re-send JetStream stored is the event's first stored copy (the
+                                    // original was saturated, never sent): spend will show it too.
+                                    if spend && matches!(kind, Kind::Fresh | Kind::Late | Kind::Duplicate) {
                                         let c = customer as usize;
                                         match t.spend_early[c].pop_front() {
                                             // Spend already showed it, before its answer came back.
