@@ -19,9 +19,20 @@ LOADTEST_STEP_PERCENT ?= 150
 LOADTEST_STEP_SECS ?= 10
 LOADTEST_SECS ?= 60
 LOADTEST_PROFILE ?= release
+# nats: publish to JetStream directly; http: POST each event to the HTTP ingest started in-process
+# (results then go to loadtest-http-*.json). LOADTEST_IN_FLIGHT bounds sends awaiting an answer.
+LOADTEST_TRANSPORT ?= nats
+LOADTEST_IN_FLIGHT ?= 8192
+LOADTEST_OUT = $(if $(filter http,$(LOADTEST_TRANSPORT)),loadtest-http,loadtest)
+# `make loadtest-http`: a shorter sweep and run; 1,024 requests in flight (each holds a loopback
+# connection, two file descriptors in the one process).
+LOADTEST_HTTP_START ?= 1000
+LOADTEST_HTTP_STEP_SECS ?= 5
+LOADTEST_HTTP_SECS ?= 30
+LOADTEST_HTTP_IN_FLIGHT ?= 1024
 BENCH_RESULTS := .local/bench/results
 
-.PHONY: screenshots bench bench-close bench-ingest loadtest bench-rate demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
+.PHONY: screenshots bench bench-close bench-ingest loadtest loadtest-http bench-rate demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
 
 demo: services-up
 	$(CARGO) build --bin meterline
@@ -90,14 +101,22 @@ bench-close:
 	./target/release/bench-close --customers $(BENCH_CLOSE_CUSTOMERS) --events $(BENCH_CLOSE_EVENTS) --extra-meters 4 \
 		--dir .local/bench/close --database lt_bench_close --json $(BENCH_RESULTS)/bench-close.json
 
-# Open-loop load test over NATS with in-process ingest (stream lt_usage, database lt_loadtest):
-# a --find-max sweep, then a run at half the maximum. Needs NATS and ClickHouse running.
+# Open-loop load test with in-process ingest (stream lt_usage, database lt_loadtest), over
+# LOADTEST_TRANSPORT: a --find-max sweep, then a run at half the maximum, each beside the raw
+# JetStream ceiling measured in the same run. Needs NATS and ClickHouse running.
 loadtest:
 	$(CARGO) build --profile $(LOADTEST_PROFILE) -p meterline-loadtest --bin loadtest
-	./target/$(LOADTEST_PROFILE)/loadtest --find-max --rate $(LOADTEST_START) --step-percent $(LOADTEST_STEP_PERCENT) \
-		--step-secs $(LOADTEST_STEP_SECS) --quiet --json $(BENCH_RESULTS)/loadtest-sweep.json
-	rate=$${LOADTEST_RATE:-$$(python3 -c 'import json;print(max(1,json.load(open("$(BENCH_RESULTS)/loadtest-sweep.json"))["max_sustainable_rate"]//2))')}; \
-	./target/$(LOADTEST_PROFILE)/loadtest --rate $$rate --duration $(LOADTEST_SECS) --json $(BENCH_RESULTS)/loadtest-run.json
+	./target/$(LOADTEST_PROFILE)/loadtest --transport $(LOADTEST_TRANSPORT) --in-flight $(LOADTEST_IN_FLIGHT) \
+		--find-max --rate $(LOADTEST_START) --step-percent $(LOADTEST_STEP_PERCENT) \
+		--step-secs $(LOADTEST_STEP_SECS) --quiet --json $(BENCH_RESULTS)/$(LOADTEST_OUT)-sweep.json
+	rate=$${LOADTEST_RATE:-$$(python3 -c 'import json;print(max(1,json.load(open("$(BENCH_RESULTS)/$(LOADTEST_OUT)-sweep.json"))["max_sustainable_rate"]//2))')}; \
+	./target/$(LOADTEST_PROFILE)/loadtest --transport $(LOADTEST_TRANSPORT) --in-flight $(LOADTEST_IN_FLIGHT) \
+		--rate $$rate --duration $(LOADTEST_SECS) --json $(BENCH_RESULTS)/$(LOADTEST_OUT)-run.json
+
+# The same over HTTP (POST /v1/events, one event per request), shorter.
+loadtest-http:
+	$(MAKE) loadtest LOADTEST_TRANSPORT=http LOADTEST_IN_FLIGHT=$(LOADTEST_HTTP_IN_FLIGHT) LOADTEST_START=$(LOADTEST_HTTP_START) \
+		LOADTEST_STEP_SECS=$(LOADTEST_HTTP_STEP_SECS) LOADTEST_SECS=$(LOADTEST_HTTP_SECS)
 
 # Every benchmark, then docs/PERFORMANCE.md (generated part) and docs/img/loadtest-latency.png
 # regenerated from their JSON. Needs NATS and ClickHouse running; about 45 min with release builds.
@@ -107,4 +126,5 @@ bench:
 	$(MAKE) bench-rate
 	$(MAKE) bench-close
 	$(MAKE) loadtest
+	$(MAKE) loadtest-http
 	$(CARGO) run --release -p meterline-loadtest --bin perf-doc -- --results $(BENCH_RESULTS)

@@ -13,9 +13,14 @@
 //! **All or nothing per request**: if any event is invalid the answer is 400 listing every
 //! invalid event (index, field, value, reason) and nothing from the request is published. A
 //! valid request becomes one JetStream message per event, with `Nats-Msg-Id` = the event's
-//! dedup key (as `events publish` does); the answer is 202 `{"accepted": n, "duplicates": k}`
-//! only once JetStream has acked every message (`duplicates`: messages JetStream already had
-//! within its duplicate window). When NATS fails the answer is 503, and a timeout is 408: some
+//! dedup key (as `events publish` does); the answer is 202
+//! `{"accepted": n, "duplicates": k, "sequences": [s0, s1, …]}` only once JetStream has acked
+//! every message (`duplicates`: messages JetStream already had within its duplicate window;
+//! `sequences`: each event's stream sequence from its publish ack, in request order; for a
+//! duplicate, JetStream answers with the sequence of the message it already had). `sequences` was
+//! added after `accepted` and `duplicates`; clients that read only those two are unaffected.
+//! It lets a producer follow its events further, e.g. to a consumer's ack floor (the load test
+//! measures publish → durable that way). When NATS fails the answer is 503, and a timeout is 408: some
 //! events may then be stored already, and retrying the whole request is safe because JetStream
 //! drops repeated `Nats-Msg-Id`s and ingest deduplicates exactly by (source, id).
 //!
@@ -272,9 +277,10 @@ async fn post_events(State(st): State<HttpIngest>, req: Request) -> Response {
     };
     let n = events.len();
     match publish(&st.js, &st.subject_prefix, events).await {
-        Ok(duplicates) => {
+        Ok(Acked { duplicates, sequences }) => {
             tracing::info!(events = n, duplicates, "accepted");
-            (StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": n, "duplicates": duplicates }))).into_response()
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": n, "duplicates": duplicates, "sequences": sequences })))
+                .into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, events = n, "publish failed");
@@ -339,20 +345,31 @@ fn invalid(index: usize, line: Option<usize>, e: EventError) -> Invalid {
     Invalid { index, line, field: e.field, value: e.value, reason: e.reason }
 }
 
-/// Publishes every event as its own message and awaits every ack; returns the duplicates.
-async fn publish(js: &jetstream::Context, prefix: &str, events: Vec<Outgoing>) -> Result<u64, String> {
+/// The JetStream acks of one request.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Acked {
+    /// Messages JetStream already had within its duplicate window.
+    duplicates: u64,
+    /// Each event's stream sequence, in request order.
+    sequences: Vec<u64>,
+}
+
+/// Publishes every event as its own message and awaits every ack.
+async fn publish(js: &jetstream::Context, prefix: &str, events: Vec<Outgoing>) -> Result<Acked, String> {
     let mut pending = FuturesUnordered::new();
-    let mut duplicates = 0;
-    let mut settle = |r: Result<jetstream::publish::PublishAck, jetstream::context::PublishError>| -> Result<(), String> {
-        duplicates += u64::from(r.map_err(|e| format!("publish ack: {e}"))?.duplicate);
+    let mut acked = Acked { duplicates: 0, sequences: vec![0; events.len()] };
+    let mut settle = |(i, r): (usize, Result<jetstream::publish::PublishAck, jetstream::context::PublishError>)| -> Result<(), String> {
+        let ack = r.map_err(|e| format!("publish ack: {e}"))?;
+        acked.duplicates += u64::from(ack.duplicate);
+        acked.sequences[i] = ack.sequence;
         Ok(())
     };
-    for ev in events {
+    for (i, ev) in events.into_iter().enumerate() {
         let mut headers = NatsHeaders::new();
         headers.insert("Nats-Msg-Id", ev.msg_id.as_str());
         let subject = format!("{prefix}.events.{}", ev.token);
         let ack = js.publish_with_headers(subject, headers, ev.payload).await.map_err(|e| format!("publish: {e}"))?;
-        pending.push(ack.into_future());
+        pending.push(async move { (i, ack.await) });
         while pending.len() >= IN_FLIGHT {
             if let Some(r) = pending.next().await {
                 settle(r)?;
@@ -362,7 +379,7 @@ async fn publish(js: &jetstream::Context, prefix: &str, events: Vec<Outgoing>) -
     while let Some(r) = pending.next().await {
         settle(r)?;
     }
-    Ok(duplicates)
+    Ok(acked)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

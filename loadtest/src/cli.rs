@@ -9,12 +9,17 @@ use meterline_schemas::clickhouse::ClickHouseConfig;
 
 use crate::error::{Error, Result};
 use crate::mix::{MixShares, parse_share};
-use crate::run::{Options, run_once};
+use crate::run::{Options, Transport, run_once};
 use crate::sweep::{SweepOptions, find_max};
 
-/// `loadtest`: open-loop load over NATS with in-process ingest; latency from the scheduled send.
+/// `loadtest`: open-loop load over NATS or HTTP with in-process ingest; latency from the
+/// scheduled send.
 #[derive(Debug, Clone, Args)]
 pub struct LoadtestArgs {
+    /// How events are sent: `nats` publishes to JetStream directly; `http` POSTs each event to
+    /// Meterline's HTTP ingest started in-process on a loopback port, with a key made for the run.
+    #[arg(long, value_enum, default_value_t = Transport::Nats)]
+    pub transport: Transport,
     /// Offered load, events per second.
     #[arg(long, default_value_t = 5_000)]
     pub rate: u64,
@@ -39,7 +44,8 @@ pub struct LoadtestArgs {
     /// Share of invalid events (dead-lettered).
     #[arg(long, default_value = "0.1%", value_parser = parse_share)]
     pub invalid: u32,
-    /// Publishes awaiting their ack at most; beyond, events are counted as saturated.
+    /// Sends awaiting their answer at most (JetStream acks, or HTTP requests, each holding a
+    /// connection); beyond, events are counted as saturated.
     #[arg(long, default_value_t = 8_192)]
     pub in_flight: usize,
     /// NATS server.
@@ -96,6 +102,11 @@ pub struct LoadtestArgs {
     /// Steps to run after the first failing one (they show the knee in the plot).
     #[arg(long, default_value_t = 1)]
     pub extra_steps: u32,
+    /// Seconds of each raw JetStream measurement on the same server: the ceiling (most publish
+    /// acks per second) before a run or at the start of a sweep, and publish → ack at the offered
+    /// rate before a run or each step. 0 skips them.
+    #[arg(long, default_value_t = 5)]
+    pub raw_secs: u64,
     /// Write the JSON report here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -108,6 +119,7 @@ impl LoadtestArgs {
     /// The run options; ClickHouse user and password come from `base`.
     pub fn options(&self, base: &ClickHouseConfig) -> Options {
         Options {
+            transport: self.transport,
             nats_url: self.nats_url.clone(),
             clickhouse: ClickHouseConfig { url: self.clickhouse_url.clone(), database: self.database.clone(), ..base.clone() },
             ledger: self.ledger.clone(),
@@ -127,6 +139,8 @@ impl LoadtestArgs {
             poll_ms: self.poll_ms,
             drain_timeout: Duration::from_secs(self.drain_timeout),
             progress: !self.quiet,
+            raw_secs: self.raw_secs,
+            raw_ceiling: true,
         }
     }
 }
@@ -145,9 +159,11 @@ pub async fn run(args: &LoadtestArgs, base: &ClickHouseConfig) -> Result<()> {
         };
         let sweep = find_max(&opts, s, |r| {
             eprintln!(
-                "step {} ev/s: achieved {} ev/s, durable p99 {} ms, spend p99 {} ms, errors {}",
+                "step {} ev/s over {}: achieved {} ev/s, raw ack p99 {} ms, durable p99 {} ms, spend p99 {} ms, errors {}",
                 r.offered_rate,
+                r.target,
                 r.achieved_rate,
+                r.raw_ack.map(|a| crate::report::ms(a.ack.p99_us)).unwrap_or_else(|| "-".into()),
                 crate::report::ms(r.durable.p99_us),
                 crate::report::ms(r.spend.p99_us),
                 r.errors.total()

@@ -1,10 +1,13 @@
 //! Results of a run: latency percentiles (hdrhistogram, microseconds), rates and errors, as JSON
 //! and as a markdown table. Integers only: microseconds and events per second.
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::mix::MixCounts;
+use crate::raw::{RawAck, RawCeiling, ratio};
 
 /// Histogram of latencies in microseconds, 1 µs to 1 hour, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
@@ -51,7 +54,8 @@ pub struct Errors {
     /// Events not sent because `--in-flight` publishes were already awaiting their ack: the
     /// generator (or the server) could not keep up with the offered rate.
     pub saturated: u64,
-    /// Publishes that failed (no JetStream ack).
+    /// Sends that failed: no JetStream ack, or over HTTP any answer but 202 (except the expected
+    /// 400 for an invalid event), by status in [`RunReport::failed_by_status`].
     pub publish_failed: u64,
     /// Stored events whose durability was not observed before the drain timeout.
     pub durable_unobserved: u64,
@@ -69,15 +73,18 @@ impl Errors {
 /// The report of one run at one offered rate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunReport {
-    /// `nats`.
+    /// The transport: `nats` or `http`.
     pub target: String,
     /// `debug` or `release`.
     pub build: String,
+    /// Sends awaiting their answer at most (`--in-flight`).
+    #[serde(default)]
+    pub in_flight: u64,
     /// Offered load, events/s.
     pub offered_rate: u64,
     /// Events generated (sent or saturated).
     pub events: u64,
-    /// Events published and acked by JetStream.
+    /// Events acked by JetStream (over HTTP: answered 202, which comes after the JetStream ack).
     pub sent: u64,
     /// Wall time of the sending phase, ms.
     pub send_ms: u64,
@@ -91,8 +98,22 @@ pub struct RunReport {
     pub jetstream_duplicates: u64,
     /// What ingest counted.
     pub ingest: IngestCounts,
-    /// Scheduled send → JetStream publish ack.
+    /// Scheduled send → JetStream publish ack (over HTTP: → the 202 answer).
     pub publish_ack: Latency,
+    /// HTTP: invalid events refused with 400, as they should be (over NATS ingest dead-letters
+    /// them instead); not errors.
+    #[serde(default)]
+    pub refused_invalid: u64,
+    /// HTTP: failed sends by status code (`transport` when there was no answer); their sum is
+    /// `errors.publish_failed`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_by_status: BTreeMap<String, u64>,
+    /// The raw ceiling measured before this run (single runs; a sweep measures it once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_ceiling: Option<RawCeiling>,
+    /// Raw JetStream publish → ack at this run's offered rate, measured just before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_ack: Option<RawAck>,
     /// Scheduled send → durable (ingest acked it, which it does only after the fsync).
     pub durable: Latency,
     /// Scheduled send → visible in ClickHouse `current_spend`.
@@ -123,6 +144,9 @@ pub struct IngestCounts {
 pub struct SweepReport {
     /// p99 publish→durable bound, µs.
     pub bound_p99_us: u64,
+    /// The raw ceiling, measured at the start of the sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_ceiling: Option<RawCeiling>,
     /// Highest offered rate whose step passed (0 when none did).
     pub max_sustainable_rate: u64,
     /// The steps, in order.
@@ -148,12 +172,32 @@ pub fn thousands(n: u64) -> String {
 }
 
 impl RunReport {
+    /// Whether events went over HTTP.
+    pub fn over_http(&self) -> bool {
+        self.target == "http"
+    }
+
+    /// `failed_by_status` as `503: 2, transport: 1`, or `none`.
+    pub fn failures_by_status(&self) -> String {
+        if self.failed_by_status.is_empty() {
+            return "none".into();
+        }
+        self.failed_by_status.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+    }
+
     /// The latency table and a summary line, in markdown.
     pub fn markdown(&self) -> String {
+        let (how, failed) = if self.over_http() {
+            ("POSTed one per request to the in-process HTTP ingest and answered 202", "non-202 answers")
+        } else {
+            ("published and acked by JetStream", "publish failed")
+        };
         let mut s = format!(
-            "offered {} ev/s ({} build), {} events, {} sent and acked by JetStream in {} ms: **{} ev/s achieved**; errors: {} saturated, {} publish failed, {} durable unobserved, {} spend unobserved\n\n",
+            "{} transport, offered {} ev/s ({} build, {} in flight at most), {} events, {} {how} in {} ms: **{} ev/s achieved**; errors: {} saturated, {} {failed}, {} durable unobserved, {} spend unobserved\n\n",
+            self.target,
             thousands(self.offered_rate),
             self.build,
+            thousands(self.in_flight),
             thousands(self.events),
             thousands(self.sent),
             thousands(self.send_ms),
@@ -163,13 +207,24 @@ impl RunReport {
             self.errors.durable_unobserved,
             self.errors.spend_unobserved
         );
+        if self.over_http() {
+            s.push_str(&format!(
+                "HTTP failures by status: {}; invalid events refused with 400 as expected (not errors): {}\n\n",
+                self.failures_by_status(),
+                self.refused_invalid
+            ));
+        }
         s.push_str("| latency from the scheduled send | events | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n");
         s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        let answer = if self.over_http() { "HTTP 202 (after the JetStream ack)" } else { "JetStream publish ack" };
+        let raw = self.raw_ack.map(|r| r.ack);
         for (name, l) in [
-            ("JetStream publish ack", &self.publish_ack),
-            ("durable in the ledger (ingest ack)", &self.durable),
-            ("visible in current spend", &self.spend),
+            ("raw JetStream publish ack, same rate (scratch stream, no consumer)", raw.as_ref()),
+            (answer, Some(&self.publish_ack)),
+            ("durable in the ledger (ingest ack)", Some(&self.durable)),
+            ("visible in current spend", Some(&self.spend)),
         ] {
+            let Some(l) = l else { continue };
             s.push_str(&format!(
                 "| {name} | {} | {} | {} | {} | {} | {} |\n",
                 thousands(l.count),
@@ -195,6 +250,19 @@ impl RunReport {
             self.spend_refresh_max_ms,
             ms(self.max_send_lag_us)
         ));
+        if let Some(c) = &self.raw_ceiling {
+            s.push('\n');
+            s.push_str(&c.markdown(None));
+            s.push_str(&format!(
+                "this run offered {} ev/s = {} × the raw ceiling\n",
+                thousands(self.offered_rate),
+                ratio(self.offered_rate, c.rate)
+            ));
+        }
+        if let Some(r) = &self.raw_ack {
+            s.push('\n');
+            s.push_str(&r.markdown(self.durable.p99_us));
+        }
         s
     }
 }
@@ -207,13 +275,18 @@ impl SweepReport {
             thousands(self.max_sustainable_rate),
             ms(self.bound_p99_us)
         );
-        s.push_str("| offered ev/s | achieved ev/s | durable p50 ms | p99 ms | p99.9 ms | max ms | spend p99 ms | errors | passed |\n");
-        s.push_str("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        if let Some(c) = &self.raw_ceiling {
+            s.push_str(&c.markdown(Some(self.max_sustainable_rate)));
+            s.push('\n');
+        }
+        s.push_str("| offered ev/s | achieved ev/s | raw ack p99 ms | durable p50 ms | p99 ms | p99.9 ms | max ms | spend p99 ms | errors | passed |\n");
+        s.push_str("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
         for r in &self.steps {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 thousands(r.offered_rate),
                 thousands(r.achieved_rate),
+                r.raw_ack.map(|a| ms(a.ack.p99_us)).unwrap_or_else(|| "–".into()),
                 ms(r.durable.p50_us),
                 ms(r.durable.p99_us),
                 ms(r.durable.p999_us),
@@ -272,7 +345,7 @@ mod tests {
         }
         let back: RunReport = serde_json::from_value(v).expect("round trip");
         assert_eq!(back, r);
-        let sweep = SweepReport { bound_p99_us: 1_000_000, max_sustainable_rate: 1000, steps: vec![r] };
+        let sweep = SweepReport { bound_p99_us: 1_000_000, max_sustainable_rate: 1000, steps: vec![r], raw_ceiling: None };
         let v = serde_json::to_value(&sweep).expect("serializable");
         assert!(v["steps"].is_array() && v["max_sustainable_rate"] == 1000);
         assert!(sweep.markdown().contains("| 1,000 |"));

@@ -1,4 +1,14 @@
-//! One load-test run: open-loop publishing over NATS, in-process ingest, and the two observers.
+//! One load-test run: open-loop sending over NATS or HTTP, in-process ingest, and the two observers.
+//!
+//! **Transports.** `nats` publishes each event to JetStream directly, as a producer with a NATS
+//! connection does. `http` starts Meterline's HTTP ingest in-process ([`crate::http`]) and sends
+//! each event as its own `POST /v1/events`; the 202 comes after JetStream's ack and carries the
+//! stream sequence, so everything below applies unchanged. Either way at most `in_flight` sends
+//! await their answer; beyond that an event is counted as saturated, not sent.
+//!
+//! **Raw ceiling.** Before the run (and before ingest starts), [`crate::raw`] measures plain
+//! JetStream publishing of the same events on the same server: the most acks per second, and
+//! publish → ack latency at the run's offered rate. The report puts them beside the run's figures.
 //!
 //! **Publish → durable.** Ingest acks a partition's messages cumulatively (`AckPolicy::All`),
 //! only after their segment is fsynced (or their dead letter is acked). Every publish ack gives
@@ -13,9 +23,12 @@
 //! ledger row of its customer (one meter per event type), and a partition's events reach the
 //! ledger in stream order, so when a refresh reports `k` ledger rows for a customer, that
 //! customer's first `k` valid events (by stream sequence) are visible from the moment the insert
-//! returned. Resolution: the refresh's own duration plus the interval.
+//! returned. Resolution: the refresh's own duration plus the interval. An event's answer can come
+//! back after a refresh already showed it (over HTTP the 202 crosses the server, and ingest may
+//! write a late-arriving event of a batch at once): a refresh that shows more rows than events
+//! known keeps the surplus with its time, and the next answers of that customer take those times.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +38,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
 use chrono::Utc;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -38,13 +52,37 @@ use meterline_schemas::money::RoundingMode;
 use meterline_schemas::period::PeriodLabel;
 
 use crate::error::{Error, Result};
+use crate::http::{Accepted, HttpTarget, Refused};
 use crate::mix::{Kind, Mix, MixShares, customer_key};
+use crate::raw::RawOptions;
 use crate::report::{Errors, IngestCounts, Latency, RunReport, histogram};
 use crate::schedule::{Schedule, latency_ns};
+
+/// How events reach JetStream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// Publish to JetStream directly.
+    #[default]
+    Nats,
+    /// `POST /v1/events` to Meterline's HTTP ingest, started in-process; one event per request.
+    Http,
+}
+
+impl Transport {
+    /// `nats` or `http`, as in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Nats => "nats",
+            Transport::Http => "http",
+        }
+    }
+}
 
 /// Everything a run needs; every name is the run's own, so it runs next to real data.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// How events are sent.
+    pub transport: Transport,
     /// NATS server.
     pub nats_url: String,
     /// ClickHouse connection and the run's own database (dropped and re-created at start).
@@ -84,6 +122,11 @@ pub struct Options {
     pub drain_timeout: Duration,
     /// Show a live progress line.
     pub progress: bool,
+    /// Seconds of each raw measurement before the run (0: none).
+    pub raw_secs: u64,
+    /// Measure the raw ceiling (most publish acks per second) before the run, besides the raw
+    /// publish → ack latency at the run's rate.
+    pub raw_ceiling: bool,
 }
 
 impl Options {
@@ -100,6 +143,21 @@ impl Options {
             partitions: self.partitions,
             metrics_listen: String::new(),
             ..IngestConfig::default()
+        }
+    }
+
+    /// The raw measurements' options: the run's mix and limits, its stream's configuration.
+    pub fn raw_options(&self) -> RawOptions {
+        let cfg = self.ingest_config();
+        RawOptions {
+            stream: self.stream.clone(),
+            partitions: cfg.partitions,
+            duplicate_window_secs: cfg.duplicate_window_secs,
+            seed: self.seed,
+            shares: self.shares,
+            customers: self.customers,
+            in_flight: self.in_flight,
+            duration: Duration::from_secs(self.raw_secs),
         }
     }
 
@@ -135,9 +193,16 @@ struct Tracker {
     spend_h: Histogram<u64>,
     sent: u64,
     failed: u64,
+    /// HTTP: failures by status (or `transport`).
+    failed_by_status: BTreeMap<String, u64>,
+    /// HTTP: invalid events refused with 400 (expected: they are not valid CloudEvents).
+    refused_invalid: u64,
     js_duplicates: u64,
-    /// Spend reported more rows than events we know were stored (should stay 0).
-    spend_unmatched: u64,
+    /// Per customer: when spend showed rows of events whose ack (or 202) had not been collected
+    /// yet (ns since start). Over HTTP the 202 can come back after ingest wrote the event and a
+    /// refresh showed it; the event's own answer then takes the oldest of these times. Left over
+    /// at the end: rows spend showed that no stored event accounts for (should stay empty).
+    spend_early: Vec<VecDeque<u64>>,
 }
 
 fn lock(t: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
@@ -148,9 +213,9 @@ fn record(h: &mut Histogram<u64>, ns: u64) {
     h.saturating_record((ns / 1000).max(1));
 }
 
-/// A publish awaiting its ack.
+/// A send awaiting its answer: the JetStream ack, or the HTTP 202 (which follows it).
 struct InFlight {
-    ack: jetstream::context::PublishAckFuture,
+    answer: BoxFuture<'static, std::result::Result<Accepted, Refused>>,
     scheduled_ns: u64,
     customer: u32,
     kind: Kind,
@@ -190,6 +255,19 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
     let js = jetstream::new(client.clone());
     reset(&js, opts, &cfg).await?;
     let (usage, _) = meterline_ingest::streams::ensure_streams(&js, &cfg).await?;
+
+    // The raw ceiling, on the same server, before anything of Meterline runs.
+    let (raw_ceiling, raw_ack) = if opts.raw_secs > 0 {
+        let o = opts.raw_options();
+        let ceiling = if opts.raw_ceiling { Some(crate::raw::ceiling(&client, &o).await?) } else { None };
+        (ceiling, Some(crate::raw::ack_latency(&client, &o, opts.rate).await?))
+    } else {
+        (None, None)
+    };
+    let http = match opts.transport {
+        Transport::Http => Some(HttpTarget::start(&opts.nats_url, &opts.stream, &cfg.subject_prefix).await?),
+        Transport::Nats => None,
+    };
 
     let label = PeriodLabel::containing(Utc::now());
     let period_start = label.cycle(1).0;
@@ -237,17 +315,20 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
         spend_h: histogram(),
         sent: 0,
         failed: 0,
+        failed_by_status: BTreeMap::new(),
+        refused_invalid: 0,
         js_duplicates: 0,
-        spend_unmatched: 0,
+        spend_early: vec![VecDeque::new(); opts.customers as usize],
     }));
     let start = Instant::now();
     let observers = CancellationToken::new();
 
-    // Collector: publish acks → stream sequences.
+    // Collector: publish acks (or 202 answers) → stream sequences.
     let (tx, mut rx) = mpsc::unbounded_channel::<InFlight>();
     let collector = {
         let (tracker, pc) = (tracker.clone(), partition_of_customer.clone());
         let spend = opts.spend;
+        let over_http = http.is_some();
         tokio::spawn(async move {
             let mut pending = FuturesUnordered::new();
             let mut open = true;
@@ -255,8 +336,8 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
                 tokio::select! {
                     next = rx.recv(), if open => match next {
                         Some(f) => {
-                            let InFlight { ack, scheduled_ns, customer, kind, _permit } = f;
-                            pending.push(async move { let r = ack.await; (r, scheduled_ns, customer, kind, _permit) });
+                            let InFlight { answer, scheduled_ns, customer, kind, _permit } = f;
+                            pending.push(async move { let r = answer.await; (r, scheduled_ns, customer, kind, _permit) });
                         }
                         None => open = false,
                     },
@@ -272,14 +353,29 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
                                     t.js_duplicates += 1;
                                 } else {
                                     t.durable[pc[customer as usize]].insert(ack.sequence, scheduled_ns);
-                                    if spend && matches!(kind, Kind::Fresh | Kind::Late) {
-                                        t.spend[customer as usize].insert(ack.sequence, scheduled_ns);
+                                    // A re-send JetStream stored is the event's first stored copy (the
+                                    // original was saturated, never sent): spend will show it too.
+                                    if spend && matches!(kind, Kind::Fresh | Kind::Late | Kind::Duplicate) {
+                                        let c = customer as usize;
+                                        match t.spend_early[c].pop_front() {
+                                            // Spend already showed it, before its answer came back.
+                                            Some(seen_at) => record(&mut t.spend_h, latency_ns(scheduled_ns, seen_at)),
+                                            None => {
+                                                t.spend[c].insert(ack.sequence, scheduled_ns);
+                                            }
+                                        }
                                     }
                                 }
                             }
+                            // Over HTTP an event that is not a valid CloudEvent is refused with 400
+                            // (over NATS, ingest dead-letters it): expected, not an error.
+                            Err(Refused::Status(400)) if kind == Kind::Invalid => t.refused_invalid += 1,
                             Err(e) => {
                                 t.failed += 1;
-                                tracing::debug!(error = %e, "publish failed");
+                                if over_http {
+                                    *t.failed_by_status.entry(e.key()).or_default() += 1;
+                                }
+                                tracing::debug!(error = ?e, "send failed");
                             }
                         }
                     }
@@ -338,7 +434,7 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
                             while *seen < row.ledger_rows {
                                 match t.spend[c].pop_first() {
                                     Some((_, scheduled)) => record(&mut t.spend_h, latency_ns(scheduled, now)),
-                                    None => t.spend_unmatched += 1,
+                                    None => t.spend_early[c].push_back(now),
                                 }
                                 *seen += 1;
                             }
@@ -390,7 +486,9 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
         })
     });
 
-    // The open-loop sender.
+    // The open-loop sender. Its own context, so that `--in-flight` and not async-nats' default
+    // cap (5,000 publishes awaiting their ack) is the limit that binds.
+    let publisher = crate::raw::publisher(&client, opts.in_flight);
     let mut mix = Mix::new(opts.seed, opts.shares, opts.customers, &format!("loadtest/{}", Utc::now().timestamp_micros()));
     let permits = Arc::new(Semaphore::new(opts.in_flight));
     let mut saturated = 0u64;
@@ -413,14 +511,24 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
                 saturated += 1;
                 continue;
             };
+            if let Some(h) = &http {
+                let answer = Box::pin(h.send(g.body));
+                let _ = tx.send(InFlight { answer, scheduled_ns, customer: g.customer, kind: g.kind, _permit: permit });
+                continue;
+            }
             let mut headers = HeaderMap::new();
             if let Some(id) = &g.msg_id {
                 headers.insert("Nats-Msg-Id", id.as_str());
             }
             let subject = publish_subject(&cfg.subject_prefix, &customer_key(g.customer));
-            match js.publish_with_headers(subject, headers, g.body).await {
+            match publisher.publish_with_headers(subject, headers, g.body).await {
                 Ok(ack) => {
-                    let _ = tx.send(InFlight { ack, scheduled_ns, customer: g.customer, kind: g.kind, _permit: permit });
+                    let answer = Box::pin(async move {
+                        ack.await
+                            .map(|a| Accepted { sequence: a.sequence, duplicate: a.duplicate })
+                            .map_err(|e| Refused::Transport(e.to_string()))
+                    });
+                    let _ = tx.send(InFlight { answer, scheduled_ns, customer: g.customer, kind: g.kind, _permit: permit });
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "publish failed");
@@ -461,6 +569,9 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    if let Some(h) = http {
+        h.stop().await;
+    }
     stop.cancel();
     match ingest.await {
         Ok(Ok(_)) => {}
@@ -472,7 +583,8 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
     let t = lock(&tracker);
     let c = &counters;
     Ok(RunReport {
-        target: "nats".into(),
+        target: opts.transport.name().into(),
+        in_flight: opts.in_flight as u64,
         build: if cfg!(debug_assertions) { "debug" } else { "release" }.into(),
         offered_rate: opts.rate,
         events: i,
@@ -489,6 +601,10 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
             segments: c.segments.load(Ordering::Relaxed),
         },
         publish_ack: Latency::of(&t.ack),
+        refused_invalid: t.refused_invalid,
+        failed_by_status: t.failed_by_status.clone(),
+        raw_ceiling,
+        raw_ack,
         durable: Latency::of(&t.durable_h),
         spend: Latency::of(&t.spend_h),
         spend_refreshes: refreshes.load(Ordering::Relaxed),
@@ -497,7 +613,8 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
             saturated,
             publish_failed: t.failed,
             durable_unobserved: t.durable.iter().map(|m| m.len() as u64).sum(),
-            spend_unobserved: t.spend.iter().map(|m| m.len() as u64).sum::<u64>() + t.spend_unmatched,
+            spend_unobserved: t.spend.iter().map(|m| m.len() as u64).sum::<u64>()
+                + t.spend_early.iter().map(|q| q.len() as u64).sum::<u64>(),
         },
     })
 }

@@ -1,5 +1,6 @@
 //! `--find-max`: step the offered rate up until a step misses the bound; the highest passing
 //! step is the sustainable rate. Every step runs in a fresh namespace (stream, ledger, database).
+//! The raw ceiling is measured once at the start, on the same server, with the same events.
 
 use std::time::Duration;
 
@@ -38,9 +39,13 @@ pub fn rates(start: u64, step_percent: u64, steps: u32) -> Vec<u64> {
 /// Runs the sweep; `on_step` sees each step's report as it finishes.
 pub async fn find_max(base: &Options, s: SweepOptions, mut on_step: impl FnMut(&crate::report::RunReport)) -> Result<SweepReport> {
     let mut report = SweepReport { bound_p99_us: s.bound_p99_us, ..Default::default() };
+    if base.raw_secs > 0 {
+        report.raw_ceiling = Some(crate::raw::measure_ceiling(base).await?);
+    }
     let mut failed = 0;
     for rate in rates(s.start_rate, s.step_percent, s.max_steps) {
-        let opts = Options { rate, duration: s.step_duration, events: None, ..base.clone() };
+        // Each step measures raw publish → ack at its own rate; the ceiling was measured once.
+        let opts = Options { rate, duration: s.step_duration, events: None, raw_ceiling: false, ..base.clone() };
         let r = run_once(&opts).await?;
         on_step(&r);
         let ok = passes(&r, s.bound_p99_us);

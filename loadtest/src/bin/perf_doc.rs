@@ -19,11 +19,15 @@ struct Args {
     /// The plot.
     #[arg(long, default_value = "docs/img/loadtest-latency.png")]
     img: PathBuf,
+    /// Replace only the load-test part of the generated region (after `make loadtest` and
+    /// `make loadtest-http` alone, without the other benchmarks' results at hand).
+    #[arg(long)]
+    only_loadtest: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    meterline_loadtest::perfdoc::write(&a.doc, &a.results, &a.criterion, &a.img)?;
+    meterline_loadtest::perfdoc::write(&a.doc, &a.results, &a.criterion, &a.img, a.only_loadtest)?;
     eprintln!("wrote {} and {}", a.doc.display(), a.img.display());
     Ok(())
 }

@@ -126,13 +126,13 @@ async fn each_content_type_is_published_one_message_per_event() {
     let s = Server::start("http_ok", HttpConfig::default()).await;
 
     let r = s.post(SINGLE, ev("s1")).await;
-    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 1, "duplicates": 0 })));
+    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 1, "duplicates": 0, "sequences": [1] })));
 
     let r = s.post(&format!("{BATCH}; charset=utf-8"), format!("[{}, {}]", ev("b1"), ev("b2"))).await;
-    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 2, "duplicates": 0 })));
+    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 2, "duplicates": 0, "sequences": [2, 3] })));
 
     let r = s.post(NDJSON, format!("{}\r\n\n{}\n{}\n", ev("n1"), ev("n2"), ev("n3"))).await;
-    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 3, "duplicates": 0 })));
+    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 3, "duplicates": 0, "sequences": [4, 5, 6] })));
 
     let stored = s.stored().await;
     let expected: Vec<(String, String)> = ["s1", "b1", "b2", "n1", "n2", "n3"].iter().map(|id| (id_of(&ev(id)), ev(id))).collect();
@@ -145,12 +145,13 @@ async fn reposting_counts_duplicates() {
     let s = Server::start("http_dup", HttpConfig::default()).await;
     let body = format!("{}\n{}\n", ev("d1"), ev("d2"));
     let r = s.post(NDJSON, body.clone()).await;
-    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 2, "duplicates": 0 })));
+    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 2, "duplicates": 0, "sequences": [1, 2] })));
     let r = s.post(NDJSON, body).await;
-    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 2, "duplicates": 2 })));
+    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 2, "duplicates": 2, "sequences": [1, 2] })));
+    // A duplicate answers with the sequence of the message JetStream already had.
     // Half new, half known, and a duplicate inside the request itself.
     let r = s.post(BATCH, format!("[{},{},{}]", ev("d2"), ev("d3"), ev("d3"))).await;
-    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 3, "duplicates": 2 })));
+    assert_eq!((r.status, &r.json), (StatusCode::ACCEPTED, &json!({ "accepted": 3, "duplicates": 2, "sequences": [2, 3, 3] })));
     assert_eq!(s.stored().await.len(), 3);
     s.stop().await;
 }
