@@ -367,11 +367,12 @@ impl Partial {
             }
             other => return Err(Error::Ledger { location: "ledger".into(), message: format!("unexpected value type {other}") }),
         };
-        // Consecutive rows often share customer, meter and segment: look them up once.
+        // Three passes over the batch, each a loop of independent lookups, so the cache misses
+        // of many rows overlap (the ledger's rows hit customers and accumulators at random).
+        // Consecutive rows often share customer, meter and segment: those are looked up once.
+        // 1. Each row's windows: (row, subscription) for every window holding its time.
+        let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(n);
         let mut last_customer: Option<(usize, Option<Windows<'_>>)> = None;
-        let mut last_meter: Option<(usize, u32)> = None;
-        let mut last_segment: Option<(usize, u32)> = None;
-        let mut last_group: Option<(usize, u32)> = None;
         for i in 0..n {
             let found = match last_customer {
                 Some((j, ws)) if customers.same(i, j) => ws,
@@ -386,79 +387,95 @@ impl Partial {
             };
             let Some((first, rest)) = found else { continue };
             let t = times.value(i);
-            for (start, end, sub) in std::iter::once(first).chain(rest.iter().copied()) {
-                if t < start || t >= end {
-                    continue;
+            let row = u32::try_from(i).unwrap_or(u32::MAX);
+            if t >= first.0 && t < first.1 {
+                pairs.push((row, first.2));
+            }
+            for &(start, end, sub) in rest {
+                if t >= start && t < end {
+                    pairs.push((row, sub));
                 }
-                let meter = match last_meter {
-                    Some((j, id)) if meters.same(i, j) => id,
+            }
+        }
+        // 2. Each pair's accumulator, meter and segment.
+        let mut targets: Vec<(u32, u32, u32)> = Vec::with_capacity(pairs.len());
+        let mut last_meter: Option<(usize, u32)> = None;
+        let mut last_segment: Option<(usize, u32)> = None;
+        let mut last_group: Option<(usize, u32)> = None;
+        for &(row, sub) in &pairs {
+            let i = row as usize;
+            let meter = match last_meter {
+                Some((j, id)) if meters.same(i, j) => id,
+                _ => {
+                    let id = self.meter(meters.get(i).unwrap_or_default());
+                    last_meter = Some((i, id));
+                    id
+                }
+            };
+            let group = if wanted.grouped {
+                match last_group {
+                    Some((j, id)) if groups.same(i, j) => id,
                     _ => {
-                        let id = self.meter(meters.get(i).unwrap_or_default());
-                        last_meter = Some((i, id));
+                        let id = self.groups.id(groups.get(i).unwrap_or_default());
+                        last_group = Some((i, id));
                         id
                     }
-                };
-                let group = if wanted.grouped {
-                    match last_group {
-                        Some((j, id)) if groups.same(i, j) => id,
-                        _ => {
-                            let id = self.groups.id(groups.get(i).unwrap_or_default());
-                            last_group = Some((i, id));
-                            id
-                        }
-                    }
-                } else {
-                    0
-                };
+                }
+            } else {
+                0
+            };
+            let seg = match last_segment {
+                Some((j, id)) if segments.same(i, j) => id,
+                _ => {
+                    let id = self.segments.id(segments.get(i).unwrap_or_default());
+                    last_segment = Some((i, id));
+                    id
+                }
+            };
+            targets.push((self.acc(sub, meter, group, seg), meter, seg));
+        }
+        // 3. The updates.
+        for (&(row, _), &(a, meter, seg)) in pairs.iter().zip(&targets) {
+            let i = row as usize;
+            let h = &mut self.hot[a as usize];
+            h.count += 1;
+            let v = values.is_valid(i).then(|| values.value(i));
+            if let Some(v) = v {
+                h.add(v)?;
+            }
+            if seg != h.seg_seen {
+                h.seg_seen = seg;
+                let acc = &mut self.accs[a as usize];
                 let s = segments.get(i).unwrap_or_default();
-                let seg = match last_segment {
-                    Some((j, id)) if segments.same(i, j) => id,
-                    _ => {
-                        let id = self.segments.id(s);
-                        last_segment = Some((i, id));
-                        id
-                    }
-                };
-                let a = self.acc(sub, meter, group, seg);
-                let h = &mut self.hot[a as usize];
-                h.count += 1;
-                let v = values.is_valid(i).then(|| values.value(i));
-                if let Some(v) = v {
-                    h.add(v)?;
+                if s < self.segments.texts[acc.seg_first as usize].as_str() {
+                    acc.seg_first = seg;
                 }
-                if seg != h.seg_seen {
-                    h.seg_seen = seg;
-                    let acc = &mut self.accs[a as usize];
-                    if s < self.segments.texts[acc.seg_first as usize].as_str() {
-                        acc.seg_first = seg;
-                    }
-                    if s > self.segments.texts[acc.seg_last as usize].as_str() {
-                        acc.seg_last = seg;
-                    }
+                if s > self.segments.texts[acc.seg_last as usize].as_str() {
+                    acc.seg_last = seg;
                 }
-                if self.latest_meter[meter as usize] {
-                    let acc = &mut self.accs[a as usize];
-                    let id = ids.get(i).unwrap_or_default();
-                    let newer = acc.latest.as_ref().is_none_or(|l| (t, id) > (l.time, l.id.as_str()));
-                    if newer {
-                        match &mut acc.latest {
-                            Some(l) => {
-                                l.time = t;
-                                l.id.clear();
-                                l.id.push_str(id);
-                                l.value = v;
-                            }
-                            None => acc.latest = Some(Box::new(Latest { time: t, id: id.to_owned(), value: v })),
+            }
+            if self.latest_meter[meter as usize] {
+                let acc = &mut self.accs[a as usize];
+                let (t, id) = (times.value(i), ids.get(i).unwrap_or_default());
+                let newer = acc.latest.as_ref().is_none_or(|l| (t, id) > (l.time, l.id.as_str()));
+                if newer {
+                    match &mut acc.latest {
+                        Some(l) => {
+                            l.time = t;
+                            l.id.clear();
+                            l.id.push_str(id);
+                            l.value = v;
                         }
+                        None => acc.latest = Some(Box::new(Latest { time: t, id: id.to_owned(), value: v })),
                     }
                 }
-                if self.unique_meter[meter as usize]
-                    && let Some(u) = uniques.get(i)
-                {
-                    let len = u32::try_from(u.len()).map_err(|_| overflow("unique value length"))?;
-                    self.entries.push((a, len, xxh3_64(u.as_bytes()), self.arena.len() as u64));
-                    self.arena.extend_from_slice(u.as_bytes());
-                }
+            }
+            if self.unique_meter[meter as usize]
+                && let Some(u) = uniques.get(i)
+            {
+                let len = u32::try_from(u.len()).map_err(|_| overflow("unique value length"))?;
+                self.entries.push((a, len, xxh3_64(u.as_bytes()), self.arena.len() as u64));
+                self.arena.extend_from_slice(u.as_bytes());
             }
         }
         Ok(())
