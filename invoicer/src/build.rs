@@ -237,7 +237,7 @@ fn build_one(
         let mut breakdown = json!({
             "aggregation": u.aggregation.to_string(),
             "quantity": u.quantity.to_string(),
-            "model": u.model.name(),
+            "model": u.model,
             "tiers": u.priced.tiers,
         });
         if !u.priced.free_units.is_zero() {
@@ -250,7 +250,7 @@ fn build_one(
             breakdown["capped_from"] = json!(c.to_string());
         }
         let meter_name = catalog.meters.get(&u.meter).and_then(|m| m.name.clone()).unwrap_or_else(|| u.meter.clone());
-        let mut c = Charge::new(LineKind::Usage, meter_name, u.quantity, u.model.name(), u.priced.amount, breakdown);
+        let mut c = Charge::new(LineKind::Usage, meter_name, u.quantity, u.model, u.priced.amount, breakdown);
         c.meter = u.meter.clone();
         c.event_count = u.event_count;
         c.segments = u.segments.clone();

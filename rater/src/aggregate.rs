@@ -96,8 +96,24 @@ pub async fn aggregate(
     unique_meters: &[String],
     latest_meters: &[String],
 ) -> Result<HashMap<(String, String), MeterAggregates>> {
+    let by_window = aggregate_by_window(root, windows, unique_meters, latest_meters).await?;
+    Ok(windows
+        .iter()
+        .zip(by_window)
+        .flat_map(|(w, meters)| meters.into_iter().map(|(meter, agg)| ((w.subscription.clone(), meter), agg)))
+        .collect())
+}
+
+/// [`aggregate`] by window: entry `i` holds the (meter, aggregates) of `windows[i]`, in no
+/// particular order. No string-keyed map is built, which matters with 100k subscriptions.
+pub async fn aggregate_by_window(
+    root: &Path,
+    windows: &[SubWindow],
+    unique_meters: &[String],
+    latest_meters: &[String],
+) -> Result<Vec<Vec<(String, MeterAggregates)>>> {
     let rows = query_all(root, windows, None, unique_meters, latest_meters).await?;
-    Ok(rows.into_iter().map(|((sub, meter, _), agg)| ((sub, meter), agg)).collect())
+    Ok(rows.into_iter().map(|w| w.into_iter().map(|(meter, _, agg)| (meter, agg)).collect()).collect())
 }
 
 /// Aggregates per (subscription, meter, group key) for `meters` only (matrix prices), groups
@@ -109,18 +125,44 @@ pub async fn aggregate_groups(
     unique_meters: &[String],
     latest_meters: &[String],
 ) -> Result<HashMap<(String, String), Vec<(String, MeterAggregates)>>> {
+    let by_window = aggregate_groups_by_window(root, windows, meters, unique_meters, latest_meters).await?;
+    Ok(windows
+        .iter()
+        .zip(by_window)
+        .flat_map(|(w, meters)| meters.into_iter().map(|(meter, groups)| ((w.subscription.clone(), meter), groups)))
+        .collect())
+}
+
+/// [`aggregate_groups`] by window: entry `i` holds the (meter, groups sorted by key) of
+/// `windows[i]`.
+pub async fn aggregate_groups_by_window(
+    root: &Path,
+    windows: &[SubWindow],
+    meters: &[String],
+    unique_meters: &[String],
+    latest_meters: &[String],
+) -> Result<Vec<Vec<(String, Vec<(String, MeterAggregates)>)>>> {
     if meters.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(vec![Vec::new(); windows.len()]);
     }
     let only = |list: &[String]| list.iter().filter(|m| meters.contains(m)).cloned().collect::<Vec<_>>();
-    let mut out: HashMap<(String, String), Vec<(String, MeterAggregates)>> = HashMap::new();
-    for ((sub, meter, group), agg) in query_all(root, windows, Some(meters), &only(unique_meters), &only(latest_meters)).await? {
-        out.entry((sub, meter)).or_default().push((group, agg));
-    }
-    for groups in out.values_mut() {
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    Ok(out)
+    let rows = query_all(root, windows, Some(meters), &only(unique_meters), &only(latest_meters)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|w| {
+            let mut by_meter: Vec<(String, Vec<(String, MeterAggregates)>)> = Vec::new();
+            for (meter, group, agg) in w {
+                match by_meter.iter_mut().find(|(m, _)| *m == meter) {
+                    Some((_, groups)) => groups.push((group, agg)),
+                    None => by_meter.push((meter, vec![(group, agg)])),
+                }
+            }
+            for (_, groups) in &mut by_meter {
+                groups.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            by_meter
+        })
+        .collect())
 }
 
 /// Below this many customers, the scan is narrowed by a customer IN-list first.
@@ -130,18 +172,18 @@ fn ts(t: DateTime<Utc>) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into())))
 }
 
-/// Every aggregate per (subscription, meter, group key) in one scan of the ledger, folded in
-/// Rust (`fold.rs`): `by_group` keeps group keys for those meters only.
+/// Every aggregate per (window, meter, group key) in one scan of the ledger, folded in Rust
+/// (`fold.rs`): entry `i` is `windows[i]`'s; `by_group` keeps group keys for those meters only.
 async fn query_all(
     root: &Path,
     windows: &[SubWindow],
     by_group: Option<&[String]>,
     unique_meters: &[String],
     latest_meters: &[String],
-) -> Result<HashMap<(String, String, String), MeterAggregates>> {
+) -> Result<Vec<Vec<(String, String, MeterAggregates)>>> {
     let months = months(windows);
     if windows.is_empty() || !ledger_has_months(root, &months) {
-        return Ok(HashMap::new());
+        return Ok(vec![Vec::new(); windows.len()]);
     }
     let ctx = context(root, &[]).await?;
     let mut df = ctx.table("ledger").await?.filter(df_col("month").in_list(months.iter().map(|m| lit(m.clone())).collect(), false))?;

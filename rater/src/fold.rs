@@ -66,7 +66,6 @@ type Windows<'a> = (Window, &'a [Window]);
 /// Windows by customer. The first window of a customer sits in the map's own bucket (one cache
 /// miss per row for most customers); further windows are a range of `more`.
 struct Index {
-    subs: Vec<String>,
     by_customer: Map<String, (Window, u32, u32)>,
     /// The same, keyed by the inline string view of customer keys of at most 12 bytes: no string
     /// hashing or comparison for them.
@@ -77,9 +76,7 @@ struct Index {
 impl Index {
     fn new(windows: &[SubWindow]) -> Index {
         let mut grouped: Map<&str, Vec<Window>> = map();
-        let mut subs = Vec::with_capacity(windows.len());
         for (i, w) in windows.iter().enumerate() {
-            subs.push(w.subscription.clone());
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             grouped.entry(w.customer.as_str()).or_default().push((w.start.timestamp_micros(), w.end.timestamp_micros(), i));
         }
@@ -94,7 +91,7 @@ impl Index {
             }
             by_customer.insert(c.to_owned(), entry);
         }
-        Index { subs, by_customer, by_inline, more }
+        Index { by_customer, by_inline, more }
     }
 
     fn windows(&self, entry: Option<&(Window, u32, u32)>) -> Option<Windows<'_>> {
@@ -580,13 +577,9 @@ impl Partial {
     }
 }
 
-/// Folds the rows of `df` (its columns as [`columns`] lists them) into aggregates per
-/// (subscription, meter, group key); subscriptions by index into `windows`.
-pub(crate) async fn fold(
-    df: DataFrame,
-    windows: &[SubWindow],
-    wanted: &Wanted,
-) -> Result<HashMap<(String, String, String), MeterAggregates>> {
+/// Folds the rows of `df` (its columns as [`columns`] lists them) into aggregates per window,
+/// meter and group key: entry `i` holds `windows[i]`'s (meter, group, aggregates).
+pub(crate) async fn fold(df: DataFrame, windows: &[SubWindow], wanted: &Wanted) -> Result<Vec<Vec<(String, String, MeterAggregates)>>> {
     let index = Arc::new(Index::new(windows));
     let wanted_shared = Arc::new(wanted.clone());
     let mut tasks = Vec::new();
@@ -612,7 +605,7 @@ pub(crate) async fn fold(
             .map(|d| d.normalize())
             .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
     };
-    let mut out = HashMap::with_capacity(total.accs.len());
+    let mut out: Vec<Vec<(String, String, MeterAggregates)>> = vec![Vec::new(); windows.len()];
     for (i, (a, h)) in total.accs.iter().zip(&total.hot).enumerate() {
         let mut segments = vec![total.segments.texts[a.seg_first as usize].clone()];
         if a.seg_last != a.seg_first {
@@ -627,12 +620,8 @@ pub(crate) async fn fold(
             latest: a.latest.as_ref().and_then(|l| l.value).map(dec).transpose()?,
             segments,
         };
-        let key = (
-            index.subs[a.sub as usize].clone(),
-            total.meters.texts[a.meter as usize].clone(),
-            total.groups.texts[a.group as usize].clone(),
-        );
-        out.insert(key, agg);
+        let (meter, group) = (total.meters.texts[a.meter as usize].clone(), total.groups.texts[a.group as usize].clone());
+        out[a.sub as usize].push((meter, group, agg));
     }
     Ok(out)
 }

@@ -11,7 +11,7 @@ use meterline_schemas::meter::Aggregation;
 use meterline_schemas::period::{PeriodLabel, Window};
 use meterline_schemas::price::PriceModel;
 
-use crate::aggregate::{MeterAggregates, SubWindow, aggregate, aggregate_groups, for_each_row, for_each_value};
+use crate::aggregate::{MeterAggregates, SubWindow, aggregate_by_window, aggregate_groups_by_window, for_each_row, for_each_value};
 use crate::calls::{RatedCallRecord, TelecomUsage, call_from_row, sum_calls};
 use crate::error::{Error, Result};
 use crate::pricing::{PercentageTotals, price_line, price_percentage};
@@ -29,8 +29,8 @@ pub struct RatedUsage {
     pub quantity: Decimal,
     /// Ledger rows behind the quantity.
     pub event_count: u64,
-    /// The price model applied.
-    pub model: PriceModel,
+    /// The name of the price model applied (`per_unit`, `graduated`, …).
+    pub model: &'static str,
     /// Unrounded amount and tier breakdown.
     pub priced: Priced,
     /// Segments the usage came from.
@@ -89,7 +89,8 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
     let of_kind =
         |agg: Aggregation| -> Vec<String> { catalog.meters.values().filter(|m| m.aggregation == agg).map(|m| m.key.clone()).collect() };
     let (unique_meters, latest_meters) = (of_kind(Aggregation::UniqueCount), of_kind(Aggregation::Latest));
-    let aggregates = by_subscription(aggregate(ledger_root, &windows, &unique_meters, &latest_meters).await?);
+    // Both by window: entry i is active[i]'s.
+    let aggregates = aggregate_by_window(ledger_root, &windows, &unique_meters, &latest_meters).await?;
     let mut matrix_meters: Vec<String> = active
         .iter()
         .filter_map(|(s, _)| catalog.plans.get(&(s.plan.clone(), s.plan_version)))
@@ -99,7 +100,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
         .collect();
     matrix_meters.sort();
     matrix_meters.dedup();
-    let grouped = by_subscription(aggregate_groups(ledger_root, &windows, &matrix_meters, &unique_meters, &latest_meters).await?);
+    let grouped = aggregate_groups_by_window(ledger_root, &windows, &matrix_meters, &unique_meters, &latest_meters).await?;
 
     // Percentage prices charge each event: stream the events of those meters once.
     let mut pct_prices: HashMap<(String, String), &PriceModel> = HashMap::new();
@@ -126,7 +127,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
     let empty = MeterAggregates::default();
     let mut shared_plans: HashMap<(&str, u32), Arc<PlanVersion>> = HashMap::new();
     let mut out = Vec::with_capacity(active.len());
-    for (s, window) in active {
+    for (i, (s, window)) in active.into_iter().enumerate() {
         let plan = catalog.plans.get(&(s.plan.clone(), s.plan_version)).ok_or_else(|| Error::Ledger {
             location: "catalog".into(),
             message: format!("subscription {} refers to missing plan {}@{}", s.id, s.plan, s.plan_version),
@@ -141,9 +142,9 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                 location: "catalog".into(),
                 message: format!("plan {}@{} prices missing meter {}", plan.plan, plan.version, p.meter),
             })?;
-            let agg = lookup(&aggregates, &s.id, &p.meter).unwrap_or(&empty);
+            let agg = lookup(&aggregates[i], &p.meter).unwrap_or(&empty);
             let q = quantity(meter.aggregation, agg);
-            let groups: Vec<(String, Decimal)> = lookup(&grouped, &s.id, &p.meter)
+            let groups: Vec<(String, Decimal)> = lookup(&grouped[i], &p.meter)
                 .map(|g| g.iter().map(|(k, a)| (k.clone(), quantity(meter.aggregation, a))).collect())
                 .unwrap_or_default();
             let key = || (s.id.clone(), p.meter.clone());
@@ -169,7 +170,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                 aggregation: meter.aggregation,
                 quantity: q,
                 event_count: agg.count,
-                model: p.model.clone(),
+                model: p.model.name(),
                 priced,
                 segments,
                 telecom: calls,
@@ -181,7 +182,7 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
                     location: "catalog".into(),
                     message: format!("plan {}@{} counts seats with missing meter {m}", plan.plan, plan.version),
                 })?;
-                Some(quantity(meter.aggregation, lookup(&aggregates, &s.id, m).unwrap_or(&empty)))
+                Some(quantity(meter.aggregation, lookup(&aggregates[i], m).unwrap_or(&empty)))
             }
             None => None,
         };
@@ -197,18 +198,9 @@ pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLab
     Ok(out)
 }
 
-/// Per (subscription, meter) values regrouped by subscription, so that rating looks them up
-/// without building a key per line.
-fn by_subscription<T>(map: HashMap<(String, String), T>) -> HashMap<String, Vec<(String, T)>> {
-    let mut out: HashMap<String, Vec<(String, T)>> = HashMap::with_capacity(map.len());
-    for ((sub, meter), v) in map {
-        out.entry(sub).or_default().push((meter, v));
-    }
-    out
-}
-
-fn lookup<'a, T>(map: &'a HashMap<String, Vec<(String, T)>>, sub: &str, meter: &str) -> Option<&'a T> {
-    map.get(sub)?.iter().find(|(m, _)| m == meter).map(|(_, v)| v)
+/// The value of `meter` among one window's (meter, value) pairs (a handful).
+fn lookup<'a, T>(meters: &'a [(String, T)], meter: &str) -> Option<&'a T> {
+    meters.iter().find(|(m, _)| m == meter).map(|(_, v)| v)
 }
 
 /// Rates every call record of the telecom-priced meters in the windows, per (subscription,
