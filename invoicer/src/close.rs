@@ -37,6 +37,7 @@ use crate::credits::CreditUsage;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::lifecycle::{Billing, event_row, next_version};
+use crate::numbering::{Counter, Reservation};
 use crate::rated_calls::{RatedCallsWritten, rated_call_rows, write_rated_calls};
 use crate::tax::usage_by_tax_period;
 use crate::terms;
@@ -160,18 +161,13 @@ async fn finalize(billing: &Billing, catalog: &Catalog, period: &str, due: Vec<I
         // Read ClickHouse after the counter: a writer that finished (and released) after our read
         // changes the revision, so the compare-and-set below fails and we look again.
         let stored = current_headers(&billing.ch, period).await?;
-        let is_draft = |id: &Uuid| stored.get(id).is_some_and(|r| r.status == InvoiceStatus::Draft as i8);
-        let todo: Vec<InvoiceRow> =
-            due.iter().filter_map(|r| stored.get(&r.invoice_id).filter(|_| is_draft(&r.invoice_id)).cloned()).collect();
         let before = snap.counter.clone();
         // Reservations whose invoices are already finalized (by a closer that crashed before
         // releasing, or one running beside us, of any period) are finished: drop them.
         let pending: Vec<Uuid> = snap.counter.pending.keys().copied().collect();
         let written = finalized_among(billing, &pending).await?;
         publish_finalized(billing, &written).await?;
-        snap.counter.pending.retain(|id, _| !written.contains_key(id));
-        let ids: Vec<Uuid> = todo.iter().map(|r| r.invoice_id).collect();
-        let reserved: HashMap<Uuid, _> = snap.counter.reserve(&ids, secs(now)).into_iter().collect();
+        let (todo, reserved) = plan_finalization(&due, &stored, &written, &mut snap.counter, secs(now));
         if snap.counter == before || billing.numbering.compare_and_set(series, &snap.counter, snap.revision).await? {
             break (todo, reserved);
         }
@@ -200,6 +196,30 @@ async fn finalize(billing: &Billing, catalog: &Catalog, period: &str, due: Vec<I
     billing.events.publish(&published).await?;
     billing.numbering.release(series, &rows.iter().map(|r| r.invoice_id).collect::<Vec<_>>()).await?;
     Ok(rows)
+}
+
+/// Which of `due` to finalize now and their numbers: the drafts among `stored` (current headers,
+/// read after the counter) that are not in `written` (finalized headers of the counter's pending
+/// reservations, read after `stored`). `written` reservations are finished and dropped from
+/// `counter`; the others are reserved (reused when pending). `written` is the fresher read: an
+/// invoice another closer finalized between the two reads shows as a draft in `stored`, and its
+/// reservation is dropped here, so it must not be numbered a second time.
+fn plan_finalization(
+    due: &[InvoiceRow],
+    stored: &HashMap<Uuid, InvoiceRow>,
+    written: &HashMap<Uuid, InvoiceRow>,
+    counter: &mut Counter,
+    at: u32,
+) -> (Vec<InvoiceRow>, HashMap<Uuid, Reservation>) {
+    counter.pending.retain(|id, _| !written.contains_key(id));
+    let todo: Vec<InvoiceRow> = due
+        .iter()
+        .filter(|r| !written.contains_key(&r.invoice_id))
+        .filter_map(|r| stored.get(&r.invoice_id).filter(|s| s.status == InvoiceStatus::Draft as i8).cloned())
+        .collect();
+    let ids: Vec<Uuid> = todo.iter().map(|r| r.invoice_id).collect();
+    let reserved = counter.reserve(&ids, at).into_iter().collect();
+    (todo, reserved)
 }
 
 /// The reason recorded with every finalization by the close.
@@ -232,4 +252,51 @@ async fn finalized_among(billing: &Billing, ids: &[Uuid]) -> Result<HashMap<Uuid
         .fetch_all()
         .await?;
     Ok(found.into_iter().map(|r| (r.invoice_id, r)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::tests::row;
+    use InvoiceStatus::{Draft, Finalized};
+
+    fn with_id(n: u128, status: InvoiceStatus, number: &str) -> InvoiceRow {
+        InvoiceRow { invoice_id: Uuid::from_u128(n), ..row(status, number) }
+    }
+
+    /// The race seen in CI: closer A reserved 1 and 2 and wrote them finalized between closer B's
+    /// read of the current headers (still drafts) and its read of A's pending reservations
+    /// (finalized). B must neither number them again nor keep A's reservations.
+    #[test]
+    fn invoices_finalized_between_the_two_reads_are_not_numbered_again() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let due = vec![with_id(1, Draft, ""), with_id(2, Draft, ""), with_id(3, Draft, "")];
+        let stored: HashMap<Uuid, InvoiceRow> = due.iter().map(|r| (r.invoice_id, r.clone())).collect();
+        let mut counter = Counter::default();
+        counter.reserve(&[a, b], 100);
+        let written: HashMap<Uuid, InvoiceRow> =
+            [with_id(1, Finalized, "INV-1"), with_id(2, Finalized, "INV-2")].into_iter().map(|r| (r.invoice_id, r)).collect();
+
+        let (todo, reserved) = plan_finalization(&due, &stored, &written, &mut counter, 200);
+        assert_eq!(todo.iter().map(|r| r.invoice_id).collect::<Vec<_>>(), vec![c]);
+        assert_eq!(reserved, HashMap::from([(c, Reservation { seq: 3, at: 200 })]));
+        assert_eq!(counter.next, 4);
+        assert_eq!(counter.pending.keys().copied().collect::<Vec<_>>(), vec![c]);
+    }
+
+    /// A closer beside us reserved (pending, not yet written): we take the same numbers and time.
+    #[test]
+    fn pending_drafts_reuse_their_reservation_and_finalized_ones_are_skipped() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let due = vec![with_id(1, Draft, ""), with_id(2, Draft, "")];
+        let stored: HashMap<Uuid, InvoiceRow> =
+            [with_id(1, Draft, ""), with_id(2, Finalized, "INV-7")].into_iter().map(|r| (r.invoice_id, r)).collect();
+        let mut counter = Counter::default();
+        counter.reserve(&[a], 100);
+        let (todo, reserved) = plan_finalization(&due, &stored, &HashMap::new(), &mut counter, 200);
+        assert_eq!(todo.iter().map(|r| r.invoice_id).collect::<Vec<_>>(), vec![a]);
+        assert_eq!(reserved, HashMap::from([(a, Reservation { seq: 1, at: 100 })]));
+        assert_eq!(counter.next, 2);
+        assert!(!counter.pending.contains_key(&b));
+    }
 }

@@ -226,11 +226,11 @@ pub async fn replay_events(billing: &Billing, since: DateTime<Utc>) -> Result<Re
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use InvoiceStatus::*;
 
-    fn row(status: InvoiceStatus, number: &str) -> InvoiceRow {
+    pub(crate) fn row(status: InvoiceStatus, number: &str) -> InvoiceRow {
         InvoiceRow {
             invoice_id: Uuid::from_u128(0xabc),
             subscription_id: "sub-1".into(),
