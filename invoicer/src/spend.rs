@@ -4,6 +4,9 @@
 //! A refresh uses exactly the close's code (rate, build, round), then keeps the pre-tax parts.
 //! Every refresh inserts a new version of each row; nothing is updated in place.
 //!
+//! Refreshes are incremental ([`Refresher`]): each reads only the ledger segments written since
+//! the previous one, so a refresh costs the new usage, not the whole period so far.
+//!
 //! "The open period" is per subscription: the cycle containing now ([`compute_open`]), labelled
 //! like its close, so a quarterly subscription shows the quarter so far under the quarter's label
 //! while a monthly one shows this month's cycle. [`compute`] rates one given label instead.
@@ -11,8 +14,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use meterline_rater::{PeriodUsage, RatedSubscription};
 use meterline_schemas::catalog::Catalog;
 use meterline_schemas::clickhouse::ClickHouse;
 use meterline_schemas::invoice::{LineKind, SpendRow};
@@ -24,12 +29,95 @@ use crate::credits::CreditUsage;
 use crate::error::Result;
 use crate::writer::insert_all;
 
-/// Rates `label` as of now and returns one row per active subscription.
-pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<Vec<SpendRow>> {
-    let rated = meterline_rater::rate_period(ledger_root, catalog, label).await?;
+/// Current spend kept up to date incrementally: per period label, the usage read so far
+/// ([`PeriodUsage`]: the close's fold, percentage totals and rated calls, all additive). Each
+/// refresh lists the ledger, reads only the segments it has not read yet, and prices the period
+/// again with the close's code. A refresh therefore costs the new segments plus pricing, not the
+/// whole period so far. The usage of a label is rebuilt from the whole ledger when the catalog
+/// scoped to it changes (new subscriptions, plan changes) or a segment it read is gone.
+#[derive(Debug, Default)]
+pub struct Refresher {
+    periods: BTreeMap<PeriodLabel, (Catalog, PeriodUsage)>,
+    /// Segments read by the last refresh (all labels).
+    pub last_read: usize,
+}
+
+impl Refresher {
+    /// One row per active subscription: of `label`'s cycles when given, else of each
+    /// subscription's open cycle at `now` (the one containing it) under that cycle's own label.
+    /// Rows in subscription id order.
+    pub async fn compute(
+        &mut self,
+        ledger_root: &Path,
+        catalog: &Catalog,
+        label: Option<PeriodLabel>,
+        now: DateTime<Utc>,
+        rounding: RoundingMode,
+    ) -> Result<Vec<SpendRow>> {
+        let mut by_label: BTreeMap<PeriodLabel, Catalog> = BTreeMap::new();
+        match label {
+            Some(label) => {
+                by_label.insert(label, catalog.clone());
+            }
+            None => {
+                for s in catalog.subscriptions.values().filter(|s| s.start <= now && s.end.is_none_or(|e| now < e)) {
+                    let label = s.cycle_containing(now).label;
+                    let scoped = by_label.entry(label).or_insert_with(|| Catalog { subscriptions: BTreeMap::new(), ..catalog.clone() });
+                    scoped.subscriptions.insert(s.id.clone(), s.clone());
+                }
+            }
+        }
+        self.periods.retain(|l, _| by_label.contains_key(l));
+        self.last_read = 0;
+        let mut rows = Vec::new();
+        for (label, scoped) in by_label {
+            let (kept, usage) = match self.periods.remove(&label) {
+                Some((kept, usage)) if kept == scoped => (kept, usage),
+                _ => {
+                    let usage = PeriodUsage::new(&scoped, label, false)?;
+                    (scoped, usage)
+                }
+            };
+            let mut usage = usage;
+            let files = usage.files(ledger_root)?;
+            if !usage.still_matches(&files) {
+                tracing::warn!(period = %label, "a ledger segment read earlier is gone: current spend re-reads the period");
+                usage = PeriodUsage::new(&kept, label, false)?;
+            }
+            self.last_read += usage.add(&files).await?;
+            let rated = usage.rate(&kept)?;
+            rows.extend(rows_of(&rated, &kept, label, rounding, now)?);
+            self.periods.insert(label, (kept, usage));
+        }
+        rows.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+        Ok(rows)
+    }
+
+    /// [`Refresher::compute`] as of now, written to ClickHouse `current_spend`; returns the rows.
+    pub async fn refresh(
+        &mut self,
+        ch: &ClickHouse,
+        ledger_root: &Path,
+        catalog: &Catalog,
+        label: Option<PeriodLabel>,
+        rounding: RoundingMode,
+    ) -> Result<Vec<SpendRow>> {
+        let rows = self.compute(ledger_root, catalog, label, Utc::now(), rounding).await?;
+        insert_all(ch.client(), "current_spend", &rows.iter().collect::<Vec<_>>()).await?;
+        Ok(rows)
+    }
+}
+
+/// The spend rows of a rated period: the close's invoices, before tax and credits.
+fn rows_of(
+    rated: &[RatedSubscription],
+    catalog: &Catalog,
+    label: PeriodLabel,
+    rounding: RoundingMode,
+    now: DateTime<Utc>,
+) -> Result<Vec<SpendRow>> {
     // Spend is before tax and credits, so earlier periods' credit use does not matter here.
-    let invoices = build_invoices(&rated, catalog, label, rounding, &CreditUsage::none())?;
-    let now = chrono::Utc::now();
+    let invoices = build_invoices(rated, catalog, label, rounding, &CreditUsage::none())?;
     let version = u64::try_from(now.timestamp_micros()).unwrap_or_default();
     Ok(invoices
         .iter()
@@ -56,35 +144,22 @@ pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, 
         .collect())
 }
 
-/// Rates each subscription's open cycle (the one containing `now`) as of now: subscriptions are
-/// grouped by the label that closes their open cycle and each group is rated like
-/// [`compute`]. Subscriptions not active at `now` have no row. Rows in subscription id order.
-pub async fn compute_open(
-    ledger_root: &Path,
-    catalog: &Catalog,
-    now: chrono::DateTime<chrono::Utc>,
-    rounding: RoundingMode,
-) -> Result<Vec<SpendRow>> {
-    let mut by_label: BTreeMap<PeriodLabel, Catalog> = BTreeMap::new();
-    for s in catalog.subscriptions.values().filter(|s| s.start <= now && s.end.is_none_or(|e| now < e)) {
-        let label = s.cycle_containing(now).label;
-        let scoped = by_label.entry(label).or_insert_with(|| Catalog { subscriptions: BTreeMap::new(), ..catalog.clone() });
-        scoped.subscriptions.insert(s.id.clone(), s.clone());
-    }
-    let mut rows = Vec::new();
-    for (label, scoped) in &by_label {
-        rows.extend(compute(ledger_root, scoped, *label, rounding).await?);
-    }
-    rows.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
-    Ok(rows)
+/// Rates `label` as of now from the whole ledger and returns one row per active subscription.
+pub async fn compute(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel, rounding: RoundingMode) -> Result<Vec<SpendRow>> {
+    Refresher::default().compute(ledger_root, catalog, Some(label), Utc::now(), rounding).await
+}
+
+/// Rates each subscription's open cycle (the one containing `now`) from the whole ledger:
+/// subscriptions are grouped by the label that closes their open cycle and each group is rated
+/// like [`compute`]. Subscriptions not active at `now` have no row. Rows in subscription id order.
+pub async fn compute_open(ledger_root: &Path, catalog: &Catalog, now: DateTime<Utc>, rounding: RoundingMode) -> Result<Vec<SpendRow>> {
+    Refresher::default().compute(ledger_root, catalog, None, now, rounding).await
 }
 
 /// Computes and writes one refresh of every subscription's open cycle ([`compute_open`]);
 /// returns the rows written.
 pub async fn refresh_open(ch: &ClickHouse, ledger_root: &Path, catalog: &Catalog, rounding: RoundingMode) -> Result<Vec<SpendRow>> {
-    let rows = compute_open(ledger_root, catalog, chrono::Utc::now(), rounding).await?;
-    insert_all(ch.client(), "current_spend", &rows.iter().collect::<Vec<_>>()).await?;
-    Ok(rows)
+    Refresher::default().refresh(ch, ledger_root, catalog, None, rounding).await
 }
 
 /// Computes and writes one refresh of `label`; returns the rows written.
@@ -95,9 +170,7 @@ pub async fn refresh(
     label: PeriodLabel,
     rounding: RoundingMode,
 ) -> Result<Vec<SpendRow>> {
-    let rows = compute(ledger_root, catalog, label, rounding).await?;
-    insert_all(ch.client(), "current_spend", &rows.iter().collect::<Vec<_>>()).await?;
-    Ok(rows)
+    Refresher::default().refresh(ch, ledger_root, catalog, Some(label), rounding).await
 }
 
 /// The latest spend rows of a period.
@@ -138,7 +211,7 @@ subscriptions:
         .validate(&Catalog::default())
         .unwrap();
         let ledger = tempfile::tempdir().unwrap();
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T00:00:00Z").unwrap().to_utc();
+        let now = DateTime::parse_from_rfc3339("2026-11-26T00:00:00Z").unwrap().to_utc();
         let rows = compute_open(ledger.path(), &catalog, now, RoundingMode::HalfEven).await.unwrap();
         let got: Vec<(&str, &str, String)> =
             rows.iter().map(|r| (r.subscription_id.as_str(), r.period.as_str(), r.fees.to_string())).collect();

@@ -18,8 +18,9 @@
 //! at most one poll interval plus one request round trip about *when* (5 ms by default).
 //!
 //! **Publish → current spend.** A task runs the same refresh as `meterline spend`
-//! ([`meterline_invoicer::spend::refresh`]: rate the open period from the ledger, insert into
-//! ClickHouse `current_spend`) back to back, `spend_interval_ms` apart. Each valid event is one
+//! ([`meterline_invoicer::spend::Refresher`]: rate the open period, reading only the ledger
+//! segments not read yet, and insert into ClickHouse `current_spend`) back to back,
+//! `spend_interval_ms` apart. Each valid event is one
 //! ledger row of its customer (one meter per event type), and a partition's events reach the
 //! ledger in stream order, so when a refresh reports `k` ledger rows for a customer, that
 //! customer's first `k` valid events (by stream sequence) are visible from the moment the insert
@@ -419,9 +420,11 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
         let (refreshes, refresh_max_ms) = (refreshes.clone(), refresh_max_ms.clone());
         let every = Duration::from_millis(opts.spend_interval_ms);
         tokio::spawn(async move {
+            // Incremental, as `meterline spend --every` runs: each refresh reads the new segments.
+            let mut refresher = meterline_invoicer::spend::Refresher::default();
             loop {
                 let t0 = Instant::now();
-                match meterline_invoicer::spend::refresh(&ch, &root, &catalog, label, RoundingMode::HalfEven).await {
+                match refresher.refresh(&ch, &root, &catalog, Some(label), RoundingMode::HalfEven).await {
                     Ok(rows) => {
                         let now = nanos_since(start);
                         refreshes.fetch_add(1, Ordering::Relaxed);

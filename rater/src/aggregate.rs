@@ -14,7 +14,7 @@
 //! same as the plain GROUP BY (see docs/PERFORMANCE.md).
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -79,12 +79,37 @@ fn months(windows: &[SubWindow]) -> BTreeSet<String> {
     out
 }
 
-fn ledger_has_months(root: &Path, months: &BTreeSet<String>) -> bool {
-    months.iter().any(|m| {
-        std::fs::read_dir(root.join(format!("month={m}")))
-            .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "parquet"))))
-            .unwrap_or(false)
-    })
+/// The ledger's Parquet files in the `month=` directories of `months`, sorted. A month with no
+/// directory has no files. Only complete files are listed: segments are written under another
+/// name and renamed into place.
+pub fn ledger_files(root: &Path, months: &BTreeSet<String>) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for m in months {
+        let dir = root.join(format!("month={m}"));
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::Ledger { location: dir.display().to_string(), message: e.to_string() }),
+        };
+        for e in entries {
+            let e = e.map_err(|e| Error::Ledger { location: dir.display().to_string(), message: e.to_string() })?;
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "parquet") && e.file_type().is_ok_and(|t| t.is_file()) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The ledger files a set of windows reads.
+pub fn window_files(root: &Path, windows: &[SubWindow]) -> Result<Vec<PathBuf>> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let root = root.canonicalize().map_err(|e| Error::Ledger { location: root.display().to_string(), message: e.to_string() })?;
+    ledger_files(&root, &months(windows))
 }
 
 /// Aggregates per (subscription, meter) over the ledger at `root` (a local directory).
@@ -112,8 +137,38 @@ pub async fn aggregate_by_window(
     unique_meters: &[String],
     latest_meters: &[String],
 ) -> Result<Vec<Vec<(String, MeterAggregates)>>> {
-    let rows = query_all(root, windows, None, unique_meters, latest_meters).await?;
-    Ok(rows.into_iter().map(|w| w.into_iter().map(|(meter, _, agg)| (meter, agg)).collect()).collect())
+    Ok(by_meter(query_all(root, windows, None, unique_meters, latest_meters).await?))
+}
+
+/// The fold's output: per window, (meter, group key, aggregates).
+pub(crate) type Folded = Vec<Vec<(String, String, MeterAggregates)>>;
+
+/// Per window, (meter, its groups sorted by key).
+pub type GroupsByWindow = Vec<Vec<(String, Vec<(String, MeterAggregates)>)>>;
+
+/// The fold's (meter, group, aggregates) per window of an ungrouped fold, as (meter, aggregates).
+pub(crate) fn by_meter(rows: Folded) -> Vec<Vec<(String, MeterAggregates)>> {
+    rows.into_iter().map(|w| w.into_iter().map(|(meter, _, agg)| (meter, agg)).collect()).collect()
+}
+
+/// The fold's (meter, group, aggregates) per window of a grouped fold, as (meter, groups sorted
+/// by key).
+pub(crate) fn by_meter_groups(rows: Folded) -> GroupsByWindow {
+    rows.into_iter()
+        .map(|w| {
+            let mut by_meter: Vec<(String, Vec<(String, MeterAggregates)>)> = Vec::new();
+            for (meter, group, agg) in w {
+                match by_meter.iter_mut().find(|(m, _)| *m == meter) {
+                    Some((_, groups)) => groups.push((group, agg)),
+                    None => by_meter.push((meter, vec![(group, agg)])),
+                }
+            }
+            for (_, groups) in &mut by_meter {
+                groups.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            by_meter
+        })
+        .collect()
 }
 
 /// Aggregates per (subscription, meter, group key) for `meters` only (matrix prices), groups
@@ -141,28 +196,12 @@ pub async fn aggregate_groups_by_window(
     meters: &[String],
     unique_meters: &[String],
     latest_meters: &[String],
-) -> Result<Vec<Vec<(String, Vec<(String, MeterAggregates)>)>>> {
+) -> Result<GroupsByWindow> {
     if meters.is_empty() {
         return Ok(vec![Vec::new(); windows.len()]);
     }
     let only = |list: &[String]| list.iter().filter(|m| meters.contains(m)).cloned().collect::<Vec<_>>();
-    let rows = query_all(root, windows, Some(meters), &only(unique_meters), &only(latest_meters)).await?;
-    Ok(rows
-        .into_iter()
-        .map(|w| {
-            let mut by_meter: Vec<(String, Vec<(String, MeterAggregates)>)> = Vec::new();
-            for (meter, group, agg) in w {
-                match by_meter.iter_mut().find(|(m, _)| *m == meter) {
-                    Some((_, groups)) => groups.push((group, agg)),
-                    None => by_meter.push((meter, vec![(group, agg)])),
-                }
-            }
-            for (_, groups) in &mut by_meter {
-                groups.sort_by(|a, b| a.0.cmp(&b.0));
-            }
-            by_meter
-        })
-        .collect())
+    Ok(by_meter_groups(query_all(root, windows, Some(meters), &only(unique_meters), &only(latest_meters)).await?))
 }
 
 /// Below this many customers, the scan is narrowed by a customer IN-list first.
@@ -180,13 +219,26 @@ async fn query_all(
     by_group: Option<&[String]>,
     unique_meters: &[String],
     latest_meters: &[String],
-) -> Result<Vec<Vec<(String, String, MeterAggregates)>>> {
-    let months = months(windows);
-    if windows.is_empty() || !ledger_has_months(root, &months) {
-        return Ok(vec![Vec::new(); windows.len()]);
+) -> Result<Folded> {
+    let wanted = fold::Wanted { grouped: by_group.is_some(), unique_meters: unique_meters.to_vec(), latest_meters: latest_meters.to_vec() };
+    let mut state = fold::FoldState::new(windows, wanted);
+    fold_files(&mut state, &window_files(root, windows)?, windows, by_group).await?;
+    state.aggregates()
+}
+
+/// Folds the rows of `files` inside the windows into `state` (built for the same `windows`);
+/// `by_group` as in [`query_all`].
+pub(crate) async fn fold_files(
+    state: &mut fold::FoldState,
+    files: &[PathBuf],
+    windows: &[SubWindow],
+    by_group: Option<&[String]>,
+) -> Result<()> {
+    if windows.is_empty() || files.is_empty() {
+        return Ok(());
     }
-    let ctx = context(root, &[]).await?;
-    let mut df = ctx.table("ledger").await?.filter(df_col("month").in_list(months.iter().map(|m| lit(m.clone())).collect(), false))?;
+    let ctx = context(files, &[]).await?;
+    let mut df = ctx.table("ledger").await?;
     let (start, end) = windows.iter().fold((windows[0].start, windows[0].end), |(s, e), w| (s.min(w.start), e.max(w.end)));
     df = df.filter(df_col(col::EVENT_TIME).gt_eq(ts(start)).and(df_col(col::EVENT_TIME).lt(ts(end))))?;
     if let Some(meters) = by_group {
@@ -196,9 +248,8 @@ async fn query_all(
     if customers.len() <= IN_LIST_MAX {
         df = df.filter(df_col(col::CUSTOMER).in_list(customers.iter().map(|c| lit(*c)).collect(), false))?;
     }
-    let wanted = fold::Wanted { grouped: by_group.is_some(), unique_meters: unique_meters.to_vec(), latest_meters: latest_meters.to_vec() };
-    let df = df.select(fold::columns(&wanted))?;
-    fold::fold(df, windows, &wanted).await
+    let df = df.select(fold::columns(state.wanted()))?;
+    state.add(df).await
 }
 
 /// Streams every (subscription, meter, value) of `meters` inside the windows to `f`, batch by
@@ -208,19 +259,29 @@ pub async fn for_each_value(
     root: &Path,
     windows: &[SubWindow],
     meters: &[String],
-    mut f: impl FnMut(&str, &str, Decimal) -> Result<()>,
+    f: impl FnMut(&str, &str, Decimal) -> Result<()>,
 ) -> Result<HashMap<(String, String), Vec<String>>> {
-    let months = months(windows);
-    let mut segments: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
-    if meters.is_empty() || windows.is_empty() || !ledger_has_months(root, &months) {
-        return Ok(HashMap::new());
+    let mut segments = HashMap::new();
+    for_each_value_in(&window_files(root, windows)?, windows, meters, &mut segments, f).await?;
+    Ok(segments.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect())
+}
+
+/// [`for_each_value`] over `files`, adding each row's segment to `segments`.
+pub(crate) async fn for_each_value_in(
+    files: &[PathBuf],
+    windows: &[SubWindow],
+    meters: &[String],
+    segments: &mut HashMap<(String, String), BTreeSet<String>>,
+    mut f: impl FnMut(&str, &str, Decimal) -> Result<()>,
+) -> Result<()> {
+    if meters.is_empty() || windows.is_empty() || files.is_empty() {
+        return Ok(());
     }
-    let ctx = context(root, windows).await?;
-    let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+    let ctx = context(files, windows).await?;
     let meter_list = meters.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "SELECT w.subscription, l.{meter}, l.{value}, l.{segment} FROM ledger l JOIN windows w ON l.{customer} = w.customer \
-         WHERE l.month IN ({month_list}) AND l.{meter} IN ({meter_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end",
+         WHERE l.{meter} IN ({meter_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end",
         meter = col::METER,
         value = col::VALUE,
         segment = col::SEGMENT,
@@ -239,7 +300,7 @@ pub async fn for_each_value(
             }
         }
     }
-    Ok(segments.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect())
+    Ok(())
 }
 
 /// One ledger row of a per-call meter, as [`for_each_row`] hands it over.
@@ -266,23 +327,26 @@ pub struct LedgerRow<'a> {
 /// Streams every ledger row of `meters` inside the windows to `f`, ordered by subscription,
 /// meter and event key (so every caller sees the same order), for prices that rate each event
 /// from its `data` (telecom). Memory stays bounded by the batch size plus what `f` keeps.
-pub async fn for_each_row(
-    root: &Path,
+pub async fn for_each_row(root: &Path, windows: &[SubWindow], meters: &[String], f: impl FnMut(LedgerRow<'_>) -> Result<()>) -> Result<()> {
+    for_each_row_in(&window_files(root, windows)?, windows, meters, f).await
+}
+
+/// [`for_each_row`] over `files`.
+pub(crate) async fn for_each_row_in(
+    files: &[PathBuf],
     windows: &[SubWindow],
     meters: &[String],
     mut f: impl FnMut(LedgerRow<'_>) -> Result<()>,
 ) -> Result<()> {
-    let months = months(windows);
-    if meters.is_empty() || windows.is_empty() || !ledger_has_months(root, &months) {
+    if meters.is_empty() || windows.is_empty() || files.is_empty() {
         return Ok(());
     }
-    let ctx = context(root, windows).await?;
-    let month_list = months.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+    let ctx = context(files, windows).await?;
     let meter_list = meters.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "SELECT w.subscription, l.{meter}, l.{id}, l.{source}, l.{time}, l.{value}, l.{data}, l.{segment} \
          FROM ledger l JOIN windows w ON l.{customer} = w.customer \
-         WHERE l.month IN ({month_list}) AND l.{meter} IN ({meter_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end \
+         WHERE l.{meter} IN ({meter_list}) AND l.{time} >= w.w_start AND l.{time} < w.w_end \
          ORDER BY w.subscription, l.{meter}, l.{key}",
         meter = col::METER,
         id = col::EVENT_ID,
@@ -321,13 +385,13 @@ pub async fn for_each_row(
     Ok(())
 }
 
-/// A session with the ledger (hive-partitioned by month) and the windows registered.
-async fn context(root: &Path, windows: &[SubWindow]) -> Result<SessionContext> {
-    let root = root.canonicalize().map_err(|e| Error::Ledger { location: root.display().to_string(), message: e.to_string() })?;
+/// A session with `files` as the table `ledger` and the windows registered.
+async fn context(files: &[PathBuf], windows: &[SubWindow]) -> Result<SessionContext> {
     let config = SessionConfig::new().with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let ctx = SessionContext::new_with_config(config);
-    let opts = ParquetReadOptions::default().table_partition_cols(vec![("month".to_string(), DataType::Utf8)]);
-    ctx.register_parquet("ledger", &format!("{}/", root.display()), opts).await?;
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    let ledger = ctx.read_parquet(paths, ParquetReadOptions::default()).await?;
+    ctx.register_table("ledger", ledger.into_view())?;
     ctx.register_table("windows", Arc::new(windows_table(windows)?))?;
     Ok(ctx)
 }

@@ -139,11 +139,27 @@ pub struct CallLine {
 /// Sums rated calls into lines, ordered by prefix, band and price. See the module documentation
 /// for why the seconds are summed before dividing.
 pub fn sum_calls(calls: &[RatedCall]) -> Result<Vec<CallLine>, TelecomError> {
-    let overflow = |what: &str| TelecomError::Overflow { what: what.to_owned() };
-    let mut groups: BTreeMap<(String, String, Decimal), CallLine> = BTreeMap::new();
+    let mut lines = CallLines::default();
     for c in calls {
+        lines.add(c)?;
+    }
+    lines.lines()
+}
+
+/// The running sums of [`sum_calls`]: calls can be added at any time (current spend adds each
+/// new segment's), and the lines read as often as needed; the result is the same as summing all
+/// the calls at once.
+#[derive(Debug, Clone, Default)]
+pub struct CallLines {
+    groups: BTreeMap<(String, String, Decimal), CallLine>,
+}
+
+impl CallLines {
+    /// Adds one rated call to its line.
+    pub fn add(&mut self, c: &RatedCall) -> Result<(), TelecomError> {
+        let overflow = |what: &str| TelecomError::Overflow { what: what.to_owned() };
         let key = (c.matched_prefix.clone(), c.band.clone(), c.price_per_minute.normalize());
-        let line = groups.entry(key).or_insert_with(|| CallLine {
+        let line = self.groups.entry(key).or_insert_with(|| CallLine {
             matched_prefix: c.matched_prefix.clone(),
             description: c.description.clone(),
             band: c.band.clone(),
@@ -161,20 +177,27 @@ pub fn sum_calls(calls: &[RatedCall]) -> Result<Vec<CallLine>, TelecomError> {
         line.duration_secs = line.duration_secs.checked_add(c.duration_secs).ok_or_else(|| overflow("duration seconds"))?;
         line.billed_secs = line.billed_secs.checked_add(c.billed_secs).ok_or_else(|| overflow("billed seconds"))?;
         line.connect_fees = line.connect_fees.checked_add(c.connect_fee).ok_or_else(|| overflow("connect fees"))?;
+        Ok(())
     }
-    let mut out = Vec::with_capacity(groups.len());
-    for (_, mut line) in groups {
-        // Multiply first, divide once: the only possibly inexact step of the line.
-        line.usage_amount = Decimal::from(line.billed_secs)
-            .checked_mul(line.price_per_minute)
-            .and_then(|p| p.checked_div(Decimal::from(60)))
-            .ok_or_else(|| overflow("line usage"))?
-            .normalize();
-        line.connect_fees = line.connect_fees.normalize();
-        line.amount = line.connect_fees.checked_add(line.usage_amount).ok_or_else(|| overflow("line amount"))?.normalize();
-        out.push(line);
+
+    /// The lines of the calls added so far, ordered by prefix, band and price.
+    pub fn lines(&self) -> Result<Vec<CallLine>, TelecomError> {
+        let overflow = |what: &str| TelecomError::Overflow { what: what.to_owned() };
+        let mut out = Vec::with_capacity(self.groups.len());
+        for line in self.groups.values() {
+            let mut line = line.clone();
+            // Multiply first, divide once: the only possibly inexact step of the line.
+            line.usage_amount = Decimal::from(line.billed_secs)
+                .checked_mul(line.price_per_minute)
+                .and_then(|p| p.checked_div(Decimal::from(60)))
+                .ok_or_else(|| overflow("line usage"))?
+                .normalize();
+            line.connect_fees = line.connect_fees.normalize();
+            line.amount = line.connect_fees.checked_add(line.usage_amount).ok_or_else(|| overflow("line amount"))?.normalize();
+            out.push(line);
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use meterline_schemas::ledger::col;
 
-use crate::aggregate::{MeterAggregates, SubWindow};
+use crate::aggregate::{Folded, MeterAggregates, SubWindow};
 use crate::error::{Error, Result};
 
 /// Maps on the per-row path hash with foldhash (fast on short strings and integers); the
@@ -556,74 +556,108 @@ impl Partial {
         Ok(())
     }
 
-    /// Exact distinct counts per accumulator (module doc).
+    /// Exact distinct counts per accumulator (module doc). The entries are left sorted and
+    /// distinct, their values packed into a new arena: a state that keeps folding (current
+    /// spend) holds each distinct value once, not once per row.
     fn distinct_counts(&mut self) -> Result<Vec<u64>> {
         let mut counts = vec![0u64; self.accs.len()];
         self.entries.sort_unstable_by_key(|e| (e.0, e.2));
-        let arena = &self.arena;
-        let value = |e: &Entry| &arena[e.3 as usize..e.3 as usize + e.1 as usize];
+        let old = std::mem::take(&mut self.arena);
+        let value = |e: &Entry| &old[e.3 as usize..e.3 as usize + e.1 as usize];
+        let mut kept: Vec<Entry> = Vec::with_capacity(self.entries.len());
+        let mut vs: Vec<(&[u8], &Entry)> = Vec::new();
         for run in self.entries.chunk_by(|a, b| (a.0, a.2) == (b.0, b.2)) {
-            let distinct = if run.len() == 1 {
-                1
-            } else {
-                let mut vs: Vec<&[u8]> = run.iter().map(value).collect();
-                vs.sort_unstable();
-                vs.dedup();
-                vs.len() as u64
-            };
-            counts[run[0].0 as usize] += distinct;
+            vs.clear();
+            vs.extend(run.iter().map(|e| (value(e), e)));
+            if vs.len() > 1 {
+                vs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                vs.dedup_by(|a, b| a.0 == b.0);
+            }
+            counts[run[0].0 as usize] += vs.len() as u64;
+            for (v, e) in &vs {
+                kept.push((e.0, e.1, e.2, self.arena.len() as u64));
+                self.arena.extend_from_slice(v);
+            }
         }
+        self.entries = kept;
         Ok(counts)
     }
 }
 
-/// Folds the rows of `df` (its columns as [`columns`] lists them) into aggregates per window,
-/// meter and group key: entry `i` holds `windows[i]`'s (meter, group, aggregates).
-pub(crate) async fn fold(df: DataFrame, windows: &[SubWindow], wanted: &Wanted) -> Result<Vec<Vec<(String, String, MeterAggregates)>>> {
-    let index = Arc::new(Index::new(windows));
-    let wanted_shared = Arc::new(wanted.clone());
-    let mut tasks = Vec::new();
-    for mut stream in df.execute_stream_partitioned().await? {
-        let (index, wanted) = (Arc::clone(&index), Arc::clone(&wanted_shared));
-        tasks.push(tokio::spawn(async move {
-            let mut p = Partial::new(&wanted);
-            while let Some(b) = stream.next().await {
-                p.batch(&b?, &index, &wanted)?;
-            }
-            Ok::<Partial, Error>(p)
-        }));
+/// Accumulators of any number of scans over one set of windows: [`FoldState::add`] folds more
+/// ledger rows in (the current spend adds each new segment once), [`FoldState::aggregates`] reads
+/// the aggregates so far without consuming them.
+pub(crate) struct FoldState {
+    index: Arc<Index>,
+    wanted: Arc<Wanted>,
+    windows: usize,
+    total: Partial,
+}
+
+impl FoldState {
+    pub(crate) fn new(windows: &[SubWindow], wanted: Wanted) -> FoldState {
+        let total = Partial::new(&wanted);
+        FoldState { index: Arc::new(Index::new(windows)), wanted: Arc::new(wanted), windows: windows.len(), total }
     }
-    let mut total = Partial::new(wanted);
-    for t in tasks {
-        let p = t.await.map_err(|e| Error::Ledger { location: "ledger".into(), message: format!("aggregation task failed: {e}") })??;
-        total.merge(p)?;
+
+    /// What this state folds.
+    pub(crate) fn wanted(&self) -> &Wanted {
+        &self.wanted
     }
-    let uniques = total.distinct_counts()?;
-    let scale = u32::try_from(total.scale.unwrap_or(0)).map_err(|_| Error::Overflow { what: "negative decimal scale".into() })?;
-    let dec = |v: i128| {
-        Decimal::try_from_i128_with_scale(v, scale)
-            .map(|d| d.normalize())
-            .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
-    };
-    let mut out: Vec<Vec<(String, String, MeterAggregates)>> = vec![Vec::new(); windows.len()];
-    for (i, (a, h)) in total.accs.iter().zip(&total.hot).enumerate() {
-        let mut segments = vec![total.segments.texts[a.seg_first as usize].clone()];
-        if a.seg_last != a.seg_first {
-            segments.push(total.segments.texts[a.seg_last as usize].clone());
+
+    /// Folds the rows of `df` (its columns as [`columns`] lists them) in: one task per stream,
+    /// merged when all are done.
+    pub(crate) async fn add(&mut self, df: DataFrame) -> Result<()> {
+        let mut tasks = Vec::new();
+        for mut stream in df.execute_stream_partitioned().await? {
+            let (index, wanted) = (Arc::clone(&self.index), Arc::clone(&self.wanted));
+            tasks.push(tokio::spawn(async move {
+                let mut p = Partial::new(&wanted);
+                while let Some(b) = stream.next().await {
+                    p.batch(&b?, &index, &wanted)?;
+                }
+                Ok::<Partial, Error>(p)
+            }));
         }
-        let agg = MeterAggregates {
-            sum: dec(h.sum)?,
-            count: h.count,
-            min: if h.valued == 1 { Some(dec(h.min)?) } else { None },
-            max: if h.valued == 1 { Some(dec(h.max)?) } else { None },
-            unique: uniques[i],
-            latest: a.latest.as_ref().and_then(|l| l.value).map(dec).transpose()?,
-            segments,
-        };
-        let (meter, group) = (total.meters.texts[a.meter as usize].clone(), total.groups.texts[a.group as usize].clone());
-        out[a.sub as usize].push((meter, group, agg));
+        for t in tasks {
+            let p =
+                t.await.map_err(|e| Error::Ledger { location: "ledger".into(), message: format!("aggregation task failed: {e}") })??;
+            self.total.merge(p)?;
+        }
+        Ok(())
     }
-    Ok(out)
+
+    /// The aggregates so far per window, meter and group key: entry `i` holds `windows[i]`'s
+    /// (meter, group, aggregates).
+    pub(crate) fn aggregates(&mut self) -> Result<Folded> {
+        let total = &mut self.total;
+        let uniques = total.distinct_counts()?;
+        let scale = u32::try_from(total.scale.unwrap_or(0)).map_err(|_| Error::Overflow { what: "negative decimal scale".into() })?;
+        let dec = |v: i128| {
+            Decimal::try_from_i128_with_scale(v, scale)
+                .map(|d| d.normalize())
+                .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
+        };
+        let mut out: Vec<Vec<(String, String, MeterAggregates)>> = vec![Vec::new(); self.windows];
+        for (i, (a, h)) in total.accs.iter().zip(&total.hot).enumerate() {
+            let mut segments = vec![total.segments.texts[a.seg_first as usize].clone()];
+            if a.seg_last != a.seg_first {
+                segments.push(total.segments.texts[a.seg_last as usize].clone());
+            }
+            let agg = MeterAggregates {
+                sum: dec(h.sum)?,
+                count: h.count,
+                min: if h.valued == 1 { Some(dec(h.min)?) } else { None },
+                max: if h.valued == 1 { Some(dec(h.max)?) } else { None },
+                unique: uniques[i],
+                latest: a.latest.as_ref().and_then(|l| l.value).map(dec).transpose()?,
+                segments,
+            };
+            let (meter, group) = (total.meters.texts[a.meter as usize].clone(), total.groups.texts[a.group as usize].clone());
+            out[a.sub as usize].push((meter, group, agg));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -649,5 +683,13 @@ mod tests {
         // acc b: the same value as a's, counted for b on its own.
         push(&mut p, b, "x", 7);
         assert_eq!(p.distinct_counts().ok(), Some(vec![3, 1]));
+        // The entries are now distinct: the repeated "x" of a is gone, and counting again (as a
+        // state that keeps folding does) gives the same.
+        assert_eq!(p.entries.len(), 4);
+        assert_eq!(p.distinct_counts().ok(), Some(vec![3, 1]));
+        // A later row with a value already seen adds nothing; a new one adds one.
+        push(&mut p, a, "y", 7);
+        push(&mut p, b, "w", 5);
+        assert_eq!(p.distinct_counts().ok(), Some(vec![3, 2]));
     }
 }

@@ -20,4 +20,4 @@ pub mod telecom;
 pub mod tiers;
 
 pub use error::{Error, Result};
-pub use rate::{RatedSubscription, RatedUsage, rate_period};
+pub use rate::{PeriodUsage, RatedSubscription, RatedUsage, rate_period};

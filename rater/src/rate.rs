@@ -1,7 +1,7 @@
 //! Rating a period: each active subscription's window, its meters' quantities, priced usage.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
@@ -10,10 +10,14 @@ use meterline_schemas::catalog::{Catalog, Customer, PlanVersion, Subscription};
 use meterline_schemas::meter::Aggregation;
 use meterline_schemas::period::{PeriodLabel, Window};
 use meterline_schemas::price::PriceModel;
+use meterline_schemas::rate_table::RateTable;
 
-use crate::aggregate::{MeterAggregates, SubWindow, aggregate_by_window, aggregate_groups_by_window, for_each_row, for_each_value};
-use crate::calls::{RatedCallRecord, TelecomUsage, call_from_row, sum_calls};
+use crate::aggregate::{
+    MeterAggregates, SubWindow, by_meter, by_meter_groups, fold_files, for_each_row_in, for_each_value_in, window_files,
+};
+use crate::calls::{CallLines, RatedCallRecord, TelecomUsage, call_from_row};
 use crate::error::{Error, Result};
+use crate::fold::{FoldState, Wanted};
 use crate::pricing::{PercentageTotals, price_line, price_percentage};
 use crate::telecom::{TelecomError, rate_call};
 use crate::tiers::Priced;
@@ -75,208 +79,310 @@ pub fn quantity(aggregation: Aggregation, a: &MeterAggregates) -> Decimal {
 /// ([`Subscription::window`]: monthly, quarterly or annual), reading the ledger at
 /// `ledger_root`. Subscriptions are returned in id order.
 pub async fn rate_period(ledger_root: &Path, catalog: &Catalog, label: PeriodLabel) -> Result<Vec<RatedSubscription>> {
-    let mut active = Vec::new();
-    for s in catalog.subscriptions.values() {
-        // Only subscriptions whose cycle `label` closes: a quarterly one every third label.
-        if let Some(w) = s.window(label) {
-            active.push((s, w));
-        }
-    }
-    let windows: Vec<SubWindow> = active
-        .iter()
-        .map(|(s, w)| SubWindow { subscription: s.id.clone(), customer: s.customer.clone(), start: w.start, end: w.end })
-        .collect();
-    let of_kind =
-        |agg: Aggregation| -> Vec<String> { catalog.meters.values().filter(|m| m.aggregation == agg).map(|m| m.key.clone()).collect() };
-    let (unique_meters, latest_meters) = (of_kind(Aggregation::UniqueCount), of_kind(Aggregation::Latest));
-    // Both by window: entry i is active[i]'s.
-    let aggregates = aggregate_by_window(ledger_root, &windows, &unique_meters, &latest_meters).await?;
-    let mut matrix_meters: Vec<String> = active
-        .iter()
-        .filter_map(|(s, _)| catalog.plans.get(&(s.plan.clone(), s.plan_version)))
-        .flat_map(|p| p.prices.iter())
-        .filter(|p| matches!(p.model, PriceModel::Matrix { .. }))
-        .map(|p| p.meter.clone())
-        .collect();
-    matrix_meters.sort();
-    matrix_meters.dedup();
-    let grouped = aggregate_groups_by_window(ledger_root, &windows, &matrix_meters, &unique_meters, &latest_meters).await?;
+    let mut usage = PeriodUsage::new(catalog, label, true)?;
+    usage.add(&usage.files(ledger_root)?).await?;
+    usage.rate(catalog)
+}
 
-    // Percentage prices charge each event: stream the events of those meters once.
-    let mut pct_prices: HashMap<(String, String), &PriceModel> = HashMap::new();
-    for (s, _) in &active {
-        if let Some(plan) = catalog.plans.get(&(s.plan.clone(), s.plan_version)) {
-            for p in plan.prices.iter().filter(|p| matches!(p.model, PriceModel::Percentage { .. })) {
-                pct_prices.insert((s.id.clone(), p.meter.clone()), &p.model);
+/// Per (subscription, meter) key of the maps below.
+type Key = (String, String);
+
+/// The calls of one telecom price so far.
+#[derive(Debug, Default)]
+struct Calls {
+    lines: CallLines,
+    /// Every rated call (the close stores them); empty when not kept.
+    records: Vec<RatedCallRecord>,
+    segments: BTreeSet<String>,
+}
+
+/// What rating a period reads from the ledger, for each active subscription's window: every
+/// meter's aggregates (and per group key for matrix-priced meters), the totals of percentage
+/// prices and the rated calls of telecom prices. All of it is additive over ledger rows, so
+/// segments can be added at any time ([`PeriodUsage::add`]) and the period priced again
+/// ([`PeriodUsage::rate`]) with exactly the close's code, without reading earlier segments again:
+/// current spend adds each new segment once. Files are immutable once in the ledger, and each is
+/// read once however often it is offered.
+pub struct PeriodUsage {
+    active: Vec<(Subscription, Window)>,
+    windows: Vec<SubWindow>,
+    all: FoldState,
+    /// Matrix-priced meters, folded per group key.
+    matrix_meters: Vec<String>,
+    grouped: FoldState,
+    pct_prices: HashMap<Key, PriceModel>,
+    pct_meters: Vec<String>,
+    pct_totals: HashMap<Key, PercentageTotals>,
+    pct_segments: HashMap<Key, BTreeSet<String>>,
+    tables: HashMap<Key, RateTable>,
+    telecom_meters: Vec<String>,
+    calls: HashMap<Key, Calls>,
+    keep_calls: bool,
+    added: BTreeSet<PathBuf>,
+}
+
+impl std::fmt::Debug for PeriodUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeriodUsage").field("subscriptions", &self.active.len()).field("files", &self.added.len()).finish_non_exhaustive()
+    }
+}
+
+impl PeriodUsage {
+    /// The usage of `label` under `catalog`, with nothing added yet. `keep_calls` keeps every
+    /// rated call record (the close writes them); without it only their lines' sums are kept.
+    pub fn new(catalog: &Catalog, label: PeriodLabel, keep_calls: bool) -> Result<PeriodUsage> {
+        let mut active = Vec::new();
+        for s in catalog.subscriptions.values() {
+            // Only subscriptions whose cycle `label` closes: a quarterly one every third label.
+            if let Some(w) = s.window(label) {
+                active.push((s.clone(), w));
             }
         }
-    }
-    let mut pct_meters: Vec<String> = pct_prices.keys().map(|(_, m)| m.clone()).collect();
-    pct_meters.sort();
-    pct_meters.dedup();
-    let mut pct_totals: HashMap<(String, String), PercentageTotals> = HashMap::new();
-    let pct_segments = for_each_value(ledger_root, &windows, &pct_meters, |sub, meter, value| {
-        let key = (sub.to_owned(), meter.to_owned());
-        match pct_prices.get(&key) {
-            Some(model) => pct_totals.entry(key).or_default().add(meter, model, value),
-            None => Ok(()), // this subscription's plan prices the meter another way
+        let windows: Vec<SubWindow> = active
+            .iter()
+            .map(|(s, w)| SubWindow { subscription: s.id.clone(), customer: s.customer.clone(), start: w.start, end: w.end })
+            .collect();
+        let of_kind =
+            |agg: Aggregation| -> Vec<String> { catalog.meters.values().filter(|m| m.aggregation == agg).map(|m| m.key.clone()).collect() };
+        let (unique_meters, latest_meters) = (of_kind(Aggregation::UniqueCount), of_kind(Aggregation::Latest));
+        let prices = || {
+            active
+                .iter()
+                .filter_map(|(s, _)| catalog.plans.get(&(s.plan.clone(), s.plan_version)).map(|p| (s, p)))
+                .flat_map(|(s, p)| p.prices.iter().map(move |price| (s, p, price)))
+        };
+        let mut matrix_meters: Vec<String> =
+            prices().filter(|(_, _, p)| matches!(p.model, PriceModel::Matrix { .. })).map(|(_, _, p)| p.meter.clone()).collect();
+        matrix_meters.sort();
+        matrix_meters.dedup();
+        // Percentage prices charge each event: their events are streamed.
+        let pct_prices: HashMap<Key, PriceModel> = prices()
+            .filter(|(_, _, p)| matches!(p.model, PriceModel::Percentage { .. }))
+            .map(|(s, _, p)| ((s.id.clone(), p.meter.clone()), p.model.clone()))
+            .collect();
+        let mut tables = HashMap::new();
+        for (s, plan, p) in prices() {
+            if let PriceModel::Telecom { rate_table } = &p.model {
+                let table = catalog.rate_tables.get(rate_table).ok_or_else(|| Error::Ledger {
+                    location: "catalog".into(),
+                    message: format!("plan {}@{} prices meter {} with missing rate table {rate_table}", plan.plan, plan.version, p.meter),
+                })?;
+                tables.insert((s.id.clone(), p.meter.clone()), table.clone());
+            }
         }
-    })
-    .await?;
-    let mut telecom = rate_telecom(ledger_root, catalog, &active, &windows).await?;
-    let empty = MeterAggregates::default();
-    let mut shared_plans: HashMap<(&str, u32), Arc<PlanVersion>> = HashMap::new();
-    let mut out = Vec::with_capacity(active.len());
-    for (i, (s, window)) in active.into_iter().enumerate() {
-        let plan = catalog.plans.get(&(s.plan.clone(), s.plan_version)).ok_or_else(|| Error::Ledger {
-            location: "catalog".into(),
-            message: format!("subscription {} refers to missing plan {}@{}", s.id, s.plan, s.plan_version),
-        })?;
-        let customer = catalog.customers.get(&s.customer).ok_or_else(|| Error::Ledger {
-            location: "catalog".into(),
-            message: format!("subscription {} refers to missing customer {}", s.id, s.customer),
-        })?;
-        let mut usage = Vec::with_capacity(plan.prices.len());
-        for p in &plan.prices {
-            let meter = catalog.meters.get(&p.meter).ok_or_else(|| Error::Ledger {
-                location: "catalog".into(),
-                message: format!("plan {}@{} prices missing meter {}", plan.plan, plan.version, p.meter),
-            })?;
-            let agg = lookup(&aggregates[i], &p.meter).unwrap_or(&empty);
-            let q = quantity(meter.aggregation, agg);
-            let groups: Vec<(String, Decimal)> = lookup(&grouped[i], &p.meter)
-                .map(|g| g.iter().map(|(k, a)| (k.clone(), quantity(meter.aggregation, a))).collect())
-                .unwrap_or_default();
-            let key = || (s.id.clone(), p.meter.clone());
-            let mut calls = None;
-            let (priced, segments) = if let PriceModel::Telecom { rate_table } = &p.model {
-                let (usage, segments) = telecom
-                    .remove(&key())
-                    .unwrap_or_else(|| (TelecomUsage { rate_table: rate_table.clone(), ..Default::default() }, Vec::new()));
-                let mut amount = Decimal::ZERO;
-                for l in &usage.lines {
-                    amount = amount.checked_add(l.amount).ok_or_else(|| Error::Overflow { what: p.meter.clone() })?;
-                }
-                calls = Some(usage);
-                (Priced::new(amount, Vec::new()), segments)
-            } else if matches!(p.model, PriceModel::Percentage { .. }) {
-                let totals = pct_totals.remove(&key()).unwrap_or_default();
-                (price_percentage(p, totals), pct_segments.get(&key()).cloned().unwrap_or_default())
-            } else {
-                (price_line(p, q, &groups)?, agg.segments.clone())
+        let distinct = |keys: Vec<String>| {
+            let mut v = keys;
+            v.sort();
+            v.dedup();
+            v
+        };
+        let pct_meters = distinct(pct_prices.keys().map(|(_, m)| m.clone()).collect());
+        let telecom_meters = distinct(tables.keys().map(|(_, m)| m.clone()).collect());
+        let only = |list: &[String]| list.iter().filter(|m| matrix_meters.contains(m)).cloned().collect::<Vec<_>>();
+        let all =
+            FoldState::new(&windows, Wanted { grouped: false, unique_meters: unique_meters.clone(), latest_meters: latest_meters.clone() });
+        let grouped =
+            FoldState::new(&windows, Wanted { grouped: true, unique_meters: only(&unique_meters), latest_meters: only(&latest_meters) });
+        Ok(PeriodUsage {
+            active,
+            windows,
+            all,
+            matrix_meters,
+            grouped,
+            pct_prices,
+            pct_meters,
+            pct_totals: HashMap::new(),
+            pct_segments: HashMap::new(),
+            tables,
+            telecom_meters,
+            calls: HashMap::new(),
+            keep_calls,
+            added: BTreeSet::new(),
+        })
+    }
+
+    /// The ledger files under `ledger_root` this period reads (those of the months its windows
+    /// overlap), sorted, whether added already or not.
+    pub fn files(&self, ledger_root: &Path) -> Result<Vec<PathBuf>> {
+        window_files(ledger_root, &self.windows)
+    }
+
+    /// Whether every file added so far is still among `files` (the ledger is append-only; a file
+    /// that went away means this usage no longer matches the ledger and must be rebuilt).
+    pub fn still_matches(&self, files: &[PathBuf]) -> bool {
+        let now: BTreeSet<&PathBuf> = files.iter().collect();
+        self.added.iter().all(|f| now.contains(f))
+    }
+
+    /// Number of files added so far.
+    pub fn added(&self) -> usize {
+        self.added.len()
+    }
+
+    /// Reads those of `files` (complete ledger segments) not added before into the usage;
+    /// returns how many were new.
+    pub async fn add(&mut self, files: &[PathBuf]) -> Result<usize> {
+        let new: Vec<PathBuf> = files.iter().filter(|f| !self.added.contains(*f)).cloned().collect();
+        if !new.is_empty() && !self.windows.is_empty() {
+            self.read(&new).await?;
+        }
+        self.added.extend(new.iter().cloned());
+        Ok(new.len())
+    }
+
+    async fn read(&mut self, files: &[PathBuf]) -> Result<()> {
+        fold_files(&mut self.all, files, &self.windows, None).await?;
+        if !self.matrix_meters.is_empty() {
+            fold_files(&mut self.grouped, files, &self.windows, Some(&self.matrix_meters)).await?;
+        }
+        let (pct_prices, pct_totals) = (&self.pct_prices, &mut self.pct_totals);
+        for_each_value_in(files, &self.windows, &self.pct_meters, &mut self.pct_segments, |sub, meter, value| {
+            let key = (sub.to_owned(), meter.to_owned());
+            match pct_prices.get(&key) {
+                Some(model) => pct_totals.entry(key).or_default().add(meter, model, value),
+                None => Ok(()), // this subscription's plan prices the meter another way
+            }
+        })
+        .await?;
+        self.add_calls(files).await
+    }
+
+    /// Rates every call record of the telecom-priced meters in `files`. A record that cannot be
+    /// rated fails with an error naming it: nothing is dropped.
+    async fn add_calls(&mut self, files: &[PathBuf]) -> Result<()> {
+        let customers: HashMap<&str, &str> = self.active.iter().map(|(s, _)| (s.id.as_str(), s.customer.as_str())).collect();
+        let (tables, calls, keep) = (&self.tables, &mut self.calls, self.keep_calls);
+        for_each_row_in(files, &self.windows, &self.telecom_meters, |row| {
+            let key = (row.subscription.to_owned(), row.meter.to_owned());
+            let Some(table) = tables.get(&key) else { return Ok(()) }; // priced another way by this plan
+            let customer = customers.get(row.subscription).copied().unwrap_or_default();
+            let failed = |source: TelecomError| Error::Call {
+                event_id: row.event_id.to_owned(),
+                customer: customer.to_owned(),
+                meter: row.meter.to_owned(),
+                source: Box::new(source),
             };
-            usage.push(RatedUsage {
-                meter: p.meter.clone(),
-                aggregation: meter.aggregation,
-                quantity: q,
-                event_count: agg.count,
-                model: p.model.name(),
-                priced,
-                segments,
-                telecom: calls,
+            let record = call_from_row(row.event_id, row.time, row.value, row.data).map_err(failed)?;
+            let call = rate_call(table, &record).map_err(failed)?;
+            let entry = calls.entry(key).or_default();
+            entry.lines.add(&call).map_err(failed)?;
+            entry.segments.insert(row.segment.to_owned());
+            if keep {
+                entry.records.push(RatedCallRecord {
+                    event_id: row.event_id.to_owned(),
+                    source: row.source.to_owned(),
+                    customer: customer.to_owned(),
+                    subscription: row.subscription.to_owned(),
+                    meter: row.meter.to_owned(),
+                    rate_table: table.key.clone(),
+                    event_time: row.time,
+                    segment: row.segment.to_owned(),
+                    destination: record.destination,
+                    answered_at: record.start,
+                    call,
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Prices the usage added so far: each active subscription in id order, as the close rates
+    /// it. `catalog` must be the one the usage was made with. Kept call records are handed over
+    /// with the result (the close asks once).
+    pub fn rate(&mut self, catalog: &Catalog) -> Result<Vec<RatedSubscription>> {
+        let aggregates = by_meter(self.all.aggregates()?);
+        let grouped =
+            if self.matrix_meters.is_empty() { vec![Vec::new(); self.windows.len()] } else { by_meter_groups(self.grouped.aggregates()?) };
+        let empty = MeterAggregates::default();
+        let mut shared_plans: HashMap<(&str, u32), Arc<PlanVersion>> = HashMap::new();
+        let mut out = Vec::with_capacity(self.active.len());
+        for (i, (s, window)) in self.active.iter().enumerate() {
+            let plan = catalog.plans.get(&(s.plan.clone(), s.plan_version)).ok_or_else(|| Error::Ledger {
+                location: "catalog".into(),
+                message: format!("subscription {} refers to missing plan {}@{}", s.id, s.plan, s.plan_version),
+            })?;
+            let customer = catalog.customers.get(&s.customer).ok_or_else(|| Error::Ledger {
+                location: "catalog".into(),
+                message: format!("subscription {} refers to missing customer {}", s.id, s.customer),
+            })?;
+            let mut usage = Vec::with_capacity(plan.prices.len());
+            for p in &plan.prices {
+                let meter = catalog.meters.get(&p.meter).ok_or_else(|| Error::Ledger {
+                    location: "catalog".into(),
+                    message: format!("plan {}@{} prices missing meter {}", plan.plan, plan.version, p.meter),
+                })?;
+                let agg = lookup(&aggregates[i], &p.meter).unwrap_or(&empty);
+                let q = quantity(meter.aggregation, agg);
+                let groups: Vec<(String, Decimal)> = lookup(&grouped[i], &p.meter)
+                    .map(|g| g.iter().map(|(k, a)| (k.clone(), quantity(meter.aggregation, a))).collect())
+                    .unwrap_or_default();
+                let key = (s.id.clone(), p.meter.clone());
+                let mut calls = None;
+                let (priced, segments) = if let PriceModel::Telecom { rate_table } = &p.model {
+                    let so_far = self.calls.get_mut(&key);
+                    let lines = match &so_far {
+                        Some(c) => c.lines.lines().map_err(|source| Error::Call {
+                            event_id: String::new(),
+                            customer: s.customer.clone(),
+                            meter: p.meter.clone(),
+                            source: Box::new(source),
+                        })?,
+                        None => Vec::new(),
+                    };
+                    let (mut records, segments) =
+                        so_far.map(|c| (std::mem::take(&mut c.records), c.segments.iter().cloned().collect())).unwrap_or_default();
+                    // Stored and shown in time order; the ledger's event-key order is only deterministic.
+                    records.sort_by(|a: &RatedCallRecord, b| {
+                        (a.event_time, &a.event_id, &a.source).cmp(&(b.event_time, &b.event_id, &b.source))
+                    });
+                    let mut amount = Decimal::ZERO;
+                    for l in &lines {
+                        amount = amount.checked_add(l.amount).ok_or_else(|| Error::Overflow { what: p.meter.clone() })?;
+                    }
+                    calls = Some(TelecomUsage { rate_table: rate_table.clone(), lines, calls: records });
+                    (Priced::new(amount, Vec::new()), segments)
+                } else if matches!(p.model, PriceModel::Percentage { .. }) {
+                    let totals = self.pct_totals.get(&key).cloned().unwrap_or_default();
+                    (price_percentage(p, totals), self.pct_segments.get(&key).map(|s| s.iter().cloned().collect()).unwrap_or_default())
+                } else {
+                    (price_line(p, q, &groups)?, agg.segments.clone())
+                };
+                usage.push(RatedUsage {
+                    meter: p.meter.clone(),
+                    aggregation: meter.aggregation,
+                    quantity: q,
+                    event_count: agg.count,
+                    model: p.model.name(),
+                    priced,
+                    segments,
+                    telecom: calls,
+                });
+            }
+            let metered_seats = match &plan.seat_meter {
+                Some(m) => {
+                    let meter = catalog.meters.get(m).ok_or_else(|| Error::Ledger {
+                        location: "catalog".into(),
+                        message: format!("plan {}@{} counts seats with missing meter {m}", plan.plan, plan.version),
+                    })?;
+                    Some(quantity(meter.aggregation, lookup(&aggregates[i], m).unwrap_or(&empty)))
+                }
+                None => None,
+            };
+            out.push(RatedSubscription {
+                subscription: s.clone(),
+                customer: customer.clone(),
+                plan: shared_plans.entry((plan.plan.as_str(), plan.version)).or_insert_with(|| Arc::new(plan.clone())).clone(),
+                window: *window,
+                usage,
+                metered_seats,
             });
         }
-        let metered_seats = match &plan.seat_meter {
-            Some(m) => {
-                let meter = catalog.meters.get(m).ok_or_else(|| Error::Ledger {
-                    location: "catalog".into(),
-                    message: format!("plan {}@{} counts seats with missing meter {m}", plan.plan, plan.version),
-                })?;
-                Some(quantity(meter.aggregation, lookup(&aggregates[i], m).unwrap_or(&empty)))
-            }
-            None => None,
-        };
-        out.push(RatedSubscription {
-            subscription: s.clone(),
-            customer: customer.clone(),
-            plan: shared_plans.entry((plan.plan.as_str(), plan.version)).or_insert_with(|| Arc::new(plan.clone())).clone(),
-            window,
-            usage,
-            metered_seats,
-        });
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// The value of `meter` among one window's (meter, value) pairs (a handful).
 fn lookup<'a, T>(meters: &'a [(String, T)], meter: &str) -> Option<&'a T> {
     meters.iter().find(|(m, _)| m == meter).map(|(_, v)| v)
-}
-
-/// Rates every call record of the telecom-priced meters in the windows, per (subscription,
-/// meter): the usage (rated calls and their lines) and the sorted segments they came from. A
-/// record that cannot be rated fails the period with an error naming it: nothing is dropped.
-async fn rate_telecom(
-    ledger_root: &Path,
-    catalog: &Catalog,
-    active: &[(&Subscription, Window)],
-    windows: &[SubWindow],
-) -> Result<HashMap<(String, String), (TelecomUsage, Vec<String>)>> {
-    let mut tables = HashMap::new();
-    for (s, _) in active {
-        if let Some(plan) = catalog.plans.get(&(s.plan.clone(), s.plan_version)) {
-            for p in &plan.prices {
-                if let PriceModel::Telecom { rate_table } = &p.model {
-                    let table = catalog.rate_tables.get(rate_table).ok_or_else(|| Error::Ledger {
-                        location: "catalog".into(),
-                        message: format!(
-                            "plan {}@{} prices meter {} with missing rate table {rate_table}",
-                            plan.plan, plan.version, p.meter
-                        ),
-                    })?;
-                    tables.insert((s.id.clone(), p.meter.clone()), table);
-                }
-            }
-        }
-    }
-    let mut meters: Vec<String> = tables.keys().map(|(_, m)| m.clone()).collect();
-    meters.sort();
-    meters.dedup();
-    let customers: HashMap<&str, &str> = active.iter().map(|(s, _)| (s.id.as_str(), s.customer.as_str())).collect();
-    let mut out: HashMap<(String, String), (TelecomUsage, std::collections::BTreeSet<String>)> = HashMap::new();
-    for_each_row(ledger_root, windows, &meters, |row| {
-        let key = (row.subscription.to_owned(), row.meter.to_owned());
-        let Some(table) = tables.get(&key) else { return Ok(()) }; // priced another way by this plan
-        let customer = customers.get(row.subscription).copied().unwrap_or_default();
-        let failed = |source: TelecomError| Error::Call {
-            event_id: row.event_id.to_owned(),
-            customer: customer.to_owned(),
-            meter: row.meter.to_owned(),
-            source: Box::new(source),
-        };
-        let record = call_from_row(row.event_id, row.time, row.value, row.data).map_err(failed)?;
-        let call = rate_call(table, &record).map_err(failed)?;
-        let entry =
-            out.entry(key).or_insert_with(|| (TelecomUsage { rate_table: table.key.clone(), ..Default::default() }, Default::default()));
-        entry.0.calls.push(RatedCallRecord {
-            event_id: row.event_id.to_owned(),
-            source: row.source.to_owned(),
-            customer: customer.to_owned(),
-            subscription: row.subscription.to_owned(),
-            meter: row.meter.to_owned(),
-            rate_table: table.key.clone(),
-            event_time: row.time,
-            segment: row.segment.to_owned(),
-            destination: record.destination,
-            answered_at: record.start,
-            call,
-        });
-        entry.1.insert(row.segment.to_owned());
-        Ok(())
-    })
-    .await?;
-    let mut done = HashMap::with_capacity(out.len());
-    for (key, (mut usage, segments)) in out {
-        // Stored and shown in time order; the ledger's event-key order is only deterministic.
-        usage.calls.sort_by(|a, b| (a.event_time, &a.event_id, &a.source).cmp(&(b.event_time, &b.event_id, &b.source)));
-        let rated: Vec<_> = usage.calls.iter().map(|c| c.call.clone()).collect();
-        usage.lines = sum_calls(&rated).map_err(|source| Error::Call {
-            event_id: String::new(),
-            customer: customers.get(key.0.as_str()).copied().unwrap_or_default().to_owned(),
-            meter: key.1.clone(),
-            source: Box::new(source),
-        })?;
-        done.insert(key, (usage, segments.into_iter().collect()));
-    }
-    Ok(done)
 }

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use meterline_ingest::LedgerConfig;
 use meterline_ingest::segment::{Ledger, build_segments};
 use meterline_ingest::validate::Validator;
+use meterline_invoicer::spend::{self, Refresher};
 use meterline_invoicer::tax::usage_by_tax_period;
 use meterline_invoicer::{CreditUsage, Settings, build_invoices_with_usage};
 use meterline_schemas::catalog::{Catalog, CatalogFile};
@@ -88,13 +89,13 @@ fn cases() -> Vec<PathBuf> {
     v
 }
 
-async fn run_case(path: &Path) -> String {
+/// A case's catalog, labels and its events as ingest accepts them.
+fn load_case(path: &Path) -> (Case, Catalog, Vec<PeriodLabel>, Vec<meterline_ingest::validate::Accepted>) {
     let case: Case = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let catalog = case.catalog.validate(&Catalog::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let labels: Vec<PeriodLabel> = case.period.iter().chain(&case.periods).map(|p| p.parse().unwrap()).collect();
     assert!(!labels.is_empty(), "{}: give period or periods", path.display());
-
-    // Events go through ingest's own validation and segment writer into a temporary ledger.
+    // Events go through ingest's own validation.
     let validator = Validator::new(catalog.meters_by_event_type());
     let (mut accepted, mut refused) = (Vec::new(), Vec::new());
     for e in &case.events {
@@ -110,6 +111,12 @@ async fn run_case(path: &Path) -> String {
         path.display(),
         refused.iter().map(|r| r.error.to_string()).collect::<Vec<_>>()
     );
+    (case, catalog, labels, accepted)
+}
+
+async fn run_case(path: &Path) -> String {
+    let (case, catalog, labels, accepted) = load_case(path);
+    // The events go through ingest's segment writer into a temporary ledger.
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&LedgerConfig { path: dir.path().to_path_buf() }).unwrap();
     let refs: Vec<_> = accepted.iter().collect();
@@ -398,6 +405,63 @@ async fn golden_cases() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// Current spend refreshed incrementally equals current spend read from the whole ledger, for
+/// every golden case (every price model, telecom calls, distinct counts, latest values): the
+/// events are written as three batches of segments, and after each batch the long-lived
+/// refresher reads only the new segments, and its rows equal a fresh read of everything. Then a
+/// catalog change (a subscription removed) makes it read the period again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_spend_equals_a_full_read() {
+    let key = |rows: Vec<meterline_schemas::invoice::SpendRow>| -> Vec<_> {
+        rows.into_iter().map(|r| (r.subscription_id, r.period, r.currency, r.usage_amount, r.fees, r.subtotal, r.ledger_rows)).collect()
+    };
+    let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+    let (mut cases_with_usage, mut segments_read) = (0, 0);
+    for path in cases() {
+        let (case, catalog, labels, accepted) = load_case(&path);
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&LedgerConfig { path: dir.path().to_path_buf() }).unwrap();
+        let refs: Vec<_> = accepted.iter().collect();
+        let chunk = refs.len().div_ceil(3).max(1);
+        let mut refreshers: Vec<Refresher> = labels.iter().map(|_| Refresher::default()).collect();
+        for (k, part) in refs.chunks(chunk).enumerate() {
+            let first = (k * chunk + 1) as u64;
+            let written = build_segments(0, part, first, first + part.len() as u64 - 1, now).unwrap();
+            for seg in &written {
+                ledger.write(seg).await.unwrap();
+            }
+            for (label, refresher) in labels.iter().zip(&mut refreshers) {
+                let got = refresher.compute(dir.path(), &catalog, Some(*label), now, case.rounding).await.unwrap();
+                let want = spend::compute(dir.path(), &catalog, *label, case.rounding).await.unwrap();
+                assert_eq!(key(got), key(want), "{} {label} after batch {k}", path.display());
+                assert!(
+                    refresher.last_read <= written.len(),
+                    "{}: read {} segments, {} new",
+                    path.display(),
+                    refresher.last_read,
+                    written.len()
+                );
+                segments_read += refresher.last_read;
+            }
+        }
+        cases_with_usage += usize::from(!refs.is_empty());
+        // Nothing new: nothing read, same rows.
+        let label = labels[0];
+        let again = refreshers[0].compute(dir.path(), &catalog, Some(label), now, case.rounding).await.unwrap();
+        assert_eq!(refreshers[0].last_read, 0, "{}", path.display());
+        assert_eq!(key(again), key(spend::compute(dir.path(), &catalog, label, case.rounding).await.unwrap()));
+        // A catalog without its first subscription: the period is read again under it.
+        if let Some(first) = catalog.subscriptions.keys().next().cloned() {
+            let mut fewer = catalog.clone();
+            fewer.subscriptions.remove(&first);
+            let got = refreshers[0].compute(dir.path(), &fewer, Some(label), now, case.rounding).await.unwrap();
+            let want = spend::compute(dir.path(), &fewer, label, case.rounding).await.unwrap();
+            assert_eq!(key(got), key(want), "{} without {first}", path.display());
+        }
+    }
+    assert!(cases_with_usage >= 40 && segments_read >= 100, "{cases_with_usage} cases with usage, {segments_read} segments read");
 }
 
 /// The tax seam: a second [`meterline_invoicer::TaxProvider`] (standing in for an external tax

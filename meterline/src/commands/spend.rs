@@ -18,21 +18,21 @@ pub async fn run(cfg: &Config, args: SpendArgs) -> anyhow::Result<()> {
     let store = connect::catalog(cfg, &js).await?;
     let ch = connect::clickhouse(cfg).await?;
     std::fs::create_dir_all(&cfg.ledger.path)?;
+    // Kept across refreshes: each reads only the ledger segments written since the last one.
+    let mut refresher = meterline_invoicer::spend::Refresher::default();
     loop {
         let t = Instant::now();
-        // The catalog is re-read each time, so new customers and subscriptions show up.
+        // The catalog is re-read each time, so new customers and subscriptions show up (the
+        // usage of a period whose subscriptions changed is read again from the whole ledger).
         let catalog = store.load().await?;
-        let (rows, what) = match label {
-            Some(label) => (
-                meterline_invoicer::spend::refresh(&ch, &cfg.ledger.path, &catalog, label, cfg.billing.rounding).await?,
-                format!("period {label}"),
-            ),
-            None => (
-                meterline_invoicer::spend::refresh_open(&ch, &cfg.ledger.path, &catalog, cfg.billing.rounding).await?,
-                "open cycles".to_owned(),
-            ),
-        };
-        emit(format!("{what}: current spend of {} subscriptions refreshed in {:.2}s", rows.len(), t.elapsed().as_secs_f64()))?;
+        let rows = refresher.refresh(&ch, &cfg.ledger.path, &catalog, label, cfg.billing.rounding).await?;
+        let what = label.map_or_else(|| "open cycles".to_owned(), |l| format!("period {l}"));
+        emit(format!(
+            "{what}: current spend of {} subscriptions refreshed in {:.2}s ({} new ledger segments read)",
+            rows.len(),
+            t.elapsed().as_secs_f64(),
+            refresher.last_read
+        ))?;
         let Some(every) = args.every else { break };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
