@@ -279,7 +279,7 @@ mod tests {
 
         let (todo, reserved) = plan_finalization(&due, &stored, &written, &mut counter, 200);
         assert_eq!(todo.iter().map(|r| r.invoice_id).collect::<Vec<_>>(), vec![c]);
-        assert_eq!(reserved, HashMap::from([(c, Reservation { seq: 3, at: 200 })]));
+        assert_eq!(reserved, HashMap::from([(c, Reservation { seq: 3, at: 200, content: None })]));
         assert_eq!(counter.next, 4);
         assert_eq!(counter.pending.keys().copied().collect::<Vec<_>>(), vec![c]);
     }
@@ -295,7 +295,7 @@ mod tests {
         counter.reserve(&[a], 100);
         let (todo, reserved) = plan_finalization(&due, &stored, &HashMap::new(), &mut counter, 200);
         assert_eq!(todo.iter().map(|r| r.invoice_id).collect::<Vec<_>>(), vec![a]);
-        assert_eq!(reserved, HashMap::from([(a, Reservation { seq: 1, at: 100 })]));
+        assert_eq!(reserved, HashMap::from([(a, Reservation { seq: 1, at: 100, content: None })]));
         assert_eq!(counter.next, 2);
         assert!(!counter.pending.contains_key(&b));
     }

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::events;
 use crate::ids::{credit_note_id, late_credit_note_id};
 use crate::lifecycle::{Billing, describe, find};
-use crate::numbering::Reservation;
+use crate::numbering::{Claim, Reservation};
 use crate::writer::{insert_all, invoice_lines};
 
 /// What to credit.
@@ -123,14 +123,37 @@ pub async fn issue(billing: &Billing, id_or_number: &str, what: Credit, reason: 
         )));
     }
 
+    // The invoice's n-th credit note: a retry after a crash finds the same id and its number.
+    // Two different requests on one invoice at once address the same id too: the number is
+    // claimed for this request's content, and a different request holding it is refused as busy
+    // (numbering.rs), so neither credit overwrites the other and both pass the remainder check
+    // against the notes written before them.
     let id = credit_note_id(inv.invoice_id, u32::try_from(existing.len()).unwrap_or(u32::MAX));
+    let content = {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for (n, description, amount) in &lines {
+            h.update(format!("{n}\u{1f}{description}\u{1f}{}\u{1e}", amount.normalize()).as_bytes());
+        }
+        h.digest()
+    };
     let series = &billing.settings.credit_note_series;
     let reservation = loop {
         let mut snap = billing.numbering.read(series).await?;
         let before = snap.counter.clone();
         // Reservations of this invoice's credit notes already written are finished.
         snap.counter.pending.retain(|p, _| !existing.iter().any(|c| c.credit_note_id == *p));
-        let r = snap.counter.reserve(&[id], secs(now))[0].1;
+        let r = match snap.counter.claim(id, content, secs(now)) {
+            Claim::Held(r) => r,
+            Claim::Busy(r) => {
+                return Err(Error::CreditNote(format!(
+                    "another credit note on invoice {} is being issued right now (number {} reserved at {}); nothing was issued: \
+                     check `invoices history` and try again in a minute if still needed",
+                    describe(&inv),
+                    series.number(r),
+                    DateTime::from_timestamp(i64::from(r.at), 0).map_or_else(|| r.at.to_string(), |t| t.to_rfc3339()),
+                )));
+            }
+        };
         if snap.counter == before || billing.numbering.compare_and_set(series, &snap.counter, snap.revision).await? {
             break r;
         }

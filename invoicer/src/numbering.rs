@@ -32,6 +32,26 @@ pub struct Reservation {
     pub seq: u64,
     /// Time of the reservation, UTC seconds.
     pub at: u32,
+    /// For documents whose id does not determine their content (an operator's credit note is
+    /// the invoice's n-th): a hash of the content the number was taken for, so a retry of the
+    /// same request is told apart from a different request racing for the same id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<u64>,
+}
+
+/// How long an operator's reservation is held against a different request for the same
+/// document id: younger, it belongs to a request still running; older, to one that died, and a
+/// new request takes its number over (so no number is left unused).
+pub const CLAIM_LEASE_SECS: u32 = 60;
+
+/// The outcome of [`Counter::claim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The number is ours: new, our own earlier reservation, or taken over from a request that
+    /// died.
+    Held(Reservation),
+    /// A different request for the same document id holds it and may still be running.
+    Busy(Reservation),
 }
 
 /// The value of one counter key.
@@ -57,13 +77,37 @@ impl Counter {
         ids.iter()
             .map(|id| {
                 let r = *self.pending.entry(*id).or_insert_with(|| {
-                    let r = Reservation { seq: self.next, at };
+                    let r = Reservation { seq: self.next, at, content: None };
                     self.next += 1;
                     r
                 });
                 (*id, r)
             })
             .collect()
+    }
+}
+
+impl Counter {
+    /// Reserves a number for document `id` whose content hashes to `content`, at time `at`: a
+    /// reservation of the same content is reused (a retry), one of other content is taken over
+    /// when older than [`CLAIM_LEASE_SECS`] (its request died; the number keeps its place and
+    /// takes the new time) and otherwise refused as busy. The caller compare-and-sets the counter
+    /// when the claim is held.
+    pub fn claim(&mut self, id: Uuid, content: u64, at: u32) -> Claim {
+        match self.pending.get_mut(&id) {
+            Some(r) if r.content == Some(content) => Claim::Held(*r),
+            Some(r) if at.saturating_sub(r.at) < CLAIM_LEASE_SECS => Claim::Busy(*r),
+            Some(r) => {
+                *r = Reservation { seq: r.seq, at, content: Some(content) };
+                Claim::Held(*r)
+            }
+            None => {
+                let r = Reservation { seq: self.next, at, content: Some(content) };
+                self.next += 1;
+                self.pending.insert(id, r);
+                Claim::Held(r)
+            }
+        }
     }
 }
 
@@ -226,7 +270,7 @@ mod tests {
     fn formats() {
         let s = Series::new("acme", "inv", "INV-{year}-{seq:06}").unwrap();
         // 2026-11-04T00:00:00Z
-        assert_eq!(s.number(Reservation { seq: 123, at: 1_793_750_400 }), "INV-2026-000123");
+        assert_eq!(s.number(Reservation { seq: 123, at: 1_793_750_400, content: None }), "INV-2026-000123");
         assert_eq!(format_number("CN{seq}", 2026, 7), "CN7");
         assert_eq!(format_number("{year}/{seq:03}/x", 2027, 1234), "2027/1234/x");
         assert!(validate_format("INV-{year}").unwrap_err().to_string().contains("needs exactly one {seq}"));
@@ -238,9 +282,32 @@ mod tests {
     fn reservations_are_reused_for_the_same_document() {
         let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
         let mut k = Counter::default();
-        assert_eq!(k.reserve(&[a, b], 100), vec![(a, Reservation { seq: 1, at: 100 }), (b, Reservation { seq: 2, at: 100 })]);
+        let r = |seq, at| Reservation { seq, at, content: None };
+        assert_eq!(k.reserve(&[a, b], 100), vec![(a, r(1, 100)), (b, r(2, 100))]);
         // A restart (or a second closer) asks again for b and a new c: b keeps 2 and its time.
-        assert_eq!(k.reserve(&[b, c], 200), vec![(b, Reservation { seq: 2, at: 100 }), (c, Reservation { seq: 3, at: 200 })]);
+        assert_eq!(k.reserve(&[b, c], 200), vec![(b, r(2, 100)), (c, r(3, 200))]);
         assert_eq!(k.next, 4);
+    }
+
+    #[test]
+    fn claims_reuse_retries_refuse_racers_and_take_over_the_dead() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut k = Counter::default();
+        let held = |seq, at, content| Claim::Held(Reservation { seq, at, content: Some(content) });
+        assert_eq!(k.claim(a, 7, 1_000), held(1, 1_000, 7));
+        // The same request again (a retry after a crash): the same number and time.
+        assert_eq!(k.claim(a, 7, 1_030), held(1, 1_000, 7));
+        // Another request for the same id while the first may still run: refused, nothing taken.
+        assert_eq!(k.claim(a, 8, 1_059), Claim::Busy(Reservation { seq: 1, at: 1_000, content: Some(7) }));
+        assert_eq!(k.next, 2);
+        // Once the lease is over, the first request is taken for dead: its number is reused.
+        assert_eq!(k.claim(a, 8, 1_060), held(1, 1_060, 8));
+        // Another document gets the next number.
+        assert_eq!(k.claim(b, 7, 1_060), held(2, 1_060, 7));
+        // Counters written before `content` existed read back without it.
+        let old: Counter =
+            serde_json::from_str(r#"{"next":3,"pending":{"00000000-0000-0000-0000-000000000001":{"seq":2,"at":5}}}"#).unwrap();
+        assert_eq!(old.pending[&a], Reservation { seq: 2, at: 5, content: None });
+        assert!(!serde_json::to_string(&old).unwrap().contains("content"));
     }
 }

@@ -696,6 +696,70 @@ async fn credit_notes_partial_then_over_credit_refused() {
     env.cleanup().await;
 }
 
+/// Four operators credit the same invoice at the same moment (different amounts). Each either
+/// gets its credit note or a clear "busy" refusal with nothing issued; no credit overwrites
+/// another (they would share the invoice's n-th id), numbers stay gapless, and the refused ones
+/// succeed when retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_credit_notes_on_one_invoice_never_overwrite_each_other() {
+    let env = TestEnv::new("cnrace").await;
+    scenario(&env).await;
+    run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"]);
+    let amounts = ["1.00", "2.00", "3.00", "4.00"];
+    let spawn = |amount: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_meterline"))
+            .args(["invoices", "credit-note", "--id", "INV-2026-000001", "--amount", amount, "--reason", &format!("race {amount}")])
+            .current_dir(env.ledger.path())
+            .envs(env.child_env())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = amounts.iter().map(|a| spawn(a)).collect();
+    let (mut issued, mut busy) = (Vec::new(), Vec::new());
+    for (amount, child) in amounts.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+        if out.status.success() {
+            assert!(stdout.contains(&format!(": {amount} USD,")), "{stdout}");
+            issued.push(d(amount));
+        } else {
+            assert!(stderr.contains("is being issued right now") && stderr.contains("nothing was issued"), "{stdout}{stderr}");
+            busy.push(*amount);
+        }
+    }
+    eprintln!("issued at once: {issued:?}, refused as busy: {busy:?}");
+    assert!(!issued.is_empty());
+    let ch = env.clickhouse().await;
+    let invoice = list_invoices(&ch, "2026-10").await.unwrap()[0].invoice_id;
+    let stored = |notes: Vec<meterline_schemas::invoice::CreditNoteRow>| -> (Vec<String>, Vec<Decimal>) {
+        let mut amounts: Vec<Decimal> = notes.iter().map(|n| n.amount).collect();
+        amounts.sort();
+        (notes.into_iter().map(|n| n.number).collect(), amounts)
+    };
+    // Every credit reported as issued is stored, with its own number; nothing else is.
+    issued.sort();
+    let numbers: Vec<String> = (1..=issued.len()).map(|i| format!("CN-2026-{i:06}")).collect();
+    assert_eq!(stored(meterline_invoicer::credit_notes::of_invoice(&ch, invoice).await.unwrap()), (numbers, issued));
+    // The refused ones, retried one by one, are issued after them: four notes, gapless, 10.00.
+    for amount in &busy {
+        run(&env, &["invoices", "credit-note", "--id", "INV-2026-000001", "--amount", amount, "--reason", &format!("race {amount}")]);
+    }
+    let (numbers, amounts) = stored(meterline_invoicer::credit_notes::of_invoice(&ch, invoice).await.unwrap());
+    assert_eq!(numbers, (1..=4).map(|i| format!("CN-2026-{i:06}")).collect::<Vec<_>>());
+    assert_eq!(amounts, amounts_sorted(&["1.00", "2.00", "3.00", "4.00"]));
+    let out = run(&env, &["invoices", "credit-note", "--id", "INV-2026-000001", "--amount", "4.24", "--reason", "rest"]);
+    assert!(out.contains("CN-2026-000005") && out.contains("0.00 USD left to credit"), "{out}");
+    env.cleanup().await;
+}
+
+fn amounts_sorted(v: &[&str]) -> Vec<Decimal> {
+    let mut out: Vec<Decimal> = v.iter().map(|a| d(a)).collect();
+    out.sort();
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_around_numbering_leave_no_gap() {
     let env = TestEnv::new("numcrash").await;
