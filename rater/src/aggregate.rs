@@ -21,8 +21,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, Timestamp
 use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{Expr, ParquetReadOptions, SessionConfig, SessionContext, col as df_col, lit};
-use datafusion::scalar::ScalarValue;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use rust_decimal::Decimal;
 
@@ -207,10 +206,6 @@ pub async fn aggregate_groups_by_window(
 /// Below this many customers, the scan is narrowed by a customer IN-list first.
 const IN_LIST_MAX: usize = 1_000;
 
-fn ts(t: DateTime<Utc>) -> Expr {
-    lit(ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into())))
-}
-
 /// Every aggregate per (window, meter, group key) in one scan of the ledger, folded in Rust
 /// (`fold.rs`): entry `i` is `windows[i]`'s; `by_group` keeps group keys for those meters only.
 async fn query_all(
@@ -237,19 +232,20 @@ pub(crate) async fn fold_files(
     if windows.is_empty() || files.is_empty() {
         return Ok(());
     }
-    let ctx = context(files, &[]).await?;
-    let mut df = ctx.table("ledger").await?;
+    // The fold checks each row against its customer's windows; the time range only lets
+    // Parquet statistics skip files, so it is left out when the windows cover the files' months.
     let (start, end) = windows.iter().fold((windows[0].start, windows[0].end), |(s, e), w| (s.min(w.start), e.max(w.end)));
-    df = df.filter(df_col(col::EVENT_TIME).gt_eq(ts(start)).and(df_col(col::EVENT_TIME).lt(ts(end))))?;
-    if let Some(meters) = by_group {
-        df = df.filter(df_col(col::METER).in_list(meters.iter().map(|m| lit(m.clone())).collect(), false))?;
-    }
+    let months = months(windows);
+    let covered = |m: Option<&String>, f: fn(PeriodLabel) -> DateTime<Utc>| m.and_then(|m| m.parse::<PeriodLabel>().ok()).map(f);
+    let whole =
+        covered(months.first(), |m| m.cycle_start(1)) == Some(start) && covered(months.last(), |m| m.next().cycle_start(1)) == Some(end);
     let customers: BTreeSet<&str> = windows.iter().map(|w| w.customer.as_str()).collect();
-    if customers.len() <= IN_LIST_MAX {
-        df = df.filter(df_col(col::CUSTOMER).in_list(customers.iter().map(|c| lit(*c)).collect(), false))?;
-    }
-    let df = df.select(fold::columns(state.wanted()))?;
-    state.add(df).await
+    let scan = fold::Scan {
+        time: (!whole).then_some((start, end)),
+        meters: by_group.map(<[String]>::to_vec),
+        customers: (customers.len() <= IN_LIST_MAX).then(|| customers.iter().map(|c| (*c).to_owned()).collect()),
+    };
+    state.add(files, &scan).await
 }
 
 /// Streams every (subscription, meter, value) of `meters` inside the windows to `f`, batch by

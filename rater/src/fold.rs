@@ -1,12 +1,23 @@
 //! Every aggregate of the rating in one pass over the ledger.
 //!
-//! DataFusion reads the ledger (Parquet: month directories pruned, filtered by time and meter,
-//! only the needed columns, one stream per core), and each stream is folded here into
-//! accumulators per (subscription, meter, group key): sum, count, min and max of the value, the
-//! first and last segment, the latest value by (event time, event id), and the entries of the
-//! exact distinct count. Rows find their subscription through an index of windows per customer,
-//! so customers with several subscriptions (plan changes, mid-period starts) cost the same as the
+//! DataFusion reads each ledger file (Parquet: filtered by time, meter or customer when that
+//! narrows anything, only the needed columns), one task per core taking the next file until none
+//! is left, and each task folds its rows here into accumulators per (subscription, meter, group
+//! key): sum, count, min and max of the value, the first and last segment, the latest value by
+//! (event time, event id), and the entries of the exact distinct count. A row's segment is the
+//! file holding it (whose path below the ledger root is what the `segment` column holds), so that
+//! column is not read. Rows find their subscription through an index of windows per customer, so
+//! customers with several subscriptions (plan changes, mid-period starts) cost the same as the
 //! rest: there is no join.
+//!
+//! Memory, not arithmetic, bounds this on large ledgers: rows hit customers and accumulators at
+//! random, and 100k subscriptions × 5 meters of one-cache-line accumulators are far larger than
+//! the caches. So the accumulator of group 0 of a subscription's first meters is found by
+//! arithmetic (`subscription × SLOTS + meter`, no lookup), and a row's update is not applied at
+//! once: updates are collected (two million at a time), grouped by accumulator range in one
+//! counting pass, and applied range by range, so each range's accumulators are read from memory
+//! once per batch of updates instead of once per row. The latest value keeps its time beside the
+//! accumulator, so the many rows older than it cost one look.
 //!
 //! Why not SQL: the same aggregates as one DataFusion GROUP BY take about 13× the time of a plain
 //! sum/count scan on 100M rows, almost all of it in `count(DISTINCT)` over ~17M (customer, value)
@@ -22,11 +33,13 @@
 //! skips null values, and a row counts in every window of its customer that contains its time.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, LargeStringArray, RecordBatch, StringArray, StringViewArray};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use datafusion::prelude::{DataFrame, Expr, col as df_col, lit};
+use chrono::{DateTime, Utc};
+use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, SessionConfig, SessionContext, col as df_col, lit};
 use datafusion::scalar::ScalarValue;
 use foldhash::fast::FixedState;
 use futures::StreamExt;
@@ -105,9 +118,10 @@ impl Index {
 }
 
 /// The columns the fold reads, in this order (a null string in place of a column not needed).
+/// The segment of a row is the file holding it, so its column is not read.
 pub(crate) fn columns(wanted: &Wanted) -> Vec<Expr> {
     let none = |name: &str| lit(ScalarValue::Utf8(None)).alias(name);
-    let mut c: Vec<Expr> = [col::CUSTOMER, col::METER, col::EVENT_TIME, col::VALUE, col::SEGMENT].into_iter().map(df_col).collect();
+    let mut c: Vec<Expr> = [col::CUSTOMER, col::METER, col::EVENT_TIME, col::VALUE].into_iter().map(df_col).collect();
     c.push(if wanted.unique_meters.is_empty() { none("no_unique") } else { df_col(col::UNIQUE_VALUE) });
     c.push(if wanted.latest_meters.is_empty() { none("no_event_id") } else { df_col(col::EVENT_ID) });
     c.push(if wanted.grouped { df_col(col::GROUP_KEY) } else { none("no_group") });
@@ -146,87 +160,124 @@ struct Latest {
     value: Option<i128>,
 }
 
-/// What every row updates in its accumulator: exactly one cache line, since the rows of a
-/// large ledger hit accumulators at random and each miss costs more than the update.
+/// What every row updates in its accumulator: exactly one cache line.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Hot {
     sum: i128,
-    /// Valid when `valued`.
+    /// The smallest value; greater than `max` while no (non-null) value was added.
     min: i128,
-    /// Valid when `valued`.
     max: i128,
+    /// Rows, null values included.
     count: u64,
-    /// The segment of the last row added: rows of one segment arrive together, so the
-    /// first/last comparison (in [`Acc`]) runs once per segment, not per row.
-    seg_seen: u32,
-    /// 1 once a non-null value was added.
-    valued: u32,
+    /// The first and last segment of the rows, by name. In the fold of one scan, ranks in the
+    /// scan's files sorted by name (so numeric order is name order); in the total, ids of its
+    /// segment names, compared as text.
+    seg_min: u32,
+    seg_max: u32,
 }
 
+const EMPTY: Hot = Hot { sum: 0, min: i128::MAX, max: i128::MIN, count: 0, seg_min: u32::MAX, seg_max: 0 };
+
 impl Hot {
-    fn new(seg: u32) -> Hot {
-        Hot { sum: 0, min: i128::MAX, max: i128::MIN, count: 0, seg_seen: seg, valued: 0 }
+    fn valued(&self) -> bool {
+        self.min <= self.max
     }
 
-    fn add(&mut self, v: i128) -> Result<()> {
-        self.sum = self.sum.checked_add(v).ok_or_else(|| overflow("sum"))?;
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
-        self.valued = 1;
-        Ok(())
-    }
-
-    fn merge(&mut self, o: &Hot) -> Result<()> {
+    fn add_values(&mut self, o: &Hot) -> Result<()> {
         self.count += o.count;
         self.sum = self.sum.checked_add(o.sum).ok_or_else(|| overflow("sum"))?;
-        if o.valued == 1 {
-            self.min = self.min.min(o.min);
-            self.max = self.max.max(o.max);
-            self.valued = 1;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        Ok(())
+    }
+}
+
+/// One row's update of its accumulator, deferred (24 bytes): the updates of many rows are
+/// applied together, grouped by accumulator range, so that each group's accumulators stay in
+/// cache while it is applied (the rows of a large ledger hit accumulators at random).
+#[derive(Clone, Copy, Default)]
+struct Update {
+    acc: u32,
+    /// The segment's rank; [`NULL_VALUE`] set when the value is null.
+    seg: u32,
+    lo: u64,
+    hi: u64,
+}
+
+const NULL_VALUE: u32 = 1 << 31;
+
+impl Update {
+    fn new(acc: u32, seg: u32, v: Option<i128>) -> Update {
+        match v {
+            Some(v) => {
+                let u = v as u128;
+                Update { acc, seg, lo: u as u64, hi: (u >> 64) as u64 }
+            }
+            None => Update { acc, seg: seg | NULL_VALUE, lo: 0, hi: 0 },
+        }
+    }
+
+    fn apply(&self, hot: &mut [Hot]) -> Result<()> {
+        let h = &mut hot[self.acc as usize];
+        h.count += 1;
+        let seg = self.seg & !NULL_VALUE;
+        h.seg_min = h.seg_min.min(seg);
+        h.seg_max = h.seg_max.max(seg);
+        if self.seg & NULL_VALUE == 0 {
+            let v = ((u128::from(self.hi) << 64) | u128::from(self.lo)) as i128;
+            h.sum = h.sum.checked_add(v).ok_or_else(|| overflow("sum"))?;
+            h.min = h.min.min(v);
+            h.max = h.max.max(v);
         }
         Ok(())
     }
 }
 
-/// The rest of an accumulator of one (subscription, meter, group), touched when a row's
-/// segment changes and for LATEST meters.
-#[derive(Clone)]
-struct Acc {
-    sub: u32,
-    meter: u32,
-    group: u32,
-    seg_first: u32,
-    seg_last: u32,
-    latest: Option<Box<Latest>>,
-}
+/// Updates held before they are applied (48 MB): about four per accumulator of 500k.
+const FLUSH: usize = 1 << 21;
+/// Below this many updates, or accumulators, they are applied in arrival order.
+const DIRECT: usize = 1 << 14;
+/// Accumulator ranges the updates are grouped by when applied: 100k subscriptions with
+/// [`SLOTS`] accumulators of 64 bytes are 51 MB, so a range is about 200 KB (the L2 holds 2 MB).
+const RANGE_BITS: u32 = 8;
 
-/// Meters per subscription with a direct slot.
+/// Meters per subscription with a direct accumulator at `subscription × SLOTS + meter`.
 const SLOTS: usize = 8;
 
 /// One distinct-count entry: accumulator, value length, hash of the value, offset of the value
 /// in the arena (24 bytes).
 type Entry = (u32, u32, u64, u64);
 
-/// The fold of one stream.
+/// Accumulators per (subscription, meter, group): the fold of one scan's stream, or the total.
+/// Group 0 (no group key) of the first [`SLOTS`] meters has a direct accumulator per
+/// subscription (no lookup); other (meter, group) pairs get accumulators after those.
 struct Partial {
     meters: Interner,
     groups: Interner,
+    /// Segment names (the total only; a scan's fold has ranks, see [`Hot`]).
     segments: Interner,
     unique_meter: Vec<bool>,
     latest_meter: Vec<bool>,
-    /// Accumulator of (subscription, meter) for group 0 and the first [`SLOTS`] meters, at
-    /// `sub × SLOTS + meter` (`u32::MAX`: none yet): one cache line per subscription.
-    slots: Vec<u32>,
-    /// The other keys, per subscription: (meter, group, accumulator), scanned linearly.
-    keys: Vec<Vec<(u32, u32, u32)>>,
+    /// Subscriptions (windows): the direct accumulators are the first `subs × SLOTS`.
+    subs: usize,
     hot: Vec<Hot>,
-    accs: Vec<Acc>,
+    /// Latest row per accumulator (LATEST meters only).
+    latest: Vec<Option<Box<Latest>>>,
+    /// Its time, beside it (`i64::MIN`: none), so older rows are skipped without following the box.
+    latest_time: Vec<i64>,
+    /// (meter, group, accumulator) of the other pairs, per subscription, scanned linearly.
+    keys: Vec<Vec<(u32, u32, u32)>>,
+    /// (subscription, meter, group) of the other accumulators, from `subs × SLOTS` on.
+    others: Vec<(u32, u32, u32)>,
     entries: Vec<Entry>,
     /// The values of the entries, back to back (a batch's column would keep 16 bytes per row
     /// of every meter alive).
     arena: Vec<u8>,
     scale: Option<i8>,
+    updates: Vec<Update>,
+    sorted: Vec<Update>,
+    pairs: Vec<(u32, u32)>,
 }
 
 /// A string column of any of arrow's string layouts.
@@ -304,20 +355,25 @@ fn overflow(what: &str) -> Error {
 }
 
 impl Partial {
-    fn new(wanted: &Wanted) -> Partial {
+    fn new(wanted: &Wanted, subs: usize) -> Partial {
         let mut p = Partial {
             meters: Interner::default(),
             groups: Interner::default(),
             segments: Interner::default(),
             unique_meter: Vec::new(),
             latest_meter: Vec::new(),
-            slots: Vec::new(),
-            keys: Vec::new(),
+            subs,
             hot: Vec::new(),
-            accs: Vec::new(),
+            latest: Vec::new(),
+            latest_time: Vec::new(),
+            keys: Vec::new(),
+            others: Vec::new(),
             entries: Vec::new(),
             arena: Vec::new(),
             scale: None,
+            updates: Vec::new(),
+            sorted: Vec::new(),
+            pairs: Vec::new(),
         };
         for m in wanted.unique_meters.iter().chain(&wanted.latest_meters) {
             p.meter(m);
@@ -343,16 +399,55 @@ impl Partial {
         i
     }
 
-    fn batch(&mut self, b: &RecordBatch, index: &Index, wanted: &Wanted) -> Result<()> {
+    fn direct(&self) -> usize {
+        self.subs * SLOTS
+    }
+
+    /// The direct accumulators, allocated at the first row (a fold may see none).
+    fn ensure_direct(&mut self) {
+        if self.hot.len() < self.direct() {
+            self.hot.resize(self.direct(), EMPTY);
+        }
+    }
+
+    /// (subscription, meter, group) of accumulator `a`.
+    fn ident(&self, a: usize) -> (u32, u32, u32) {
+        if a < self.direct() {
+            (u32::try_from(a / SLOTS).unwrap_or(u32::MAX), (a % SLOTS) as u32, 0)
+        } else {
+            self.others[a - self.direct()]
+        }
+    }
+
+    /// The accumulator of (subscription, meter, group): direct, or looked up (created when new).
+    fn acc(&mut self, sub: u32, meter: u32, group: u32) -> u32 {
+        if group == 0 && (meter as usize) < SLOTS {
+            return u32::try_from(sub as usize * SLOTS + meter as usize).unwrap_or(u32::MAX);
+        }
+        let s = sub as usize;
+        if self.keys.len() <= s {
+            self.keys.resize_with(s + 1, Vec::new);
+        }
+        if let Some(&(_, _, a)) = self.keys[s].iter().find(|(m, g, _)| *m == meter && *g == group) {
+            return a;
+        }
+        self.ensure_direct();
+        let a = u32::try_from(self.hot.len()).unwrap_or(u32::MAX);
+        self.keys[s].push((meter, group, a));
+        self.others.push((sub, meter, group));
+        self.hot.push(EMPTY);
+        a
+    }
+
+    fn batch(&mut self, b: &RecordBatch, seg: u32, index: &Index, wanted: &Wanted) -> Result<()> {
         let n = b.num_rows();
         if n == 0 {
             return Ok(());
         }
-        let cols: Vec<ArrayRef> = [0, 1, 4, 5, 6, 7].iter().map(|i| plain_strings(b.column(*i))).collect::<Result<_>>()?;
-        let (customers, meters, segments) = (Strs::of(&cols[0])?, Strs::of(&cols[1])?, Strs::of(&cols[2])?);
-        let uniques = Strs::of(&cols[3])?;
-        let ids = Strs::of(&cols[4])?;
-        let groups = Strs::of(&cols[5])?;
+        self.ensure_direct();
+        let cols: Vec<ArrayRef> = [0, 1, 4, 5, 6].iter().map(|i| plain_strings(b.column(*i))).collect::<Result<_>>()?;
+        let (customers, meters) = (Strs::of(&cols[0])?, Strs::of(&cols[1])?);
+        let (uniques, ids, groups) = (Strs::of(&cols[2])?, Strs::of(&cols[3])?, Strs::of(&cols[4])?);
         let times = arrow::compute::cast(b.column(2), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
         let times = times.as_primitive::<TimestampMicrosecondType>();
         let values: &Decimal128Array = match b.column(3).data_type() {
@@ -364,11 +459,11 @@ impl Partial {
             }
             other => return Err(Error::Ledger { location: "ledger".into(), message: format!("unexpected value type {other}") }),
         };
-        // Three passes over the batch, each a loop of independent lookups, so the cache misses
-        // of many rows overlap (the ledger's rows hit customers and accumulators at random).
-        // Consecutive rows often share customer, meter and segment: those are looked up once.
-        // 1. Each row's windows: (row, subscription) for every window holding its time.
-        let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(n);
+        // 1. Each row's windows: (row, subscription) for every window holding its time. A loop
+        // of independent lookups, so the cache misses of many rows overlap. Consecutive rows
+        // often share customer and meter: those are looked up once.
+        let mut pairs = std::mem::take(&mut self.pairs);
+        pairs.clear();
         let mut last_customer: Option<(usize, Option<Windows<'_>>)> = None;
         for i in 0..n {
             let found = match last_customer {
@@ -394,10 +489,9 @@ impl Partial {
                 }
             }
         }
-        // 2. Each pair's accumulator, meter and segment.
-        let mut targets: Vec<(u32, u32, u32)> = Vec::with_capacity(pairs.len());
+        // 2. Each pair's accumulator (arithmetic for most), its latest row and distinct-count
+        // entry when its meter needs them, and its deferred update.
         let mut last_meter: Option<(usize, u32)> = None;
-        let mut last_segment: Option<(usize, u32)> = None;
         let mut last_group: Option<(usize, u32)> = None;
         for &(row, sub) in &pairs {
             let i = row as usize;
@@ -421,52 +515,8 @@ impl Partial {
             } else {
                 0
             };
-            let seg = match last_segment {
-                Some((j, id)) if segments.same(i, j) => id,
-                _ => {
-                    let id = self.segments.id(segments.get(i).unwrap_or_default());
-                    last_segment = Some((i, id));
-                    id
-                }
-            };
-            targets.push((self.acc(sub, meter, group, seg), meter, seg));
-        }
-        // 3. The updates.
-        for (&(row, _), &(a, meter, seg)) in pairs.iter().zip(&targets) {
-            let i = row as usize;
-            let h = &mut self.hot[a as usize];
-            h.count += 1;
+            let a = self.acc(sub, meter, group);
             let v = values.is_valid(i).then(|| values.value(i));
-            if let Some(v) = v {
-                h.add(v)?;
-            }
-            if seg != h.seg_seen {
-                h.seg_seen = seg;
-                let acc = &mut self.accs[a as usize];
-                let s = segments.get(i).unwrap_or_default();
-                if s < self.segments.texts[acc.seg_first as usize].as_str() {
-                    acc.seg_first = seg;
-                }
-                if s > self.segments.texts[acc.seg_last as usize].as_str() {
-                    acc.seg_last = seg;
-                }
-            }
-            if self.latest_meter[meter as usize] {
-                let acc = &mut self.accs[a as usize];
-                let (t, id) = (times.value(i), ids.get(i).unwrap_or_default());
-                let newer = acc.latest.as_ref().is_none_or(|l| (t, id) > (l.time, l.id.as_str()));
-                if newer {
-                    match &mut acc.latest {
-                        Some(l) => {
-                            l.time = t;
-                            l.id.clear();
-                            l.id.push_str(id);
-                            l.value = v;
-                        }
-                        None => acc.latest = Some(Box::new(Latest { time: t, id: id.to_owned(), value: v })),
-                    }
-                }
-            }
             if self.unique_meter[meter as usize]
                 && let Some(u) = uniques.get(i)
             {
@@ -474,41 +524,80 @@ impl Partial {
                 self.entries.push((a, len, xxh3_64(u.as_bytes()), self.arena.len() as u64));
                 self.arena.extend_from_slice(u.as_bytes());
             }
+            if self.latest_meter[meter as usize] {
+                if self.latest.len() < self.hot.len() {
+                    self.latest.resize(self.hot.len(), None);
+                    self.latest_time.resize(self.hot.len(), i64::MIN);
+                }
+                // Most rows are older than the latest so far: one look at its time decides.
+                let t = times.value(i);
+                if t < self.latest_time[a as usize] {
+                    self.updates.push(Update::new(a, seg, v));
+                    continue;
+                }
+                self.latest_time[a as usize] = t;
+                let id = ids.get(i).unwrap_or_default();
+                let slot = &mut self.latest[a as usize];
+                let newer = slot.as_ref().is_none_or(|l| (t, id) > (l.time, l.id.as_str()));
+                if newer {
+                    match slot {
+                        Some(l) => {
+                            l.time = t;
+                            l.id.clear();
+                            l.id.push_str(id);
+                            l.value = v;
+                        }
+                        None => *slot = Some(Box::new(Latest { time: t, id: id.to_owned(), value: v })),
+                    }
+                }
+            }
+            self.updates.push(Update::new(a, seg, v));
+        }
+        self.pairs = pairs;
+        if self.updates.len() >= FLUSH {
+            self.flush()?;
         }
         Ok(())
     }
 
-    /// The accumulator of (subscription, meter, group), created at its first row (in `seg`).
-    fn acc(&mut self, sub: u32, meter: u32, group: u32, seg: u32) -> u32 {
-        let s = sub as usize;
-        let slot = (group == 0 && (meter as usize) < SLOTS).then(|| s * SLOTS + meter as usize);
-        if let Some(k) = slot {
-            if self.slots.len() <= k {
-                self.slots.resize((s + 1) * SLOTS, u32::MAX);
+    /// Applies the deferred updates, grouped by accumulator range (one counting pass, one
+    /// scatter) so each range's accumulators are read from memory once per flush.
+    fn flush(&mut self) -> Result<()> {
+        let n = self.updates.len();
+        if n < DIRECT || self.hot.len() < DIRECT {
+            for u in &self.updates {
+                u.apply(&mut self.hot)?;
             }
-            if self.slots[k] != u32::MAX {
-                return self.slots[k];
-            }
-        } else {
-            if self.keys.len() <= s {
-                self.keys.resize_with(s + 1, Vec::new);
-            }
-            if let Some(&(_, _, a)) = self.keys[s].iter().find(|(m, g, _)| *m == meter && *g == group) {
-                return a;
-            }
+            self.updates.clear();
+            return Ok(());
         }
-        let a = u32::try_from(self.accs.len()).unwrap_or(u32::MAX);
-        match slot {
-            Some(k) => self.slots[k] = a,
-            None => self.keys[s].push((meter, group, a)),
+        let bits = usize::BITS - (self.hot.len() - 1).leading_zeros();
+        let shift = bits.saturating_sub(RANGE_BITS);
+        let mut start = vec![0usize; (1 << RANGE_BITS) + 1];
+        for u in &self.updates {
+            start[(u.acc >> shift) as usize + 1] += 1;
         }
-        self.hot.push(Hot::new(seg));
-        self.accs.push(Acc { sub, meter, group, seg_first: seg, seg_last: seg, latest: None });
-        a
+        for r in 1..start.len() {
+            start[r] += start[r - 1];
+        }
+        if self.sorted.len() < n {
+            self.sorted.resize(n, Update::default());
+        }
+        for u in &self.updates {
+            let r = (u.acc >> shift) as usize;
+            self.sorted[start[r]] = *u;
+            start[r] += 1;
+        }
+        for u in &self.sorted[..n] {
+            u.apply(&mut self.hot)?;
+        }
+        self.updates.clear();
+        Ok(())
     }
 
-    /// Adds `other` into `self`.
-    fn merge(&mut self, other: Partial) -> Result<()> {
+    /// Adds `other`, the fold of one scan whose segment ranks are `names`' indices, into this
+    /// total.
+    fn merge(&mut self, mut other: Partial, names: &[String]) -> Result<()> {
         match (self.scale, other.scale) {
             (Some(a), Some(b)) if a != b => {
                 return Err(Error::Ledger { location: "ledger".into(), message: format!("value scale {b} differs from {a}") });
@@ -516,39 +605,48 @@ impl Partial {
             (None, s) => self.scale = s,
             _ => {}
         }
+        other.flush()?;
         let meters: Vec<u32> = other.meters.texts.iter().map(|m| self.meter(m)).collect();
         for (i, m) in meters.iter().enumerate() {
             self.unique_meter[*m as usize] |= other.unique_meter[i];
             self.latest_meter[*m as usize] |= other.latest_meter[i];
         }
         let groups: Vec<u32> = other.groups.texts.iter().map(|g| self.groups.id(g)).collect();
-        let segs: Vec<u32> = other.segments.texts.iter().map(|s| self.segments.id(s)).collect();
-        let mut acc_map = Vec::with_capacity(other.accs.len());
-        for (o, oh) in other.accs.into_iter().zip(other.hot) {
-            let (meter, group) = (meters[o.meter as usize], groups[o.group as usize]);
-            let (first, last) = (segs[o.seg_first as usize], segs[o.seg_last as usize]);
-            let fresh = self.accs.len();
-            let a = self.acc(o.sub, meter, group, first);
-            if a as usize == fresh {
-                self.accs[fresh] = Acc { meter, group, seg_first: first, seg_last: last, ..o };
-                self.hot[fresh] = Hot { seg_seen: last, ..oh };
+        let segs: Vec<u32> = names.iter().map(|s| self.segments.id(s)).collect();
+        let mut acc_map = vec![u32::MAX; other.hot.len()];
+        for (oa, oh) in other.hot.iter().enumerate() {
+            if oh.count == 0 {
+                continue;
+            }
+            let (sub, meter, group) = other.ident(oa);
+            self.ensure_direct();
+            let a = self.acc(sub, meters[meter as usize], groups[group as usize]);
+            let (first, last) = (segs[oh.seg_min as usize], segs[oh.seg_max as usize]);
+            let h = &mut self.hot[a as usize];
+            if h.count == 0 {
+                *h = Hot { seg_min: first, seg_max: last, ..*oh };
             } else {
-                self.hot[a as usize].merge(&oh)?;
-                let acc = &mut self.accs[a as usize];
+                h.add_values(oh)?;
                 let text = |s: u32| self.segments.texts[s as usize].as_str();
-                if text(first) < text(acc.seg_first) {
-                    acc.seg_first = first;
+                if text(first) < text(h.seg_min) {
+                    h.seg_min = first;
                 }
-                if text(last) > text(acc.seg_last) {
-                    acc.seg_last = last;
-                }
-                if let Some(l) = o.latest
-                    && acc.latest.as_ref().is_none_or(|x| (l.time, l.id.as_str()) > (x.time, x.id.as_str()))
-                {
-                    acc.latest = Some(l);
+                if text(last) > text(h.seg_max) {
+                    h.seg_max = last;
                 }
             }
-            acc_map.push(a);
+            if let Some(l) = other.latest.get_mut(oa).and_then(Option::take) {
+                if self.latest.len() < self.hot.len() {
+                    self.latest.resize(self.hot.len(), None);
+                    self.latest_time.resize(self.hot.len(), i64::MIN);
+                }
+                let slot = &mut self.latest[a as usize];
+                if slot.as_ref().is_none_or(|x| (l.time, l.id.as_str()) > (x.time, x.id.as_str())) {
+                    self.latest_time[a as usize] = l.time;
+                    *slot = Some(l);
+                }
+            }
+            acc_map[oa] = a;
         }
         let offset = self.arena.len() as u64;
         self.entries.extend(other.entries.into_iter().map(|(a, len, h, off)| (acc_map[a as usize], len, h, off + offset)));
@@ -560,7 +658,7 @@ impl Partial {
     /// distinct, their values packed into a new arena: a state that keeps folding (current
     /// spend) holds each distinct value once, not once per row.
     fn distinct_counts(&mut self) -> Result<Vec<u64>> {
-        let mut counts = vec![0u64; self.accs.len()];
+        let mut counts = vec![0u64; self.hot.len()];
         self.entries.sort_unstable_by_key(|e| (e.0, e.2));
         let old = std::mem::take(&mut self.arena);
         let value = |e: &Entry| &old[e.3 as usize..e.3 as usize + e.1 as usize];
@@ -584,9 +682,46 @@ impl Partial {
     }
 }
 
+/// How one scan filters the ledger, besides the windows (which the fold checks row by row).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scan {
+    /// Rows in `[start, end)` only (lets Parquet statistics skip files).
+    pub time: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Rows of these meters only.
+    pub meters: Option<Vec<String>>,
+    /// Rows of these customers only.
+    pub customers: Option<Vec<String>>,
+}
+
+/// The segment name of a ledger file: its path below the ledger root (`month=…/seg-….parquet`),
+/// which is what the ledger's `segment` column holds.
+pub(crate) fn segment_name(file: &Path) -> String {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match file.parent().and_then(Path::file_name) {
+        Some(dir) => format!("{}/{name}", dir.to_string_lossy()),
+        None => name,
+    }
+}
+
+/// One file's rows as the fold reads them.
+async fn scan_file(ctx: &SessionContext, file: &Path, scan: &Scan, wanted: &Wanted) -> Result<DataFrame> {
+    let mut df = ctx.read_parquet(file.display().to_string(), ParquetReadOptions::default()).await?;
+    if let Some((start, end)) = scan.time {
+        let ts = |t: DateTime<Utc>| lit(ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into())));
+        df = df.filter(df_col(col::EVENT_TIME).gt_eq(ts(start)).and(df_col(col::EVENT_TIME).lt(ts(end))))?;
+    }
+    if let Some(meters) = &scan.meters {
+        df = df.filter(df_col(col::METER).in_list(meters.iter().map(|m| lit(m.clone())).collect(), false))?;
+    }
+    if let Some(customers) = &scan.customers {
+        df = df.filter(df_col(col::CUSTOMER).in_list(customers.iter().map(|c| lit(c.clone())).collect(), false))?;
+    }
+    Ok(df.select(columns(wanted))?)
+}
+
 /// Accumulators of any number of scans over one set of windows: [`FoldState::add`] folds more
-/// ledger rows in (the current spend adds each new segment once), [`FoldState::aggregates`] reads
-/// the aggregates so far without consuming them.
+/// ledger files in (the current spend adds each new segment once), [`FoldState::aggregates`]
+/// reads the aggregates so far without consuming them.
 pub(crate) struct FoldState {
     index: Arc<Index>,
     wanted: Arc<Wanted>,
@@ -596,25 +731,45 @@ pub(crate) struct FoldState {
 
 impl FoldState {
     pub(crate) fn new(windows: &[SubWindow], wanted: Wanted) -> FoldState {
-        let total = Partial::new(&wanted);
+        let total = Partial::new(&wanted, windows.len());
         FoldState { index: Arc::new(Index::new(windows)), wanted: Arc::new(wanted), windows: windows.len(), total }
     }
 
-    /// What this state folds.
-    pub(crate) fn wanted(&self) -> &Wanted {
-        &self.wanted
-    }
-
-    /// Folds the rows of `df` (its columns as [`columns`] lists them) in: one task per stream,
-    /// merged when all are done.
-    pub(crate) async fn add(&mut self, df: DataFrame) -> Result<()> {
+    /// Folds the rows of `files` that `scan` selects in: one task per core, each taking the
+    /// next file until none is left (so a row's segment is its file), merged when all are done.
+    pub(crate) async fn add(&mut self, files: &[PathBuf], scan: &Scan) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut order: Vec<(String, PathBuf)> = files.iter().map(|f| (segment_name(f), f.clone())).collect();
+        order.sort();
+        let names: Vec<String> = order.iter().map(|(n, _)| n.clone()).collect();
+        let paths: Arc<Vec<PathBuf>> = Arc::new(order.into_iter().map(|(_, p)| p).collect());
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ctx = Arc::new(SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1)));
+        let scan = Arc::new(scan.clone());
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut tasks = Vec::new();
-        for mut stream in df.execute_stream_partitioned().await? {
-            let (index, wanted) = (Arc::clone(&self.index), Arc::clone(&self.wanted));
+        for _ in 0..cores.min(paths.len()) {
+            let (index, wanted, paths, next, ctx, scan) = (
+                Arc::clone(&self.index),
+                Arc::clone(&self.wanted),
+                Arc::clone(&paths),
+                Arc::clone(&next),
+                Arc::clone(&ctx),
+                Arc::clone(&scan),
+            );
+            let subs = self.windows;
             tasks.push(tokio::spawn(async move {
-                let mut p = Partial::new(&wanted);
-                while let Some(b) = stream.next().await {
-                    p.batch(&b?, &index, &wanted)?;
+                let mut p = Partial::new(&wanted, subs);
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(file) = paths.get(i) else { break };
+                    let seg = u32::try_from(i).map_err(|_| overflow("number of segments"))?;
+                    let mut stream = scan_file(&ctx, file, &scan, &wanted).await?.execute_stream().await?;
+                    while let Some(b) = stream.next().await {
+                        p.batch(&b?, seg, &index, &wanted)?;
+                    }
                 }
                 Ok::<Partial, Error>(p)
             }));
@@ -622,7 +777,7 @@ impl FoldState {
         for t in tasks {
             let p =
                 t.await.map_err(|e| Error::Ledger { location: "ledger".into(), message: format!("aggregation task failed: {e}") })??;
-            self.total.merge(p)?;
+            self.total.merge(p, &names)?;
         }
         Ok(())
     }
@@ -638,23 +793,28 @@ impl FoldState {
                 .map(|d| d.normalize())
                 .map_err(|_| Error::Overflow { what: format!("aggregate {v}e-{scale}") })
         };
-        let mut out: Vec<Vec<(String, String, MeterAggregates)>> = vec![Vec::new(); self.windows];
-        for (i, (a, h)) in total.accs.iter().zip(&total.hot).enumerate() {
-            let mut segments = vec![total.segments.texts[a.seg_first as usize].clone()];
-            if a.seg_last != a.seg_first {
-                segments.push(total.segments.texts[a.seg_last as usize].clone());
+        let mut out: Folded = vec![Vec::new(); self.windows];
+        for (i, h) in total.hot.iter().enumerate() {
+            if h.count == 0 {
+                continue;
             }
+            let mut segments = vec![total.segments.texts[h.seg_min as usize].clone()];
+            if h.seg_max != h.seg_min {
+                segments.push(total.segments.texts[h.seg_max as usize].clone());
+            }
+            let valued = h.valued();
             let agg = MeterAggregates {
                 sum: dec(h.sum)?,
                 count: h.count,
-                min: if h.valued == 1 { Some(dec(h.min)?) } else { None },
-                max: if h.valued == 1 { Some(dec(h.max)?) } else { None },
+                min: if valued { Some(dec(h.min)?) } else { None },
+                max: if valued { Some(dec(h.max)?) } else { None },
                 unique: uniques[i],
-                latest: a.latest.as_ref().and_then(|l| l.value).map(dec).transpose()?,
+                latest: total.latest.get(i).and_then(Option::as_ref).and_then(|l| l.value).map(dec).transpose()?,
                 segments,
             };
-            let (meter, group) = (total.meters.texts[a.meter as usize].clone(), total.groups.texts[a.group as usize].clone());
-            out[a.sub as usize].push((meter, group, agg));
+            let (sub, meter, group) = total.ident(i);
+            let (meter, group) = (total.meters.texts[meter as usize].clone(), total.groups.texts[group as usize].clone());
+            out[sub as usize].push((meter, group, agg));
         }
         Ok(out)
     }
@@ -664,13 +824,42 @@ impl FoldState {
 mod tests {
     use super::*;
 
+    /// Updates applied grouped by accumulator range (the path of large folds) give the same
+    /// accumulators as applying them one by one in arrival order.
+    #[test]
+    fn grouped_updates_equal_updates_in_order() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let subs = 5_000; // 40,000 direct accumulators: above DIRECT
+        let (mut grouped, mut plain) = (Partial::new(&Wanted::default(), subs), Partial::new(&Wanted::default(), subs));
+        grouped.ensure_direct();
+        plain.ensure_direct();
+        for _ in 0..3 {
+            let updates: Vec<Update> = (0..60_000)
+                .map(|_| {
+                    let acc = rng.u32(..40_000);
+                    let v = rng.bool().then(|| i128::from(rng.i64(..)) * i128::from(rng.i32(..)));
+                    Update::new(acc, rng.u32(..100), v)
+                })
+                .collect();
+            grouped.updates.extend_from_slice(&updates);
+            grouped.flush().unwrap();
+            for u in &updates {
+                u.apply(&mut plain.hot).unwrap();
+            }
+        }
+        let key = |h: &Hot| (h.sum, h.min, h.max, h.count, h.seg_min, h.seg_max);
+        assert!(grouped.hot.iter().map(key).eq(plain.hot.iter().map(key)));
+        assert!(grouped.hot.iter().filter(|h| h.valued()).count() > 30_000);
+    }
+
     /// Entries whose hashes are equal but whose values differ (a 64-bit collision, which random
     /// data cannot produce in a test) still count as two values; equal values count once.
     #[test]
     fn equal_hashes_are_told_apart_by_their_values() {
-        let mut p = Partial::new(&Wanted::default());
-        let a = p.acc(0, 0, 0, 0);
-        let b = p.acc(1, 0, 0, 0);
+        let mut p = Partial::new(&Wanted::default(), 2);
+        let a = p.acc(0, 0, 0);
+        let b = p.acc(1, 0, 0);
+        p.ensure_direct();
         let push = |p: &mut Partial, acc: u32, v: &str, hash: u64| {
             p.entries.push((acc, u32::try_from(v.len()).unwrap_or(0), hash, p.arena.len() as u64));
             p.arena.extend_from_slice(v.as_bytes());
@@ -682,14 +871,15 @@ mod tests {
         push(&mut p, a, "z", 9);
         // acc b: the same value as a's, counted for b on its own.
         push(&mut p, b, "x", 7);
-        assert_eq!(p.distinct_counts().ok(), Some(vec![3, 1]));
+        let counts = |p: &mut Partial| p.distinct_counts().ok().map(|c| (c[a as usize], c[b as usize]));
+        assert_eq!(counts(&mut p), Some((3, 1)));
         // The entries are now distinct: the repeated "x" of a is gone, and counting again (as a
         // state that keeps folding does) gives the same.
         assert_eq!(p.entries.len(), 4);
-        assert_eq!(p.distinct_counts().ok(), Some(vec![3, 1]));
+        assert_eq!(counts(&mut p), Some((3, 1)));
         // A later row with a value already seen adds nothing; a new one adds one.
         push(&mut p, a, "y", 7);
         push(&mut p, b, "w", 5);
-        assert_eq!(p.distinct_counts().ok(), Some(vec![3, 2]));
+        assert_eq!(counts(&mut p), Some((3, 2)));
     }
 }
