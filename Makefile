@@ -32,7 +32,7 @@ LOADTEST_HTTP_SECS ?= 30
 LOADTEST_HTTP_IN_FLIGHT ?= 1024
 BENCH_RESULTS := .local/bench/results
 
-.PHONY: screenshots bench bench-close bench-ingest loadtest loadtest-http bench-rate demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
+.PHONY: screenshots bench bench-close bench-ingest bench-spend loadtest loadtest-http bench-rate demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
 
 demo: services-up
 	$(CARGO) build --bin meterline
@@ -79,6 +79,14 @@ bench-rate:
 	$(CARGO) build --release -p meterline-benches --bin bench-rate
 	./target/release/bench-rate generate --events $(BENCH_RATE_EVENTS) --customers $(BENCH_RATE_CUSTOMERS) --dir .local/bench/rate
 	./target/release/bench-rate run --customers $(BENCH_RATE_CUSTOMERS) --dir .local/bench/rate --json $(BENCH_RESULTS)/bench-rate.json
+
+# Current spend, incremental: a refresher reads a 10M-event ledger (100k customers), then one new
+# segment of 100k events arrives and the next refresh reads only it; beside a full read.
+BENCH_SPEND_EVENTS ?= 10000000
+BENCH_SPEND_NEW ?= 100000
+bench-spend:
+	$(CARGO) build --release -p meterline-benches --bin bench-rate
+	./target/release/bench-rate spend --events $(BENCH_SPEND_EVENTS) --new $(BENCH_SPEND_NEW) --customers $(BENCH_RATE_CUSTOMERS) --dir .local/bench/spend
 
 # Ingest benchmark: pre-load a stream (1 and 100 events per message), then in the same run the raw
 # JetStream consume rate of that stream and Meterline ingest draining it into the durable ledger.

@@ -58,7 +58,8 @@ pub fn generate(dir: &Path, events: usize, customers: usize, extra_meters: usize
     Ok(())
 }
 
-fn write_file(month: &Path, f: usize, rows: usize, customers: usize, extra_meters: usize) -> anyhow::Result<()> {
+/// Writes segment `f` (`seg-{f:06}.parquet`) of `rows` synthetic rows into the month directory.
+pub fn write_file(month: &Path, f: usize, rows: usize, customers: usize, extra_meters: usize) -> anyhow::Result<()> {
     let mut rng = fastrand::Rng::with_seed(f as u64);
     let segment = format!("month=2026-10/seg-{f:06}.parquet");
     let start = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).single().context("date")?.timestamp_micros();

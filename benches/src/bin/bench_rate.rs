@@ -5,6 +5,7 @@
 //! bench-rate generate --events 100000000 --customers 100000 --dir .local/bench/rate
 //! bench-rate run --dir .local/bench/rate            # in a fresh process, so peak RSS is the run's
 //! bench-rate breakdown --dir .local/bench/rate      # each aggregate query timed on its own
+//! bench-rate spend --events 10000000 --new 100000   # incremental current spend refresh
 //! ```
 //! `make bench-rate` does both. Output: a markdown table (events, wall time, events/s, ratio to
 //! the plain query, peak RSS).
@@ -38,7 +39,13 @@ fn main() -> anyhow::Result<()> {
         Some("generate") => generate(&dir, arg(&args, "--events", "100000000").parse()?, customers, 0),
         Some("run") => run(&dir, customers, args.windows(2).find(|w| w[0] == "--json").map(|w| PathBuf::from(&w[1]))),
         Some("breakdown") => breakdown(&dir, customers),
-        _ => anyhow::bail!("usage: bench-rate generate|run|breakdown [--events N] [--customers N] [--dir DIR]"),
+        Some("spend") => spend(
+            &PathBuf::from(arg(&args, "--dir", ".local/bench/spend")),
+            arg(&args, "--events", "10000000").parse()?,
+            arg(&args, "--new", "100000").parse()?,
+            customers,
+        ),
+        _ => anyhow::bail!("usage: bench-rate generate|run|breakdown|spend [--events N] [--new N] [--customers N] [--dir DIR]"),
     }
 }
 
@@ -117,6 +124,51 @@ fn run(dir: &Path, customers: usize, json: Option<PathBuf>) -> anyhow::Result<()
         });
         std::fs::write(&path, serde_json::to_vec_pretty(&v)?)?;
     }
+    Ok(())
+}
+
+/// Current spend, incrementally: a refresher reads a ledger of `events` rows (the first refresh
+/// reads every segment), then one segment of `new` rows arrives and the next refresh reads only
+/// it and prices every subscription again; both timed, beside a full read of the grown ledger.
+/// The new segment is removed afterwards, so the generated ledger stays as generated.
+#[allow(clippy::float_arithmetic, clippy::print_stdout)] // measurements, not money
+fn spend(dir: &Path, events: usize, new: usize, customers: usize) -> anyhow::Result<()> {
+    use meterline_invoicer::spend::{Refresher, compute};
+    use meterline_schemas::money::RoundingMode;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    generate(dir, events, customers, 0)?;
+    let root = dir.canonicalize()?;
+    let cat = catalog(customers)?;
+    let label = "2026-10".parse()?;
+    let now = Utc.with_ymd_and_hms(2026, 10, 31, 0, 0, 0).single().context("date")?;
+    let mut refresher = Refresher::default();
+    let (t, c) = (Instant::now(), cpu_secs());
+    let rows = rt.block_on(refresher.compute(&root, &cat, Some(label), now, RoundingMode::HalfEven))?;
+    let (first, first_cpu, first_read) = (t.elapsed().as_secs_f64(), cpu_secs() - c, refresher.last_read);
+    let month = root.join("month=2026-10");
+    let f = events.div_ceil(meterline_benches::synth::ROWS_PER_FILE) + 1_000;
+    let added = month.join(format!("seg-{f:06}.parquet"));
+    meterline_benches::synth::write_file(&month, f, new, customers, 0)?;
+    let result = (|| -> anyhow::Result<String> {
+        let (t, c) = (Instant::now(), cpu_secs());
+        let after = rt.block_on(refresher.compute(&root, &cat, Some(label), now, RoundingMode::HalfEven))?;
+        let (inc, inc_cpu, inc_read) = (t.elapsed().as_secs_f64(), cpu_secs() - c, refresher.last_read);
+        let (t, c) = (Instant::now(), cpu_secs());
+        let full = rt.block_on(compute(&root, &cat, label, RoundingMode::HalfEven))?;
+        let (whole, whole_cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - c);
+        let key = |r: &meterline_schemas::invoice::SpendRow| (r.subscription_id.clone(), r.subtotal, r.ledger_rows);
+        anyhow::ensure!(after.iter().map(key).eq(full.iter().map(key)), "incremental spend differs from a full read");
+        let grown: u64 = after.iter().map(|r| r.ledger_rows).sum::<u64>() - rows.iter().map(|r| r.ledger_rows).sum::<u64>();
+        Ok(format!(
+            "| what | segments read | wall time | CPU time |\n| --- | ---: | ---: | ---: |\n\
+             | first refresh: {events} events, {} subscriptions | {first_read} | {first:.2} s | {first_cpu:.2} s |\n\
+             | next refresh after {new} new events ({grown} in windows) | {inc_read} | **{inc:.2} s** | {inc_cpu:.2} s |\n\
+             | full read of the grown ledger (what each refresh cost before) | all | {whole:.2} s | {whole_cpu:.2} s |\n",
+            rows.len()
+        ))
+    })();
+    std::fs::remove_file(&added)?;
+    print!("{}", result?);
     Ok(())
 }
 
