@@ -43,6 +43,18 @@ fn fail(env: &TestEnv, args: &[&str]) -> String {
     err
 }
 
+/// Starts `meterline args` without waiting (for commands raced against each other).
+fn spawn_meterline(env: &TestEnv, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_meterline"))
+        .args(args)
+        .current_dir(env.ledger.path())
+        .envs(env.child_env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Billing events received on a core subscription, as JSON, until `n` arrived.
 async fn collect(sub: &mut async_nats::Subscriber, n: usize) -> Vec<(String, serde_json::Value)> {
     let mut out = Vec::new();
@@ -242,16 +254,7 @@ async fn two_concurrent_closes_number_gaplessly() {
     std::fs::create_dir_all(env.ledger_path()).unwrap();
 
     // Two closers for the same period, started at once, both past the deadline.
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_meterline"))
-            .args(["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"])
-            .current_dir(env.ledger.path())
-            .envs(env.child_env())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || spawn_meterline(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"]);
     let (a, b) = (spawn(), spawn());
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
@@ -707,14 +710,10 @@ async fn concurrent_credit_notes_on_one_invoice_never_overwrite_each_other() {
     run(&env, &["close", "--period", "2026-10", "--as-of", "2026-11-25T00:00:00Z"]);
     let amounts = ["1.00", "2.00", "3.00", "4.00"];
     let spawn = |amount: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_meterline"))
-            .args(["invoices", "credit-note", "--id", "INV-2026-000001", "--amount", amount, "--reason", &format!("race {amount}")])
-            .current_dir(env.ledger.path())
-            .envs(env.child_env())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        spawn_meterline(
+            &env,
+            &["invoices", "credit-note", "--id", "INV-2026-000001", "--amount", amount, "--reason", &format!("race {amount}")],
+        )
     };
     let children: Vec<_> = amounts.iter().map(|a| spawn(a)).collect();
     let (mut issued, mut busy) = (Vec::new(), Vec::new());
