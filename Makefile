@@ -30,9 +30,15 @@ LOADTEST_HTTP_START ?= 1000
 LOADTEST_HTTP_STEP_SECS ?= 5
 LOADTEST_HTTP_SECS ?= 30
 LOADTEST_HTTP_IN_FLIGHT ?= 1024
+# `make loadtest-batch` (issue 4): producer-batched load over NATS, LOADTEST_BATCH_EVENTS events
+# per JetStream message at LOADTEST_BATCH_RATE events/s for LOADTEST_BATCH_SECS, in its own stream
+# (lt_batch_usage), database (lt_batch_loadtest) and ledger.
+LOADTEST_BATCH_RATE ?= 100000
+LOADTEST_BATCH_EVENTS ?= 100
+LOADTEST_BATCH_SECS ?= 60
 BENCH_RESULTS := .local/bench/results
 
-.PHONY: screenshots bench bench-close bench-ingest bench-spend loadtest loadtest-http bench-rate demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
+.PHONY: screenshots bench bench-close bench-ingest bench-spend loadtest loadtest-http loadtest-batch bench-rate demo test services-up services-down services-status build lint fmt clean check-modern-clickhouse
 
 demo: services-up
 	$(CARGO) build --bin meterline
@@ -125,6 +131,16 @@ loadtest:
 loadtest-http:
 	$(MAKE) loadtest LOADTEST_TRANSPORT=http LOADTEST_IN_FLIGHT=$(LOADTEST_HTTP_IN_FLIGHT) LOADTEST_START=$(LOADTEST_HTTP_START) \
 		LOADTEST_STEP_SECS=$(LOADTEST_HTTP_STEP_SECS) LOADTEST_SECS=$(LOADTEST_HTTP_SECS)
+
+# Producer-batched over NATS: LOADTEST_BATCH_EVENTS events per message (a JSON array of consecutive
+# events of one partition, sent when its last event is due), one run at LOADTEST_BATCH_RATE, every
+# latency from each event's own scheduled time. Needs NATS and ClickHouse running.
+loadtest-batch:
+	$(CARGO) build --profile $(LOADTEST_PROFILE) -p meterline-loadtest --bin loadtest
+	$(or $(CARGO_TARGET_DIR),target)/$(LOADTEST_PROFILE)/loadtest --transport nats --in-flight $(LOADTEST_IN_FLIGHT) \
+		--rate $(LOADTEST_BATCH_RATE) --events-per-message $(LOADTEST_BATCH_EVENTS) --duration $(LOADTEST_BATCH_SECS) \
+		--stream lt_batch_usage --database lt_batch_loadtest --ledger .local/loadtest/batch-ledger \
+		--json $(BENCH_RESULTS)/loadtest-batch-run.json
 
 # Every benchmark, then docs/PERFORMANCE.md (generated part) and docs/img/loadtest-latency.png
 # regenerated from their JSON. Needs NATS and ClickHouse running; about 45 min with release builds.

@@ -15,6 +15,7 @@ use crate::sweep::{SweepOptions, find_max};
 /// `loadtest`: open-loop load over NATS or HTTP with in-process ingest; latency from the
 /// scheduled send.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EXAMPLES)]
 pub struct LoadtestArgs {
     /// How events are sent: `nats` publishes to JetStream directly; `http` POSTs each event to
     /// Meterline's HTTP ingest started in-process on a loopback port, with a key made for the run.
@@ -23,6 +24,11 @@ pub struct LoadtestArgs {
     /// Offered load, events per second.
     #[arg(long, default_value_t = 5_000)]
     pub rate: u64,
+    /// Events per JetStream message (`--transport nats` only): due events are carried as JSON
+    /// arrays of N consecutive events of one partition, each message sent when its last event is
+    /// due; latencies still count from each event's own scheduled time.
+    #[arg(long, default_value_t = 1)]
+    pub events_per_message: u64,
     /// Stop after this many events.
     #[arg(long)]
     pub events: Option<u64>,
@@ -44,8 +50,8 @@ pub struct LoadtestArgs {
     /// Share of invalid events (dead-lettered).
     #[arg(long, default_value = "0.1%", value_parser = parse_share)]
     pub invalid: u32,
-    /// Sends awaiting their answer at most (JetStream acks, or HTTP requests, each holding a
-    /// connection); beyond, events are counted as saturated.
+    /// Sends awaiting their answer at most (JetStream acks of messages, or HTTP requests, each
+    /// holding a connection); beyond, their events are counted as saturated.
     #[arg(long, default_value_t = 8_192)]
     pub in_flight: usize,
     /// NATS server.
@@ -115,6 +121,15 @@ pub struct LoadtestArgs {
     pub quiet: bool,
 }
 
+/// The examples at the end of `--help`.
+const EXAMPLES: &str = "\
+Examples:
+  loadtest --rate 20000 --duration 60                   one event per JetStream message
+  loadtest --rate 100000 --events-per-message 100 --duration 60
+                                                        producer-batched: 100 events per message
+  loadtest --find-max --rate 2000 --step-secs 10        step the rate up until p99 durable > 1 s
+  loadtest --transport http --rate 5000 --duration 30 --in-flight 1024";
+
 impl LoadtestArgs {
     /// The run options; ClickHouse user and password come from `base`.
     pub fn options(&self, base: &ClickHouseConfig) -> Options {
@@ -125,6 +140,7 @@ impl LoadtestArgs {
             ledger: self.ledger.clone(),
             stream: self.stream.clone(),
             rate: self.rate,
+            events_per_message: self.events_per_message,
             events: self.events,
             duration: Duration::from_secs(self.duration),
             customers: self.customers,
@@ -159,10 +175,12 @@ pub async fn run(args: &LoadtestArgs, base: &ClickHouseConfig) -> Result<()> {
         };
         let sweep = find_max(&opts, s, |r| {
             eprintln!(
-                "step {} ev/s over {}: achieved {} ev/s, raw ack p99 {} ms, durable p99 {} ms, spend p99 {} ms, errors {}",
+                "step {} ev/s over {}: achieved {} ev/s ({} per message, {} msg/s), raw ack p99 {} ms, durable p99 {} ms, spend p99 {} ms, errors {}",
                 r.offered_rate,
                 r.target,
                 r.achieved_rate,
+                r.events_per_message,
+                r.message_rate,
                 r.raw_ack.map(|a| crate::report::ms(a.ack.p99_us)).unwrap_or_else(|| "-".into()),
                 crate::report::ms(r.durable.p99_us),
                 crate::report::ms(r.spend.p99_us),
@@ -185,4 +203,45 @@ pub async fn run(args: &LoadtestArgs, base: &ClickHouseConfig) -> Result<()> {
         std::fs::write(path, json + "\n").map_err(|e| Error::Io { path: path.display().to_string(), message: e.to_string() })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadtestArgs,
+    }
+
+    fn options(argv: &[&str]) -> Options {
+        let cli = Cli::try_parse_from(std::iter::once("loadtest").chain(argv.iter().copied())).expect("arguments parse");
+        let base = ClickHouseConfig {
+            url: String::new(),
+            database: String::new(),
+            user: "default".into(),
+            password: meterline_schemas::clickhouse::Secret::default(),
+        };
+        cli.args.options(&base)
+    }
+
+    #[test]
+    fn events_per_message_defaults_to_one_and_batches_only_over_nats() {
+        let o = options(&[]);
+        assert_eq!(o.events_per_message, 1);
+        assert!(o.validate().is_ok());
+        let o = options(&["--events-per-message", "100", "--rate", "100000"]);
+        assert_eq!((o.events_per_message, o.rate, o.transport), (100, 100_000, Transport::Nats));
+        assert!(o.validate().is_ok());
+        let e = options(&["--transport", "http", "--events-per-message", "10"]).validate().expect_err("http sends one per request");
+        assert!(e.to_string().contains("--events-per-message 10") && e.to_string().contains("--transport nats"), "{e}");
+        // One event per message over HTTP is what it always was.
+        assert!(options(&["--transport", "http", "--events-per-message", "1"]).validate().is_ok());
+        for bad in ["0", "1001"] {
+            let e = options(&["--events-per-message", bad]).validate().expect_err("out of range");
+            assert!(e.to_string().contains(&format!("--events-per-message {bad}: must be between 1 and 1000")), "{e}");
+        }
+    }
 }

@@ -1,13 +1,16 @@
 //! Open-loop load generation and end-to-end latency measurement (hdrhistogram).
 //!
 //! Events are sent on a fixed schedule (event `i` at `start + i / rate`) without waiting for
-//! answers, and every latency is measured from the scheduled time, so a stalled system cannot
+//! answers, one per JetStream message or producer-batched several per message, and every
+//! latency is measured from the event's own scheduled time, so a stalled system cannot
 //! hide its stalls (coordinated omission). A run sends a realistic mix over NATS or HTTP, runs ingest
 //! in-process on its own stream and ledger, and measures publish → durable (ingest's ack floor)
 //! and publish → visible in `current_spend` (the spend refresh run in-process).
 //!
 //! # Layout
 //! - [`schedule`]: the open-loop schedule and latency from the scheduled time.
+//! - [`batch`]: `--events-per-message`: which events share a JetStream message, and when it
+//!   is sent.
 //! - [`mix`]: the event mix (API, LLM, storage, telecom; duplicates, late, invalid).
 //! - [`catalog`]: the catalog the run's ingest and spend use.
 //! - [`run`]: one run: sender (NATS or HTTP), ack collector, durable and spend observers, drain.
@@ -20,6 +23,7 @@
 //! - [`cli`]: the arguments shared by the `loadtest` binary and `meterline loadtest`.
 //! - [`error`]: the crate's error type.
 
+pub mod batch;
 pub mod catalog;
 pub mod cli;
 pub mod error;

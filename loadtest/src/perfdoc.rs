@@ -312,6 +312,7 @@ mod tests {
                 failed: 0,
                 elapsed_ms: 5_000,
                 rate: 100_000,
+                events_per_message: 1,
             }),
             steps: vec![],
         };

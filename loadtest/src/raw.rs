@@ -12,6 +12,11 @@
 //! - [`ack_latency`]: open loop at the run's offered rate; publish → ack latency from the
 //!   scheduled send time, as the run measures its own.
 //!
+//! With `--events-per-message N` both publish the same batch messages as the run (N
+//! consecutive events of one partition per message, [`crate::batch`]): the ceiling is then in
+//! messages of N events per second, and publish → ack counts from each event's own scheduled
+//! time, the producer's batching wait included, as the run's latencies do.
+//!
 //! HTTP mode has the same raw ceiling: `POST /v1/events` ends in exactly this JetStream publish
 //! (one message per event, `Nats-Msg-Id` set) before its 202, so the ratio shows what the HTTP
 //! layer and the rest of the pipeline cost on top of it.
@@ -26,8 +31,9 @@ use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
 use meterline_ingest::IngestConfig;
-use meterline_ingest::partition::publish_subject;
+use meterline_ingest::partition::{customer_partition, publish_subject};
 
+use crate::batch::Batcher;
 use crate::error::{Error, Result};
 use crate::mix::{Generated, Mix, MixShares, customer_key};
 use crate::report::{Latency, histogram, ms, thousands};
@@ -50,6 +56,8 @@ pub struct RawOptions {
     pub customers: u32,
     /// Publishes awaiting their ack at most.
     pub in_flight: usize,
+    /// Events per message (the run's `--events-per-message`).
+    pub events_per_message: u64,
     /// How long each measurement publishes.
     pub duration: Duration,
 }
@@ -69,6 +77,13 @@ pub struct RawCeiling {
     pub elapsed_ms: u64,
     /// Acked messages per second: the ceiling.
     pub rate: u64,
+    /// Events per message (1 in reports from before `--events-per-message`).
+    #[serde(default = "one")]
+    pub events_per_message: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// Raw publish → ack latency at an offered rate.
@@ -76,7 +91,7 @@ pub struct RawCeiling {
 pub struct RawAck {
     /// Offered rate, events/s (the run's).
     pub offered_rate: u64,
-    /// Events acked.
+    /// Events acked (in their messages).
     pub acked: u64,
     /// Events not sent because `in_flight` publishes were awaiting their ack.
     pub saturated: u64,
@@ -97,10 +112,20 @@ pub fn ratio(a: u64, b: u64) -> String {
 }
 
 impl RawCeiling {
+    /// The ceiling in events per second: acked messages per second times events per message.
+    pub fn event_rate(&self) -> u64 {
+        self.rate.saturating_mul(self.events_per_message.max(1))
+    }
+
     /// One markdown line: the ceiling, and `rate` (Meterline's highest sustainable rate) beside it.
     pub fn markdown(&self, meterline_rate: Option<u64>) -> String {
+        let per_message = if self.events_per_message > 1 {
+            format!(" = {} ev/s at {} events per message", thousands(self.event_rate()), thousands(self.events_per_message))
+        } else {
+            String::new()
+        };
         let mut s = format!(
-            "raw ceiling, measured in this run: JetStream publish of the same events (mean {} B) with {} acks in flight into a scratch stream with no consumer: **{} msg/s** ({} acked in {} ms, {} failed)",
+            "raw ceiling, measured in this run: JetStream publish of the same events (mean {} B) with {} acks in flight into a scratch stream with no consumer: **{} msg/s**{per_message} ({} acked in {} ms, {} failed)",
             self.mean_event_bytes,
             thousands(self.in_flight),
             thousands(self.rate),
@@ -112,7 +137,7 @@ impl RawCeiling {
             s.push_str(&format!(
                 "; Meterline's highest sustainable rate {} ev/s = **{} × the raw ceiling**",
                 thousands(r),
-                ratio(r, self.rate)
+                ratio(r, self.event_rate())
             ));
         }
         s.push('\n');
@@ -178,13 +203,27 @@ impl Scratch {
         }
     }
 
-    async fn publish(&self, g: Generated) -> std::result::Result<jetstream::context::PublishAckFuture, PublishError> {
+    /// Publishes a message as the run does: one event with its `Nats-Msg-Id`, or a batch (all of
+    /// one partition) as a JSON array without one.
+    async fn publish(&self, message: &[Generated]) -> std::result::Result<jetstream::context::PublishAckFuture, PublishError> {
         let mut headers = HeaderMap::new();
-        if let Some(id) = &g.msg_id {
+        if let [g] = message
+            && let Some(id) = &g.msg_id
+        {
             headers.insert("Nats-Msg-Id", id.as_str());
         }
-        self.js.publish_with_headers(publish_subject(&self.cfg.subject_prefix, &customer_key(g.customer)), headers, g.body).await
+        let customer = message.first().map_or(0, |g| g.customer);
+        let body = crate::batch::body(message.iter().map(|g| &g.body));
+        self.js.publish_with_headers(publish_subject(&self.cfg.subject_prefix, &customer_key(customer)), headers, body).await
     }
+}
+
+/// Messages of the run's size, one open message per partition ([`crate::batch`]).
+fn batcher<T>(o: &RawOptions) -> (Batcher<T>, Vec<usize>) {
+    let per_message = usize::try_from(o.events_per_message).unwrap_or(usize::MAX);
+    let partition_of_customer =
+        (0..o.customers.max(1)).map(|c| customer_partition(&customer_key(c), o.partitions.max(1)) as usize).collect();
+    (Batcher::new(per_message, o.partitions.max(1) as usize), partition_of_customer)
 }
 
 fn mix(o: &RawOptions) -> Mix {
@@ -211,6 +250,7 @@ pub async fn measure_ceiling(opts: &crate::run::Options) -> Result<RawCeiling> {
 pub async fn ceiling(client: &async_nats::Client, o: &RawOptions) -> Result<RawCeiling> {
     let scratch = Scratch::create(client, o).await?;
     let mut mix = mix(o);
+    let (mut batcher, partition_of_customer) = batcher(o);
     let period_start = Utc::now();
     let mut pending = FuturesUnordered::new();
     let (mut acked, mut failed, mut bytes, mut i) = (0u64, 0u64, 0u64, 0u64);
@@ -221,7 +261,8 @@ pub async fn ceiling(client: &async_nats::Client, o: &RawOptions) -> Result<RawC
             let g = mix.next(i, Utc::now(), period_start);
             i += 1;
             bytes += g.body.len() as u64;
-            match scratch.publish(g).await {
+            let Some(message) = batcher.push(partition_of_customer[g.customer as usize], g) else { continue };
+            match scratch.publish(&message).await {
                 Ok(ack) => pending.push(ack.into_future()),
                 Err(e) => {
                     tracing::debug!(error = %e, "raw publish failed");
@@ -247,14 +288,16 @@ pub async fn ceiling(client: &async_nats::Client, o: &RawOptions) -> Result<RawC
         failed,
         elapsed_ms,
         rate: acked * 1000 / elapsed_ms,
+        events_per_message: o.events_per_message.max(1),
     })
 }
 
 /// Open loop at `rate` for `duration`: publish → ack latency from the scheduled send time.
 pub async fn ack_latency(client: &async_nats::Client, o: &RawOptions, rate: u64) -> Result<RawAck> {
-    type Answer = (std::result::Result<PublishAck, PublishError>, u64);
+    type Answer = (std::result::Result<PublishAck, PublishError>, Vec<u64>);
     let scratch = Scratch::create(client, o).await?;
     let mut mix = mix(o);
+    let (mut batcher, partition_of_customer) = batcher::<(u64, Generated)>(o);
     let period_start = Utc::now();
     let schedule = Schedule::new(rate.max(1));
     let total = schedule.events_in(o.duration);
@@ -263,16 +306,21 @@ pub async fn ack_latency(client: &async_nats::Client, o: &RawOptions, rate: u64)
     let mut r = RawAck { offered_rate: rate, ..Default::default() };
     let start = Instant::now();
     let mut i = 0u64;
-    while i < total || !pending.is_empty() {
+    let mut flushed = false;
+    while i < total || !flushed || !pending.is_empty() {
         let due = start + schedule.offset(i.min(total));
+        // Due messages: full ones as their last event falls due, the rest after the last event.
+        let mut ready = Vec::new();
         tokio::select! {
-            Some((answer, scheduled_ns)) = pending.next(), if !pending.is_empty() => match answer {
+            Some((answer, scheduled)) = pending.next(), if !pending.is_empty() => match answer {
                 Ok(_) => {
-                    r.acked += 1;
+                    r.acked += scheduled.len() as u64;
                     let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                    h.saturating_record((latency_ns(scheduled_ns, now) / 1000).max(1));
+                    for scheduled_ns in scheduled {
+                        h.saturating_record((latency_ns(scheduled_ns, now) / 1000).max(1));
+                    }
                 }
-                Err(_) => r.failed += 1,
+                Err(_) => r.failed += scheduled.len() as u64,
             },
             () = tokio::time::sleep_until(due.into()), if i < total => {
                 let upto = schedule.due_by(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)).min(total);
@@ -281,15 +329,24 @@ pub async fn ack_latency(client: &async_nats::Client, o: &RawOptions, rate: u64)
                     let scheduled_ns = schedule.offset_ns(i);
                     let g = mix.next(i, wall, period_start);
                     i += 1;
-                    if pending.len() >= o.in_flight.max(1) {
-                        r.saturated += 1;
-                        continue;
-                    }
-                    match scratch.publish(g).await {
-                        Ok(ack) => pending.push(Box::pin(async move { (ack.await, scheduled_ns) })),
-                        Err(_) => r.failed += 1,
-                    }
+                    ready.extend(batcher.push(partition_of_customer[g.customer as usize], (scheduled_ns, g)));
                 }
+            }
+            () = std::future::ready(()), if i >= total && !flushed => {
+                flushed = true;
+                ready = batcher.flush();
+            }
+        }
+        for message in ready {
+            let scheduled: Vec<u64> = message.iter().map(|(s, _)| *s).collect();
+            if pending.len() >= o.in_flight.max(1) {
+                r.saturated += scheduled.len() as u64;
+                continue;
+            }
+            let events: Vec<Generated> = message.into_iter().map(|(_, g)| g).collect();
+            match scratch.publish(&events).await {
+                Ok(ack) => pending.push(Box::pin(async move { (ack.await, scheduled) })),
+                Err(_) => r.failed += scheduled.len() as u64,
             }
         }
     }
@@ -321,7 +378,15 @@ mod tests {
 
     #[test]
     fn markdown_puts_meterline_beside_the_raw_figure() {
-        let c = RawCeiling { in_flight: 8192, mean_event_bytes: 231, acked: 500_000, failed: 0, elapsed_ms: 4_000, rate: 125_000 };
+        let c = RawCeiling {
+            in_flight: 8192,
+            mean_event_bytes: 231,
+            acked: 500_000,
+            failed: 0,
+            elapsed_ms: 4_000,
+            rate: 125_000,
+            events_per_message: 1,
+        };
         let line = c.markdown(Some(30_000));
         assert!(line.contains("**125,000 msg/s**"), "{line}");
         assert!(line.contains("30,000 ev/s = **0.24 × the raw ceiling**"), "{line}");

@@ -6,6 +6,14 @@
 //! stream sequence, so everything below applies unchanged. Either way at most `in_flight` sends
 //! await their answer; beyond that an event is counted as saturated, not sent.
 //!
+//! **Events per message.** With `--events-per-message N` (NATS only) the sender carries due
+//! events in JetStream messages of `N` (a JSON array, as high-volume producers send them):
+//! consecutive events of one partition, each message sent when its last event is due
+//! ([`crate::batch`] says why this grouping keeps both measurements exact). The schedule and the
+//! mix stay per event, and so do the latencies: each event's count from its *own* scheduled time,
+//! so the time it waited in the producer's buffer is part of them. `--in-flight` then bounds
+//! messages awaiting their ack, and a message that finds no room saturates all its events.
+//!
 //! **Raw ceiling.** Before the run (and before ingest starts), [`crate::raw`] measures plain
 //! JetStream publishing of the same events on the same server: the most acks per second, and
 //! publish → ack latency at the run's offered rate. The report puts them beside the run's figures.
@@ -14,7 +22,7 @@
 //! only after their segment is fsynced (or their dead letter is acked). Every publish ack gives
 //! the message's stream sequence, and its customer gives its partition; a poller reads each
 //! partition consumer's ack floor every `poll_ms`, and a message is durable at the first poll
-//! whose floor reaches its sequence. This is exact about *which* events are durable, and late by
+//! whose floor reaches its sequence, and with it every event it carries. This is exact about *which* events are durable, and late by
 //! at most one poll interval plus one request round trip about *when* (5 ms by default).
 //!
 //! **Publish → current spend.** A task runs the same refresh as `meterline spend`
@@ -23,13 +31,14 @@
 //! `spend_interval_ms` apart. Each valid event is one
 //! ledger row of its customer (one meter per event type), and a partition's events reach the
 //! ledger in stream order, so when a refresh reports `k` ledger rows for a customer, that
-//! customer's first `k` valid events (by stream sequence) are visible from the moment the insert
+//! customer's first `k` valid events (by stream sequence, then place in their message: a
+//! message's events reach the ledger in one segment) are visible from the moment the insert
 //! returned. Resolution: the refresh's own duration plus the interval. An event's answer can come
 //! back after a refresh already showed it (over HTTP the 202 crosses the server, and ingest may
 //! write a late-arriving event of a batch at once): a refresh that shows more rows than events
 //! known keeps the surplus with its time, and the next answers of that customer take those times.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,9 +61,10 @@ use meterline_schemas::clickhouse::{ClickHouse, ClickHouseConfig};
 use meterline_schemas::money::RoundingMode;
 use meterline_schemas::period::PeriodLabel;
 
+use crate::batch::{Batcher, MAX_EVENTS_PER_MESSAGE};
 use crate::error::{Error, Result};
 use crate::http::{Accepted, HttpTarget, Refused};
-use crate::mix::{Kind, Mix, MixShares, customer_key};
+use crate::mix::{Generated, Kind, Mix, MixShares, customer_key};
 use crate::raw::RawOptions;
 use crate::report::{Errors, IngestCounts, Latency, RunReport, histogram};
 use crate::schedule::{Schedule, latency_ns};
@@ -95,6 +105,8 @@ pub struct Options {
     pub stream: String,
     /// Offered load, events/s.
     pub rate: u64,
+    /// Events per JetStream message (1: one message per event; more only over NATS).
+    pub events_per_message: u64,
     /// At most this many events.
     pub events: Option<u64>,
     /// At most this long.
@@ -105,7 +117,8 @@ pub struct Options {
     pub seed: u64,
     /// Shares of duplicates, late and invalid events.
     pub shares: MixShares,
-    /// Publishes awaiting their JetStream ack at most; beyond, events count as saturated.
+    /// Messages awaiting their JetStream ack (or HTTP answer) at most; beyond, their events count
+    /// as saturated.
     pub in_flight: usize,
     /// Partitions of the stream (one ingest worker each).
     pub partitions: u32,
@@ -158,6 +171,7 @@ impl Options {
             shares: self.shares,
             customers: self.customers,
             in_flight: self.in_flight,
+            events_per_message: self.events_per_message,
             duration: Duration::from_secs(self.raw_secs),
         }
     }
@@ -176,6 +190,19 @@ impl Options {
         if self.rate == 0 || self.in_flight == 0 || self.customers == 0 {
             return Err(Error::Setup("--rate, --in-flight and --customers must be at least 1".into()));
         }
+        if !(1..=MAX_EVENTS_PER_MESSAGE).contains(&self.events_per_message) {
+            return Err(Error::Setup(format!(
+                "--events-per-message {}: must be between 1 and {MAX_EVENTS_PER_MESSAGE}",
+                self.events_per_message
+            )));
+        }
+        if self.events_per_message > 1 && self.transport != Transport::Nats {
+            return Err(Error::Setup(format!(
+                "--events-per-message {}: batch messages need --transport nats (over {} every event is its own request)",
+                self.events_per_message,
+                self.transport.name()
+            )));
+        }
         self.shares.validate().map_err(Error::Setup)?;
         self.ingest_config().validate().map_err(Error::Setup)
     }
@@ -183,16 +210,20 @@ impl Options {
 
 /// What the observers share.
 struct Tracker {
-    /// Per partition: stream sequence → scheduled ns, for stored messages not yet seen durable.
-    durable: Vec<BTreeMap<u64, u64>>,
-    /// Per customer: stream sequence → scheduled ns, for valid events not yet seen in spend.
-    spend: Vec<BTreeMap<u64, u64>>,
+    /// Per partition: (stream sequence, place in the message) → scheduled ns, for the events of
+    /// stored messages not yet seen durable.
+    durable: Vec<BTreeMap<(u64, u32), u64>>,
+    /// Per customer: (stream sequence, place in the message) → scheduled ns, for valid events not
+    /// yet seen in spend.
+    spend: Vec<BTreeMap<(u64, u32), u64>>,
     /// Per customer: ledger rows already seen in spend.
     spend_seen: Vec<u64>,
     ack: Histogram<u64>,
     durable_h: Histogram<u64>,
     spend_h: Histogram<u64>,
     sent: u64,
+    /// Messages acked by JetStream (or answered 202).
+    messages: u64,
     failed: u64,
     /// HTTP: failures by status (or `transport`).
     failed_by_status: BTreeMap<String, u64>,
@@ -217,10 +248,25 @@ fn record(h: &mut Histogram<u64>, ns: u64) {
 /// A send awaiting its answer: the JetStream ack, or the HTTP 202 (which follows it).
 struct InFlight {
     answer: BoxFuture<'static, std::result::Result<Accepted, Refused>>,
+    /// The message's events, in their order in it.
+    events: Vec<SentEvent>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// An event of a sent message.
+struct SentEvent {
     scheduled_ns: u64,
     customer: u32,
     kind: Kind,
-    _permit: OwnedSemaphorePermit,
+    /// Whether spend will show it once its message is stored: a valid event, or the first copy
+    /// of one that is stored (see the sender).
+    in_spend: bool,
+}
+
+/// A due event waiting for its message.
+struct Due {
+    scheduled_ns: u64,
+    g: Generated,
 }
 
 fn nanos_since(start: Instant) -> u64 {
@@ -315,6 +361,7 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
         durable_h: histogram(),
         spend_h: histogram(),
         sent: 0,
+        messages: 0,
         failed: 0,
         failed_by_status: BTreeMap::new(),
         refused_invalid: 0,
@@ -337,46 +384,50 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
                 tokio::select! {
                     next = rx.recv(), if open => match next {
                         Some(f) => {
-                            let InFlight { answer, scheduled_ns, customer, kind, _permit } = f;
-                            pending.push(async move { let r = answer.await; (r, scheduled_ns, customer, kind, _permit) });
+                            let InFlight { answer, events, _permit } = f;
+                            pending.push(async move { let r = answer.await; (r, events, _permit) });
                         }
                         None => open = false,
                     },
-                    Some((r, scheduled_ns, customer, kind, permit)) = pending.next(), if !pending.is_empty() => {
+                    Some((r, events, permit)) = pending.next(), if !pending.is_empty() => {
                         drop(permit);
                         let now = nanos_since(start);
                         let mut t = lock(&tracker);
+                        let t = &mut *t;
                         match r {
                             Ok(ack) => {
-                                t.sent += 1;
-                                record(&mut t.ack, latency_ns(scheduled_ns, now));
-                                if ack.duplicate {
-                                    t.js_duplicates += 1;
-                                } else {
-                                    t.durable[pc[customer as usize]].insert(ack.sequence, scheduled_ns);
-                                    // A re-send JetStream stored is the event's first stored copy (the
-                                    // original was saturated, never sent): spend will show it too.
-                                    if spend && matches!(kind, Kind::Fresh | Kind::Late | Kind::Duplicate) {
-                                        let c = customer as usize;
+                                t.sent += events.len() as u64;
+                                t.messages += 1;
+                                for (place, e) in events.iter().enumerate() {
+                                    record(&mut t.ack, latency_ns(e.scheduled_ns, now));
+                                    if ack.duplicate {
+                                        t.js_duplicates += 1;
+                                        continue;
+                                    }
+                                    let key = (ack.sequence, u32::try_from(place).unwrap_or(u32::MAX));
+                                    t.durable[pc[e.customer as usize]].insert(key, e.scheduled_ns);
+                                    if spend && e.in_spend {
+                                        let c = e.customer as usize;
                                         match t.spend_early[c].pop_front() {
                                             // Spend already showed it, before its answer came back.
-                                            Some(seen_at) => record(&mut t.spend_h, latency_ns(scheduled_ns, seen_at)),
+                                            Some(seen_at) => record(&mut t.spend_h, latency_ns(e.scheduled_ns, seen_at)),
                                             None => {
-                                                t.spend[c].insert(ack.sequence, scheduled_ns);
+                                                t.spend[c].insert(key, e.scheduled_ns);
                                             }
                                         }
                                     }
                                 }
                             }
                             // Over HTTP an event that is not a valid CloudEvent is refused with 400
-                            // (over NATS, ingest dead-letters it): expected, not an error.
-                            Err(Refused::Status(400)) if kind == Kind::Invalid => t.refused_invalid += 1,
+                            // (over NATS, ingest dead-letters it): expected, not an error. HTTP
+                            // sends one event per request.
+                            Err(Refused::Status(400)) if events.len() == 1 && events[0].kind == Kind::Invalid => t.refused_invalid += 1,
                             Err(e) => {
-                                t.failed += 1;
+                                t.failed += events.len() as u64;
                                 if over_http {
-                                    *t.failed_by_status.entry(e.key()).or_default() += 1;
+                                    *t.failed_by_status.entry(e.key()).or_default() += events.len() as u64;
                                 }
-                                tracing::debug!(error = ?e, "send failed");
+                                tracing::debug!(error = ?e, events = events.len(), "send failed");
                             }
                         }
                     }
@@ -402,7 +453,7 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
                     let floor = info.ack_floor.stream_sequence;
                     let now = nanos_since(start);
                     let mut t = lock(&tracker);
-                    let rest = t.durable[p].split_off(&(floor + 1));
+                    let rest = t.durable[p].split_off(&(floor + 1, 0));
                     let done = std::mem::replace(&mut t.durable[p], rest);
                     for scheduled in done.into_values() {
                         record(&mut t.durable_h, latency_ns(scheduled, now));
@@ -466,6 +517,7 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
         );
         bar
     });
+    let per_message = opts.events_per_message;
     let progress = bar.clone().map(|bar| {
         let (tracker, generated, stop) = (tracker.clone(), generated.clone(), observers.clone());
         tokio::spawn(async move {
@@ -476,10 +528,14 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
                 }
                 let t = lock(&tracker);
                 let waiting: usize = t.durable.iter().map(BTreeMap::len).sum();
+                let secs = start.elapsed().as_millis().max(1);
                 bar.set_position(generated.load(Ordering::Relaxed));
                 bar.set_message(format!(
-                    "acked {} | durable p99 {} ms ({} waiting) | spend p99 {} ms | failed {}",
+                    "acked {} in {} msgs ({} ev/msg, {} msg/s) | durable p99 {} ms ({} waiting) | spend p99 {} ms | failed {}",
                     t.sent,
+                    t.messages,
+                    per_message,
+                    u128::from(t.messages) * 1000 / secs,
                     t.durable_h.value_at_quantile(0.99) / 1000,
                     waiting,
                     t.spend_h.value_at_quantile(0.99) / 1000,
@@ -493,8 +549,20 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
     // cap (5,000 publishes awaiting their ack) is the limit that binds.
     let publisher = crate::raw::publisher(&client, opts.in_flight);
     let mut mix = Mix::new(opts.seed, opts.shares, opts.customers, &format!("loadtest/{}", Utc::now().timestamp_micros()));
-    let permits = Arc::new(Semaphore::new(opts.in_flight));
-    let mut saturated = 0u64;
+    let mut sender = Sender {
+        publisher,
+        http: http.as_ref(),
+        prefix: &cfg.subject_prefix,
+        tx: &tx,
+        tracker: &tracker,
+        permits: Arc::new(Semaphore::new(opts.in_flight)),
+        batched: opts.events_per_message > 1,
+        unstored: HashSet::new(),
+        saturated: 0,
+    };
+    // Events due are carried in messages of `events_per_message`, one open message per
+    // partition; a message leaves when its last event is due (`crate::batch`).
+    let mut batcher = Batcher::new(usize::try_from(opts.events_per_message).unwrap_or(usize::MAX), opts.partitions as usize);
     let mut max_lag_ns = 0u64;
     let mut i = 0u64;
     while i < total {
@@ -510,37 +578,19 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
             max_lag_ns = max_lag_ns.max(now_ns.saturating_sub(scheduled_ns));
             let g = mix.next(i, wall, period_start);
             i += 1;
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                saturated += 1;
-                continue;
-            };
-            if let Some(h) = &http {
-                let answer = Box::pin(h.send(g.body));
-                let _ = tx.send(InFlight { answer, scheduled_ns, customer: g.customer, kind: g.kind, _permit: permit });
-                continue;
-            }
-            let mut headers = HeaderMap::new();
-            if let Some(id) = &g.msg_id {
-                headers.insert("Nats-Msg-Id", id.as_str());
-            }
-            let subject = publish_subject(&cfg.subject_prefix, &customer_key(g.customer));
-            match publisher.publish_with_headers(subject, headers, g.body).await {
-                Ok(ack) => {
-                    let answer = Box::pin(async move {
-                        ack.await
-                            .map(|a| Accepted { sequence: a.sequence, duplicate: a.duplicate })
-                            .map_err(|e| Refused::Transport(e.to_string()))
-                    });
-                    let _ = tx.send(InFlight { answer, scheduled_ns, customer: g.customer, kind: g.kind, _permit: permit });
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "publish failed");
-                    lock(&tracker).failed += 1;
-                }
+            let partition = partition_of_customer[g.customer as usize];
+            if let Some(message) = batcher.push(partition, Due { scheduled_ns, g }) {
+                sender.send(message).await;
             }
         }
         generated.store(i, Ordering::Relaxed);
     }
+    // The messages not yet full, now that no more events come.
+    for message in batcher.flush() {
+        sender.send(message).await;
+    }
+    let saturated = sender.saturated;
+    drop(sender);
     drop(tx);
     let _ = collector.await;
     let send_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
@@ -595,6 +645,9 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
         send_ms,
         achieved_rate: t.sent * 1000 / send_ms,
         max_send_lag_us: max_lag_ns / 1000,
+        events_per_message: opts.events_per_message,
+        messages: t.messages,
+        message_rate: t.messages * 1000 / send_ms,
         mix: mix.counts(),
         jetstream_duplicates: t.js_duplicates,
         ingest: IngestCounts {
@@ -620,4 +673,110 @@ pub async fn run_once(opts: &Options) -> Result<RunReport> {
                 + t.spend_early.iter().map(|q| q.len() as u64).sum::<u64>(),
         },
     })
+}
+
+/// The sending side of a run: sends a message (one event, or a batch) and hands its answer to
+/// the collector.
+struct Sender<'a> {
+    publisher: jetstream::Context,
+    http: Option<&'a HttpTarget>,
+    prefix: &'a str,
+    tx: &'a mpsc::UnboundedSender<InFlight>,
+    tracker: &'a Mutex<Tracker>,
+    permits: Arc<Semaphore>,
+    /// More than one event per message.
+    batched: bool,
+    /// Batched: dedup keys of valid events of which no copy was handed to JetStream (their
+    /// message was saturated or its publish failed). A duplicate of one of them is the first
+    /// copy to be stored, and spend will show it; any other duplicate ingest drops.
+    unstored: HashSet<String>,
+    /// Events not sent because `in_flight` messages awaited their answer.
+    saturated: u64,
+}
+
+impl Sender<'_> {
+    async fn send(&mut self, message: Vec<Due>) {
+        let n = message.len() as u64;
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.saturated += n;
+            self.not_stored(&message);
+            return;
+        };
+        if let Some(h) = self.http {
+            // One event per request: `Options::validate` refuses more over HTTP.
+            if let Some(Due { scheduled_ns, g }) = message.into_iter().next() {
+                let answer = Box::pin(h.send(g.body));
+                let events = vec![SentEvent { scheduled_ns, customer: g.customer, kind: g.kind, in_spend: g.kind != Kind::Invalid }];
+                let _ = self.tx.send(InFlight { answer, events, _permit: permit });
+            }
+            return;
+        }
+        let mut headers = HeaderMap::new();
+        let events: Vec<SentEvent> = if self.batched {
+            // No `Nats-Msg-Id`: no one event's key names a batch, and it is never re-sent.
+            message
+                .iter()
+                .map(|d| {
+                    let in_spend = match (d.g.kind, &d.g.msg_id) {
+                        (Kind::Invalid, _) => false,
+                        (Kind::Duplicate, Some(id)) => self.unstored.remove(id),
+                        _ => true,
+                    };
+                    SentEvent { scheduled_ns: d.scheduled_ns, customer: d.g.customer, kind: d.g.kind, in_spend }
+                })
+                .collect()
+        } else {
+            // One event: its key as `Nats-Msg-Id`, so JetStream drops a duplicate whose original it
+            // stored (the ack says so). A duplicate it stores is the event's first stored copy (the
+            // original was saturated, never sent; over HTTP, stored after it): spend will show it.
+            if let Some(id) = &message[0].g.msg_id {
+                headers.insert("Nats-Msg-Id", id.as_str());
+            }
+            message
+                .iter()
+                .map(|d| SentEvent {
+                    scheduled_ns: d.scheduled_ns,
+                    customer: d.g.customer,
+                    kind: d.g.kind,
+                    in_spend: d.g.kind != Kind::Invalid,
+                })
+                .collect()
+        };
+        // Every event of the message is in the partition of its first event's customer.
+        let subject = publish_subject(self.prefix, &customer_key(message[0].g.customer));
+        let body = crate::batch::body(message.iter().map(|d| &d.g.body));
+        match self.publisher.publish_with_headers(subject, headers, body).await {
+            Ok(ack) => {
+                let answer = Box::pin(async move {
+                    ack.await
+                        .map(|a| Accepted { sequence: a.sequence, duplicate: a.duplicate })
+                        .map_err(|e| Refused::Transport(e.to_string()))
+                });
+                let _ = self.tx.send(InFlight { answer, events, _permit: permit });
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, events = n, "publish failed");
+                lock(self.tracker).failed += n;
+                // The duplicates that would have been first copies are not stored either.
+                for (d, e) in message.iter().zip(&events) {
+                    if let (Kind::Duplicate, true, Some(id)) = (d.g.kind, e.in_spend, &d.g.msg_id) {
+                        self.unstored.insert(id.clone());
+                    }
+                }
+                self.not_stored(&message);
+            }
+        }
+    }
+
+    /// Batched: remembers the valid events of a message JetStream never got.
+    fn not_stored(&mut self, message: &[Due]) {
+        if !self.batched {
+            return;
+        }
+        for d in message {
+            if let (Kind::Fresh | Kind::Late, Some(id)) = (d.g.kind, &d.g.msg_id) {
+                self.unstored.insert(id.clone());
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! A small bounded run over each transport: every valid event becomes durable and visible in
-//! spend, and every latency is recorded. Counts only; no timings are asserted.
+//! A small bounded run over each transport, and one over NATS with ten events per message: every
+//! valid event becomes durable and visible in spend, and every latency is recorded. Counts only;
+//! no timings are asserted.
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ fn options(transport: Transport, tag: &str) -> Options {
         ledger: std::env::temp_dir().join(&name),
         stream: name,
         rate: 400,
+        events_per_message: 1,
         events: Some(800),
         duration: Duration::from_secs(60),
         customers: 50,
@@ -109,4 +111,30 @@ async fn nats_every_valid_event_becomes_durable_and_visible() {
     assert_complete(&r);
     assert_eq!((r.refused_invalid, r.ingest.invalid), (0, r.mix.invalid));
     assert_eq!(r.sent, r.events);
+}
+
+#[tokio::test]
+async fn nats_batches_of_ten_every_valid_event_becomes_durable_and_visible() {
+    let o = Options { events_per_message: 10, ..options(Transport::Nats, "batch") };
+    let r = run_once(&o).await;
+    cleanup(&o).await;
+    let r = r.expect("run");
+    assert_eq!((r.target.as_str(), r.events_per_message), ("nats", 10));
+    assert_complete(&r);
+    // 800 events in messages of 10: 80 messages (with one partition every message is full).
+    assert_eq!(r.sent, r.events);
+    assert_eq!(r.messages, 80);
+    assert!(r.message_rate > 0, "{}", r.markdown());
+    // A batch carries no Nats-Msg-Id: every duplicate reaches ingest's exact dedup and is
+    // dropped there, and each invalid event is dead-lettered while the rest of its message is kept.
+    assert_eq!(r.jetstream_duplicates, 0);
+    assert_eq!(r.ingest.duplicates, r.mix.duplicates);
+    assert_eq!(r.ingest.invalid, r.mix.invalid);
+    // Every event of every stored message was seen durable: the valid ones, the duplicates and
+    // the dead-lettered ones.
+    assert_eq!(r.durable.count, r.mix.fresh + r.mix.late + r.mix.duplicates + r.mix.invalid);
+    let c = r.raw_ceiling.expect("raw ceiling measured");
+    assert_eq!(c.events_per_message, 10);
+    let md = r.markdown();
+    assert!(md.contains("10 events per message: 80 messages"), "{md}");
 }
