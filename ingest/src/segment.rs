@@ -230,7 +230,14 @@ fn writer_properties() -> WriterProperties {
     for c in [ledger::col::EVENT_KEY, ledger::col::EVENT_ID, ledger::col::EVENT_TIME, ledger::col::DATA] {
         b = b.set_column_dictionary_enabled(col(c), false);
     }
-    for c in [ledger::col::EVENT_ID, ledger::col::DATA, ledger::col::SEGMENT, ledger::col::GROUP_KEY, ledger::col::SOURCE, ledger::col::UNIQUE_VALUE] {
+    for c in [
+        ledger::col::EVENT_ID,
+        ledger::col::DATA,
+        ledger::col::SEGMENT,
+        ledger::col::GROUP_KEY,
+        ledger::col::SOURCE,
+        ledger::col::UNIQUE_VALUE,
+    ] {
         b = b.set_column_statistics_enabled(col(c), EnabledStatistics::None);
     }
     b.build()

@@ -358,16 +358,8 @@ mod scan {
         }
 
         fn event(&mut self) -> Option<Wire<'a>> {
-            let mut w = Wire {
-                specversion: None,
-                id: None,
-                source: None,
-                ty: None,
-                subject: None,
-                time: None,
-                datacontenttype: None,
-                data: None,
-            };
+            let mut w =
+                Wire { specversion: None, id: None, source: None, ty: None, subject: None, time: None, datacontenttype: None, data: None };
             self.eat(b'{')?;
             self.ws();
             if self.eat(b'}').is_some() {
@@ -659,8 +651,11 @@ mod tests {
         let scanned = scan::message(body);
         assert_eq!(scanned.is_some(), accepted, "scanner on {body}");
         let Some(scanned) = scanned else { return };
-        let typed: Vec<Wire<'_>> =
-            if is_batch(body) { serde_json::from_str(body).expect("serde decodes") } else { vec![serde_json::from_str(body).expect("serde decodes")] };
+        let typed: Vec<Wire<'_>> = if is_batch(body) {
+            serde_json::from_str(body).expect("serde decodes")
+        } else {
+            vec![serde_json::from_str(body).expect("serde decodes")]
+        };
         assert_eq!(scanned.len(), typed.len());
         for (a, b) in scanned.into_iter().zip(typed) {
             let raw = |w: &Wire<'_>| w.data.map(|d| d.get().to_owned());
@@ -679,7 +674,8 @@ mod tests {
     #[test]
     fn scanner_reads_common_bodies_as_serde_does_and_declines_the_rest() {
         let spaced = " {\n \"specversion\" : \"1.0\" ,\"id\":\"e1\",\t\"source\":\"api\",\"type\":\"t\",\"subject\":\"acme\",\"time\":\"2026-10-05T12:00:00Z\",\"data\" : { \"a\" : [1, {\"b\":\"}]\\\"\"}], \"c\": -1.5e3 } }\r\n";
-        let extensions = GOOD.replace(r#""source":"api","#, r#""source":"api","traceparent":"00-ab","n":[1,{"x":null}],"b":true,"u":"\u00e9","#);
+        let extensions =
+            GOOD.replace(r#""source":"api","#, r#""source":"api","traceparent":"00-ab","n":[1,{"x":null}],"b":true,"u":"\u00e9","#);
         let bad_ct = GOOD.replace(r#""source":"api","#, r#""source":"api","datacontenttype":"text/plain","#);
         let missing = GOOD.replace(r#""subject":"acme","#, "");
         for body in [
@@ -698,14 +694,14 @@ mod tests {
             scanner_agrees(&body, true);
         }
         let declined = [
-            GOOD.replace(r#""id":"e1""#, r#""id":"e\"1""#),   // escape in an attribute
-            GOOD.replace(r#""id":"e1""#, r#""id":null"#),      // null: serde says None
-            GOOD.replace(r#""id":"e1""#, r#""id":7"#),         // wrong type
-            GOOD.replace(r#""id":"e1""#, r#""id":"e1","id":"e2""#), // duplicate attribute
-            GOOD.replace(r#"{"tokens":12}"#, "[1,2]"),         // data not an object
-            GOOD.replace(r#"{"tokens":12}"#, "{\"tokens\":12,}"), // invalid data
+            GOOD.replace(r#""id":"e1""#, r#""id":"e\"1""#),                   // escape in an attribute
+            GOOD.replace(r#""id":"e1""#, r#""id":null"#),                     // null: serde says None
+            GOOD.replace(r#""id":"e1""#, r#""id":7"#),                        // wrong type
+            GOOD.replace(r#""id":"e1""#, r#""id":"e1","id":"e2""#),           // duplicate attribute
+            GOOD.replace(r#"{"tokens":12}"#, "[1,2]"),                        // data not an object
+            GOOD.replace(r#"{"tokens":12}"#, "{\"tokens\":12,}"),             // invalid data
             GOOD.replace(r#""source":"api","#, r#""source":"api","x":tru,"#), // invalid member
-            GOOD.replace(r#""id":"e1""#, "\"id\":\"e\u{1}1\""),  // control character
+            GOOD.replace(r#""id":"e1""#, "\"id\":\"e\u{1}1\""),               // control character
             format!("{GOOD} x"),
             format!("[{GOOD},]"),
             format!("[{GOOD}"),
