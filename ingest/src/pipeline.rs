@@ -482,8 +482,11 @@ async fn drained(consumer: &mut jetstream::consumer::PullConsumer) -> Result<boo
     Ok(info.num_pending == 0 && info.num_ack_pending == 0)
 }
 
-/// Batches prepared at once (the channels hold one more on each side).
-const PREPARING: usize = 2;
+/// Batches prepared at once (the channels hold one more on each side). Two overlap the decoding
+/// of batch k+1 with the dedup and encoding of batch k (measured: about 5–8% more events/s at
+/// 100 events per message), but raise the peak RSS of 10M events from ~0.8 to 1.02–1.07 GiB,
+/// over the 1 GiB target: one, until a batch's memory is smaller.
+const PREPARING: usize = 1;
 
 /// The dedup index, handed from one batch's preparation to the next: each batch deduplicates
 /// only after the one before it has inserted its keys, so keys enter the index in stream order,
