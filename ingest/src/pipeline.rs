@@ -244,33 +244,49 @@ impl Worker {
         // every cumulative ack follows the durability of everything before it.
         let (ptx, mut prx) = mpsc::channel::<Prepared>(1);
         let stages_failed = CancellationToken::new();
+        //
+        // Up to `PREPARING` batches are prepared at once (batch k+1 is decoded while batch k is
+        // deduplicated and encoded), each on its own blocking thread; the dedup index passes
+        // from each to the next in stream order (`IndexBaton`), and prepared batches go to the
+        // write stage in that order.
         let prepare_stage = async {
-            let mut index = Some(index);
+            let (first, mut next_index) = tokio::sync::oneshot::channel();
+            let _ = first.send(index);
+            let mut preparing: std::collections::VecDeque<tokio::task::JoinHandle<Result<Prepared>>> = std::collections::VecDeque::new();
+            let mut received_all = false;
             let mut idle_checks = tokio::time::interval(Duration::from_millis(self.cfg.idle_timeout_ms.max(50)));
             let result: Result<()> = loop {
+                if received_all && preparing.is_empty() {
+                    break Ok(());
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => break Ok(()),
                     _ = stages_failed.cancelled() => break Ok(()),
                     _ = lease.lost.cancelled() => break Err(Error::Nats(format!("partition {p}: lease lost"))),
-                    batch = rx.recv() => match batch {
-                        Some(batch) => {
-                            let idx = index.take().expect("index is returned after each batch");
-                            match self.prepare(idx, batch).await {
-                                Ok((idx, prepared)) => {
-                                    index = Some(idx);
-                                    if ptx.send(prepared).await.is_err() {
-                                        break Ok(());
-                                    }
+                    // Oldest first: the write stage takes batches in stream order.
+                    done = async { preparing.front_mut().expect("guarded by the condition").await }, if !preparing.is_empty() => {
+                        preparing.pop_front();
+                        match done.map_err(|e| Error::Encoding(format!("batch task: {e}"))).and_then(|r| r) {
+                            Ok(prepared) => {
+                                if ptx.send(prepared).await.is_err() {
+                                    break Ok(());
                                 }
-                                Err(e) => break Err(e),
                             }
+                            Err(e) => break Err(e),
                         }
-                        None => break Ok(()),
+                    }
+                    batch = rx.recv(), if !received_all && preparing.len() < PREPARING => match batch {
+                        Some(batch) => {
+                            let (pass, take_next) = tokio::sync::oneshot::channel();
+                            let take = std::mem::replace(&mut next_index, take_next);
+                            preparing.push_back(self.prepare(IndexBaton { take, pass }, batch));
+                        }
+                        None => received_all = true,
                     },
                     // Drained means nothing pending and nothing awaiting ack: the write stage is
                     // idle too.
                     _ = idle_checks.tick(), if self.until_idle => {
-                        if rx.is_empty() && drained(&mut consumer).await? {
+                        if rx.is_empty() && preparing.is_empty() && drained(&mut consumer).await? {
                             break Ok(());
                         }
                     }
@@ -313,15 +329,15 @@ impl Worker {
     /// they are durable: that batch is acked only after this one is durable (the write stage is
     /// in order), and if this one never becomes durable the worker stops and its index is
     /// dropped (the next owner rebuilds it from the ledger).
-    async fn prepare(&self, index: DedupIndex, batch: Batch) -> Result<(DedupIndex, Prepared)> {
+    fn prepare(&self, baton: IndexBaton, batch: Batch) -> tokio::task::JoinHandle<Result<Prepared>> {
         let route = Route { partition: self.partition, partitions: self.cfg.partitions };
-        let (validator, ledger) = (self.validator.clone(), self.ledger.clone());
-        let t0 = Instant::now();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&validator, &ledger, route, index, batch))
-            .await
-            .map_err(|e| Error::Encoding(format!("batch task: {e}")))??;
-        self.counters.prepare_nanos.fetch_add(nanos(t0.elapsed()), Ordering::Relaxed);
-        Ok(prepared)
+        let (validator, ledger, counters) = (self.validator.clone(), self.ledger.clone(), self.counters.clone());
+        tokio::task::spawn_blocking(move || {
+            let t0 = Instant::now();
+            let prepared = prepare(&validator, &ledger, route, baton, batch);
+            counters.prepare_nanos.fetch_add(nanos(t0.elapsed()), Ordering::Relaxed);
+            prepared
+        })
     }
 
     /// Makes a prepared batch durable (dead letters, reroutes, segments) and acks it.
@@ -466,6 +482,21 @@ async fn drained(consumer: &mut jetstream::consumer::PullConsumer) -> Result<boo
     Ok(info.num_pending == 0 && info.num_ack_pending == 0)
 }
 
+/// Batches prepared at once (the channels hold one more on each side). Two overlap the decoding
+/// of batch k+1 with the dedup and encoding of batch k (measured: about 5–8% more events/s at
+/// 100 events per message), but raise the peak RSS of 10M events from ~0.8 to 1.02–1.07 GiB,
+/// over the 1 GiB target: one, until a batch's memory is smaller.
+const PREPARING: usize = 1;
+
+/// The dedup index, handed from one batch's preparation to the next: each batch deduplicates
+/// only after the one before it has inserted its keys, so keys enter the index in stream order,
+/// as when batches were prepared one at a time. A batch whose preparation fails drops `pass`,
+/// and the next fails too (the worker stops; the next owner rebuilds the index from the ledger).
+struct IndexBaton {
+    take: tokio::sync::oneshot::Receiver<DedupIndex>,
+    pass: tokio::sync::oneshot::Sender<DedupIndex>,
+}
+
 /// A batch decoded, deduplicated and encoded, ready to make durable.
 struct Prepared {
     /// The message with the highest stream sequence: its ack covers the batch.
@@ -504,7 +535,7 @@ pub fn pull_options(cfg: &IngestConfig) -> PullOptions {
 const PARALLEL_DECODE_BYTES: usize = 256 * 1024;
 
 /// The CPU part of a batch (runs on a blocking thread).
-fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: DedupIndex, batch: Batch) -> Result<(DedupIndex, Prepared)> {
+fn prepare(validator: &Validator, ledger: &Ledger, route: Route, baton: IndexBaton, batch: Batch) -> Result<Prepared> {
     let msgs = &batch.messages;
     let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
     let decode = |range: std::ops::Range<usize>| {
@@ -536,16 +567,20 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
         };
     let events = (accepted.len() + refused.len() + rerouted.len()) as u64;
 
-    // Months outside the in-memory horizon (late events) are loaded from the ledger first.
-    let mut report = RebuildReport::default();
-    let mut months: Vec<PeriodLabel> = accepted.iter().map(|a| a.month).filter(|m| index.needs_load(*m)).collect();
-    months.sort();
-    months.dedup();
-    for m in months {
-        let keys = ledger.month_keys_blocking(route.partition, m, &mut report)?;
-        tracing::info!(partition = route.partition, month = %m, keys = keys.len(), "loaded an older month's dedup keys for a late event");
-        index.load(m, keys);
-    }
+    // Months outside the in-memory horizon (late events) are loaded from the ledger first (once
+    // this batch holds the index).
+    let load_months = |index: &mut DedupIndex| -> Result<()> {
+        let mut report = RebuildReport::default();
+        let mut months: Vec<PeriodLabel> = accepted.iter().map(|a| a.month).filter(|m| index.needs_load(*m)).collect();
+        months.sort();
+        months.dedup();
+        for m in months {
+            let keys = ledger.month_keys_blocking(route.partition, m, &mut report)?;
+            tracing::info!(partition = route.partition, month = %m, keys = keys.len(), "loaded an older month's dedup keys for a late event");
+            index.load(m, keys);
+        }
+        Ok(())
+    };
 
     let seqs: Vec<(u64, i128)> = msgs.iter().map(|m| crate::pull::stored(m).unwrap_or_default()).collect();
     let (first_seq, last_seq) = seqs.iter().filter(|s| s.0 > 0).fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s.0), hi.max(s.0)));
@@ -575,15 +610,27 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
         }
         is_fresh
     };
+    //
+    // The index comes from the batch before this one once it has inserted its keys, and goes on
+    // to the next one as soon as this batch's keys are in: the encoding overlaps the wait.
+    let with_index = |baton: IndexBaton| -> Result<Vec<bool>> {
+        let mut index = baton.take.blocking_recv().map_err(|_| Error::Ledger("the batch before failed; not deduplicating".into()))?;
+        load_months(&mut index)?;
+        let is_fresh = dedup(&mut index);
+        // The next batch is gone only when the worker is stopping.
+        let _ = baton.pass.send(index);
+        Ok(is_fresh)
+    };
     let (is_fresh, speculative) = if all.len() >= SPECULATIVE_ENCODE_EVENTS {
         std::thread::scope(|s| {
             let encode = s.spawn(|| build_segments(route.partition, &all, first_seq, last_seq, ingested_at));
-            let is_fresh = dedup(&mut index);
+            let is_fresh = with_index(baton);
             (is_fresh, Some(encode.join()))
         })
     } else {
-        (dedup(&mut index), None)
+        (with_index(baton), None)
     };
+    let is_fresh = is_fresh?;
     let fresh: Vec<&AcceptedRef<'_>> = accepted.iter().zip(&is_fresh).filter_map(|(a, f)| f.then_some(a)).collect();
     let duplicates = (accepted.len() - fresh.len()) as u64;
     let segments = match speculative {
@@ -607,7 +654,7 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, mut index: Dedu
     let ack = last.map(|i| messages.swap_remove(i));
     drop(messages);
     rerouted.shrink_to_fit();
-    Ok((index, Prepared { ack, message_count, stored, refused, rerouted, segments, duplicates, events, fresh: fresh_count, late }))
+    Ok(Prepared { ack, message_count, stored, refused, rerouted, segments, duplicates, events, fresh: fresh_count, late })
 }
 
 /// Accepted events in a batch from which its segments are encoded while it is deduplicated.

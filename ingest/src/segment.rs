@@ -216,21 +216,31 @@ pub fn segment_partition(file: &str) -> Option<u32> {
     }
 }
 
-/// Parquet settings of ledger segments: Snappy; no dictionary for the columns that are unique
-/// per event (the encoder would build one, overflow it and fall back to plain); no statistics on
-/// the columns nobody filters on (the raw `data` and the event id), where min/max cost a string
-/// comparison per row.
+/// Parquet settings of ledger segments: Snappy; no dictionary for the columns that are (nearly)
+/// unique per event (the encoder would hash every value into a dictionary that only grows, then
+/// overflow it and fall back to plain): the key, the id, the event time and the raw `data`.
+/// Statistics only where a reader can prune with them (customer, meter, times, key, value): on
+/// the other strings (the id, `data`, the segment name, the group key, the source, the unique
+/// value) min/max cost a string comparison per row and serve no query.
 fn writer_properties() -> WriterProperties {
     use parquet::file::properties::EnabledStatistics;
     use parquet::schema::types::ColumnPath;
     let col = |name: &str| ColumnPath::from(name);
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_column_dictionary_enabled(col(ledger::col::EVENT_KEY), false)
-        .set_column_dictionary_enabled(col(ledger::col::EVENT_ID), false)
-        .set_column_statistics_enabled(col(ledger::col::EVENT_ID), EnabledStatistics::None)
-        .set_column_statistics_enabled(col(ledger::col::DATA), EnabledStatistics::None)
-        .build()
+    let mut b = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    for c in [ledger::col::EVENT_KEY, ledger::col::EVENT_ID, ledger::col::EVENT_TIME, ledger::col::DATA] {
+        b = b.set_column_dictionary_enabled(col(c), false);
+    }
+    for c in [
+        ledger::col::EVENT_ID,
+        ledger::col::DATA,
+        ledger::col::SEGMENT,
+        ledger::col::GROUP_KEY,
+        ledger::col::SOURCE,
+        ledger::col::UNIQUE_VALUE,
+    ] {
+        b = b.set_column_statistics_enabled(col(c), EnabledStatistics::None);
+    }
+    b.build()
 }
 
 /// Encodes a record batch as one Parquet file with one row group, its columns encoded on two

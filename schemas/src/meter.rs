@@ -93,11 +93,31 @@ impl Meter {
     /// Reads this meter's value and group key out of an event's `data` object.
     pub fn extract(&self, data: &RawValue) -> Result<MeterValue, EventError> {
         let mut out = MeterValue { value: None, unique: None, group_key: String::new() };
-        if self.aggregation.needs_value() {
-            let path = self.value.as_deref().unwrap_or_default();
+        // The value path and every group-by path are looked up in one pass over `data` (this runs
+        // once per event and meter): the first segment of each, nested paths continuing from
+        // there. Same results as one `lookup` per path.
+        let value_path = self.aggregation.needs_value().then(|| self.value.as_deref().unwrap_or_default());
+        let paths = || value_path.into_iter().chain(self.group_by.values().map(String::as_str));
+        let n = paths().count();
+        let mut found: [Option<&RawValue>; MAX_PATHS_AT_ONCE] = [None; MAX_PATHS_AT_ONCE];
+        if n <= MAX_PATHS_AT_ONCE {
+            let mut heads = [""; MAX_PATHS_AT_ONCE];
+            for (head, path) in heads.iter_mut().zip(paths()) {
+                *head = split_path(path).0;
+            }
+            object_get_many(data, &heads[..n], &mut found[..n]);
+            for (slot, path) in found.iter_mut().zip(paths()) {
+                if let Some(rest) = split_path(path).1 {
+                    *slot = slot.and_then(|v| rest.split('.').try_fold(v, object_get));
+                }
+            }
+        }
+        let mut found = found.into_iter().take(n);
+        let mut next = |path: &str| if n <= MAX_PATHS_AT_ONCE { found.next().flatten() } else { lookup(data, path) };
+        if let Some(path) = value_path {
             // The field name is built only for an error (this runs once per event and meter).
             let field = || format!("data.{path}");
-            let raw = lookup(data, path).ok_or_else(|| EventError::new(field(), MISSING, format!("is required by meter {}", self.key)))?;
+            let raw = next(path).ok_or_else(|| EventError::new(field(), MISSING, format!("is required by meter {}", self.key)))?;
             let text = raw.get();
             if self.aggregation.numeric() {
                 // Numbers are read from their JSON text (never through f64); numeric strings too
@@ -123,7 +143,7 @@ impl Meter {
             let mut key = String::with_capacity(16 * self.group_by.len());
             key.push('{');
             for (i, (name, path)) in self.group_by.iter().enumerate() {
-                let v = lookup(data, path).and_then(scalar_text).unwrap_or_default();
+                let v = next(path).and_then(scalar_text).unwrap_or_default();
                 if i > 0 {
                     key.push(',');
                 }
@@ -146,6 +166,53 @@ fn push_json_string(out: &mut String, s: &str) {
         out.push('"');
     } else {
         out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
+    }
+}
+
+/// Paths of a meter looked up in one pass over `data`; a meter with more takes one pass each.
+const MAX_PATHS_AT_ONCE: usize = 8;
+
+/// A dot path's first segment and the rest, as [`lookup`] splits it.
+fn split_path(path: &str) -> (&str, Option<&str>) {
+    let path = path.strip_prefix("$.").unwrap_or(path);
+    match path.split_once('.') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (path, None),
+    }
+}
+
+/// The raw values of several members of a JSON object, found in one pass: `found[i]` is what
+/// [`object_get`] gives for `names[i]` (last occurrence winning; all `None` if `object` is not a
+/// valid JSON object). At most [`MAX_PATHS_AT_ONCE`] names.
+fn object_get_many<'a>(object: &'a RawValue, names: &[&str], found: &mut [Option<&'a RawValue>]) {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    struct Find<'k, 'f, 'a>(&'k [&'k str], &'f mut [Option<&'a RawValue>]);
+    impl<'de> Visitor<'de> for Find<'_, '_, 'de> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if self.0.contains(&k.as_ref()) {
+                    let v = map.next_value::<&'de RawValue>()?;
+                    for (name, slot) in self.0.iter().zip(self.1.iter_mut()) {
+                        if *name == k {
+                            *slot = Some(v);
+                        }
+                    }
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut local = [None; MAX_PATHS_AT_ONCE];
+    let local = &mut local[..found.len()];
+    let mut de = serde_json::Deserializer::from_str(object.get());
+    if de.deserialize_map(Find(names, local)).is_ok() {
+        found.copy_from_slice(local);
     }
 }
 
@@ -243,6 +310,40 @@ mod tests {
         let v = meter(Aggregation::Sum, Some("usage.tokens")).extract(&data).unwrap();
         assert_eq!(v.value, Some(Decimal::new(1, 1)));
         assert_eq!(v.group_key, r#"{"model":"gpt","region":"eu"}"#);
+    }
+
+    #[test]
+    fn one_pass_lookup_agrees_with_one_lookup_per_path() {
+        let paths = ["a", "$.a", "b.c", "b", "a.", "", "x.y.z", "$.b.c"];
+        let bodies = [
+            r#"{"a":1,"b":{"c":"d"},"a":2}"#,
+            r#"{"b":{"c":{"d":1}},"x":{"y":{"z":true}},"":5}"#,
+            r#"{"a":"\u00e9","b\u0041":1,"b":[1]}"#,
+            r#"{"a":1,"b":}"#,
+            r#"{"a":1} trailing"#,
+            r#"[1]"#,
+        ];
+        for body in bodies {
+            let data = raw_or_string(body);
+            for n in 1..=paths.len() {
+                let names: Vec<&str> = paths[..n].iter().map(|p| split_path(p).0).collect();
+                let mut found = vec![None; n];
+                object_get_many(&data, &names, &mut found);
+                for (i, p) in paths[..n].iter().enumerate() {
+                    let one_pass = found[i].and_then(|v| match split_path(p).1 {
+                        Some(rest) => rest.split('.').try_fold(v, object_get),
+                        None => Some(v),
+                    });
+                    assert_eq!(one_pass.map(RawValue::get), lookup(&data, p).map(RawValue::get), "{body} {p}");
+                }
+            }
+        }
+    }
+
+    /// `RawValue` refuses invalid JSON; lookups must still treat it as any text (they get it
+    /// from events whose `data` was checked, but the function is public).
+    fn raw_or_string(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap_or_else(|_| RawValue::from_string(serde_json::to_string(s).unwrap()).unwrap())
     }
 
     #[test]
