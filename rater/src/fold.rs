@@ -656,30 +656,59 @@ impl Partial {
 
     /// Exact distinct counts per accumulator (module doc). The entries are left sorted and
     /// distinct, their values packed into a new arena: a state that keeps folding (current
-    /// spend) holds each distinct value once, not once per row.
+    /// spend) holds each distinct value once, not once per row. Large sets are split by
+    /// accumulator range and counted on two threads (the sort is the costly part).
     fn distinct_counts(&mut self) -> Result<Vec<u64>> {
         let mut counts = vec![0u64; self.hot.len()];
-        self.entries.sort_unstable_by_key(|e| (e.0, e.2));
+        let entries = std::mem::take(&mut self.entries);
         let old = std::mem::take(&mut self.arena);
-        let value = |e: &Entry| &old[e.3 as usize..e.3 as usize + e.1 as usize];
-        let mut kept: Vec<Entry> = Vec::with_capacity(self.entries.len());
-        let mut vs: Vec<(&[u8], &Entry)> = Vec::new();
-        for run in self.entries.chunk_by(|a, b| (a.0, a.2) == (b.0, b.2)) {
-            vs.clear();
-            vs.extend(run.iter().map(|e| (value(e), e)));
-            if vs.len() > 1 {
-                vs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                vs.dedup_by(|a, b| a.0 == b.0);
+        let halves = if entries.len() < PARALLEL_DISTINCT {
+            vec![distinct(entries, &old)]
+        } else {
+            let mid = u32::try_from(self.hot.len() / 2).unwrap_or(u32::MAX);
+            let (lo, hi): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|e| e.0 < mid);
+            std::thread::scope(|s| {
+                let other = s.spawn(|| distinct(hi, &old));
+                let first = distinct(lo, &old);
+                other.join().map(|second| vec![first, second])
+            })
+            .map_err(|_| Error::Ledger { location: "ledger".into(), message: "distinct count thread panicked".into() })?
+        };
+        for (kept, arena) in halves {
+            let offset = self.arena.len() as u64;
+            for e in &kept {
+                counts[e.0 as usize] += 1;
             }
-            counts[run[0].0 as usize] += vs.len() as u64;
-            for (v, e) in &vs {
-                kept.push((e.0, e.1, e.2, self.arena.len() as u64));
-                self.arena.extend_from_slice(v);
-            }
+            self.entries.extend(kept.into_iter().map(|(a, len, h, off)| (a, len, h, off + offset)));
+            self.arena.extend_from_slice(&arena);
         }
-        self.entries = kept;
         Ok(counts)
     }
+}
+
+/// Entries above which [`Partial::distinct_counts`] uses two threads.
+const PARALLEL_DISTINCT: usize = 1 << 20;
+
+/// The distinct entries of `entries` (values in `arena`), sorted by (accumulator, hash), with
+/// their values packed into a new arena: equal hashes are told apart by comparing the values.
+fn distinct(mut entries: Vec<Entry>, arena: &[u8]) -> (Vec<Entry>, Vec<u8>) {
+    entries.sort_unstable_by_key(|e| (e.0, e.2));
+    let value = |e: &Entry| &arena[e.3 as usize..e.3 as usize + e.1 as usize];
+    let (mut kept, mut packed): (Vec<Entry>, Vec<u8>) = (Vec::with_capacity(entries.len()), Vec::new());
+    let mut vs: Vec<(&[u8], &Entry)> = Vec::new();
+    for run in entries.chunk_by(|a, b| (a.0, a.2) == (b.0, b.2)) {
+        vs.clear();
+        vs.extend(run.iter().map(|e| (value(e), e)));
+        if vs.len() > 1 {
+            vs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            vs.dedup_by(|a, b| a.0 == b.0);
+        }
+        for (v, e) in &vs {
+            kept.push((e.0, e.1, e.2, packed.len() as u64));
+            packed.extend_from_slice(v);
+        }
+    }
+    (kept, packed)
 }
 
 /// How one scan filters the ledger, besides the windows (which the fold checks row by row).
@@ -850,6 +879,28 @@ mod tests {
         let key = |h: &Hot| (h.sum, h.min, h.max, h.count, h.seg_min, h.seg_max);
         assert!(grouped.hot.iter().map(key).eq(plain.hot.iter().map(key)));
         assert!(grouped.hot.iter().filter(|h| h.valued()).count() > 30_000);
+    }
+
+    /// Above PARALLEL_DISTINCT entries the count runs in two halves by accumulator: the same
+    /// counts as a set per accumulator, and counting again gives the same.
+    #[test]
+    fn distinct_counts_in_two_halves_equal_sets() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut p = Partial::new(&Wanted::default(), 100);
+        p.ensure_direct();
+        let mut want = vec![std::collections::BTreeSet::new(); p.hot.len()];
+        for _ in 0..PARALLEL_DISTINCT + 50_000 {
+            let (a, n) = (rng.u32(..800), rng.u16(..3_000));
+            let v = format!("u{n}");
+            // A function of the value that collides a lot (many values share it): values decide.
+            p.entries.push((a, u32::try_from(v.len()).unwrap(), u64::from(n % 4), p.arena.len() as u64));
+            p.arena.extend_from_slice(v.as_bytes());
+            want[a as usize].insert(v);
+        }
+        let want: Vec<u64> = want.iter().map(|s| s.len() as u64).collect();
+        assert_eq!(p.distinct_counts().unwrap(), want);
+        assert!(p.entries.len() < PARALLEL_DISTINCT);
+        assert_eq!(p.distinct_counts().unwrap(), want);
     }
 
     /// Entries whose hashes are equal but whose values differ (a 64-bit collision, which random
