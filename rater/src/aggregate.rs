@@ -1,17 +1,13 @@
-//! DataFusion aggregation of ledger segments per subscription window and meter.
+//! Aggregation of ledger segments per subscription window and meter.
 //!
 //! Per (subscription, meter): sum, count, min, max and the segment range for every meter; the
-//! distinct count only for UNIQUE_COUNT meters and the latest value only for LATEST meters (each
-//! in its own query, since they cost far more). Only the ledger's `month=` directories that
-//! overlap a window are read.
-//!
-//! Windows are planned into scopes. Most customers have one subscription covering the whole
-//! cycle, and many share the same cycle: for such a shared range the ledger is filtered by time
-//! and grouped by customer with no join (customer → subscription is mapped afterwards). The
-//! remaining windows (mid-period starts and ends, several subscriptions of one customer, rare
-//! ranges) are joined in as an in-memory table, so each subscription counts only its own usage.
-//! The join costs several times the plain scan on large ledgers; the range path costs about the
-//! same as the plain GROUP BY (see docs/PERFORMANCE.md).
+//! distinct count only for UNIQUE_COUNT meters and the latest value only for LATEST meters. Only
+//! the files of the ledger's `month=` directories that overlap a window are read
+//! ([`ledger_files`]); DataFusion reads each file and `fold.rs` folds its rows, checking each row
+//! against its customer's windows (mid-period starts and ends, several subscriptions of one
+//! customer), so no join is needed. Prices that need every event (percentage, telecom) stream the
+//! rows of their meters through a SQL join with the windows instead ([`for_each_value`],
+//! [`for_each_row`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
