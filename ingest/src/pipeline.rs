@@ -39,7 +39,7 @@ use crate::partition::PartitionSet;
 use crate::pull::{PullOptions, PullStream};
 use crate::segment::{Ledger, RebuildReport, Segment, build_segments};
 use crate::streams::{ensure_consumer, ensure_streams};
-use crate::validate::{AcceptedRef, Deadlines, Refused, Rerouted, Route, Validator};
+use crate::validate::{AcceptedRef, CallChecks, Deadlines, Refused, Rerouted, Route, Validator};
 
 /// Live counters, readable while ingest runs (progress bars, metrics).
 #[derive(Debug, Default)]
@@ -128,7 +128,7 @@ pub async fn run(
     let owned = opts.partitions.clone().unwrap_or_else(|| PartitionSet::all(cfg.partitions));
     owned.check(cfg.partitions).map_err(Error::Config)?;
     let leases = lease::bucket(js, &cfg.consumer, cfg.lease_secs).await?;
-    let mut validator = Validator::new(catalog.meters_by_event_type());
+    let mut validator = Validator::new(catalog.meters_by_event_type()).with_call_checks(CallChecks::new(catalog));
     if let Some(grace) = opts.grace {
         validator = validator.with_deadlines(Deadlines::new(catalog, grace));
     }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -12,6 +13,8 @@ use meterline_schemas::event::{
 use meterline_schemas::ledger::event_key;
 use meterline_schemas::meter::{Meter, MeterValue};
 use meterline_schemas::period::{PeriodLabel, Schedule};
+use meterline_schemas::price::PriceModel;
+use meterline_schemas::telecom::{CallRecord, RateIndex, TelecomError, parse_call};
 
 use crate::partition::{customer_partition, customer_token};
 
@@ -130,17 +133,101 @@ impl Deadlines {
     }
 }
 
+/// The telecom prices of one subscription: (start, end, meter key, rate table).
+type CallPrice = (DateTime<Utc>, Option<DateTime<Utc>>, String, Arc<RateIndex>);
+
+/// Call records checked at ingest: an event of a meter that its customer's plan prices with a
+/// rate table (model `telecom`) must be a call record that table can rate, with the same code
+/// the period close rates it with ([`parse_call`], [`RateIndex::rate`]). One that cannot (no
+/// destination, a destination no prefix matches, a time no band covers, a fractional duration)
+/// goes to the dead-letter stream naming the field, instead of failing the close weeks later.
+/// The subscription is the one active at the event's time; events of customers without one are
+/// not checked (no plan prices them).
+#[derive(Debug, Default)]
+pub struct CallChecks {
+    by_customer: HashMap<String, Vec<CallPrice>>,
+}
+
+impl CallChecks {
+    /// From the catalog's subscriptions, plans and rate tables.
+    pub fn new(catalog: &Catalog) -> Self {
+        let mut indexes: HashMap<&str, Arc<RateIndex>> = HashMap::new();
+        let mut by_customer: HashMap<String, Vec<CallPrice>> = HashMap::new();
+        for s in catalog.subscriptions.values() {
+            let Some(plan) = catalog.plans.get(&(s.plan.clone(), s.plan_version)) else { continue };
+            for p in &plan.prices {
+                let PriceModel::Telecom { rate_table } = &p.model else { continue };
+                // The catalog's validation guarantees the table exists; rating reports it if not.
+                let Some(table) = catalog.rate_tables.get(rate_table) else { continue };
+                let index = indexes.entry(rate_table.as_str()).or_insert_with(|| Arc::new(RateIndex::new(table.clone())));
+                by_customer.entry(s.customer.clone()).or_default().push((s.start, s.end, p.meter.clone(), index.clone()));
+            }
+        }
+        CallChecks { by_customer }
+    }
+
+    /// Whether no plan prices any meter with a rate table.
+    pub fn is_empty(&self) -> bool {
+        self.by_customer.is_empty()
+    }
+
+    /// Checks `event`'s value for `meter` as a call record, if its customer's plan prices the
+    /// meter with a rate table at the event's time.
+    fn check(&self, event: &EventRef<'_>, meter: &Meter, value: &MeterValue) -> Result<(), EventError> {
+        let Some(prices) = self.by_customer.get(event.subject.as_ref()) else { return Ok(()) };
+        let t = event.time;
+        for (_, _, _, table) in prices.iter().filter(|(start, end, m, _)| *m == meter.key && *start <= t && end.is_none_or(|e| t < e)) {
+            let duration = value.value.unwrap_or_default();
+            let call = parse_call(&event.id, t, duration, event.data.get()).map_err(|e| {
+                EventError::new(
+                    e.event_field(meter.value.as_deref().unwrap_or_default()),
+                    e.value,
+                    format!("{} (a call record of meter {})", e.reason, meter.key),
+                )
+            })?;
+            table.rate(&call).map_err(|e| call_error(&call, table.table().key.as_str(), event, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// A rating error of a call record, naming the field that decides it.
+fn call_error(call: &CallRecord, table: &str, event: &EventRef<'_>, e: TelecomError) -> EventError {
+    let quoted = serde_json::to_string(&call.destination).unwrap_or_default();
+    match e {
+        TelecomError::BadDestination { reason, .. } => {
+            EventError::new("data.destination", quoted, format!("is not a phone number: {reason}"))
+        }
+        TelecomError::NoRate { digits, .. } => {
+            EventError::new("data.destination", quoted, format!("(digits {digits}) matches no rate prefix in rate table {table}"))
+        }
+        TelecomError::NoBand { .. } => {
+            // The band is chosen by the answer time when the record has one, else by `time`.
+            let field = if call.start == event.time { "time" } else { "data.answered_at" };
+            EventError::new(field, format!("{:?}", call.start.to_rfc3339()), format!("cannot be rated with rate table {table}: {e}"))
+        }
+        other => EventError::new("data", event.data.get(), format!("cannot be rated with rate table {table}: {other}")),
+    }
+}
+
 /// Meters indexed by event type.
 #[derive(Debug, Default)]
 pub struct Validator {
     by_type: HashMap<String, Vec<Meter>>,
     deadlines: Option<Deadlines>,
+    calls: CallChecks,
 }
 
 impl Validator {
     /// Builds the index from the catalog's meters.
     pub fn new(by_type: HashMap<String, Vec<Meter>>) -> Self {
-        Validator { by_type, deadlines: None }
+        Validator { by_type, deadlines: None, calls: CallChecks::default() }
+    }
+
+    /// Also checks call records of telecom-priced meters ([`CallChecks`]).
+    pub fn with_call_checks(mut self, calls: CallChecks) -> Self {
+        self.calls = calls;
+        self
     }
 
     /// Also marks events that arrive after their period's deadline ([`Accepted::late`]).
@@ -234,6 +321,11 @@ impl Validator {
             values.push((Cow::Borrowed(m.key.as_str()), m.extract(&event.data)?));
         }
         check_time(event.time)?;
+        if !self.calls.is_empty() {
+            for (m, (_, v)) in meters.iter().zip(&values) {
+                self.calls.check(&event, m, v)?;
+            }
+        }
         let late = self.deadlines.as_ref().is_some_and(|d| Utc::now() > d.deadline(&event.subject, event.time));
         Ok(AcceptedRef { key: event_key(&event.source, &event.id), month: PeriodLabel::containing(event.time), late, event, values })
     }
@@ -377,5 +469,77 @@ subscriptions:
             assert_eq!(r.token, customer_token(&customers[i]));
             assert_ne!(partition_of(&r.token, 4), 0);
         }
+    }
+
+    #[test]
+    fn unratable_call_records_are_refused_naming_the_field() {
+        let catalog = CatalogFile::parse(
+            r#"
+meters: [ { key: calls, event_type: call.completed, aggregation: SUM, value: secs } ]
+rate_tables:
+  - key: uk
+    currency: USD
+    rates:
+      - { prefix: "44", description: UK, increments: { first: 60, next: 60 }, bands: [ { name: any, from: "00:00", to: "00:00", price_per_minute: "0.05" } ] }
+      - { prefix: "1", description: US, increments: { first: 1, next: 1 },
+          bands: [ { name: office, days: [mon, tue, wed, thu, fri], from: "08:00", to: "18:00", price_per_minute: "0.01" } ] }
+plans: [ { key: voice, versions: [ { version: 1, currency: USD, prices: [ { meter: calls, model: telecom, rate_table: uk } ] } ] } ]
+customers: [ { key: acme, name: Acme, currency: USD, jurisdiction: US } ]
+tax_rates: [ { jurisdiction: US, name: none, rate: "0" } ]
+subscriptions: [ { id: s1, customer: acme, plan: voice, plan_version: 1, start: "2026-03-01T00:00:00Z", anchor_day: 1 } ]
+"#,
+            "yaml",
+        )
+        .unwrap()
+        .validate(&Catalog::default())
+        .unwrap();
+        let v = Validator::new(catalog.meters_by_event_type()).with_call_checks(CallChecks::new(&catalog));
+        // 2026-03-07 is a Saturday, 2026-03-02 a Monday.
+        let call = |customer: &str, time: &str, data: &str| {
+            format!(
+                r#"{{"specversion":"1.0","id":"c","source":"s","type":"call.completed","subject":"{customer}","time":"{time}","data":{data}}}"#
+            )
+        };
+        let check = |event: String| {
+            let (mut ok, mut bad) = (Vec::new(), Vec::new());
+            v.check(event.as_bytes(), &mut ok, &mut bad);
+            match bad.pop() {
+                None => Ok(ok.len()),
+                Some(r) => Err((r.error.field, r.error.value, r.error.reason)),
+            }
+        };
+        let mon = "2026-03-02T10:00:00Z";
+        assert_eq!(check(call("acme", mon, r#"{"destination":"+44 20 7946","secs":61}"#)), Ok(1));
+        assert_eq!(check(call("acme", mon, r#"{"destination":"1 555 0100","secs":0,"answered_at":null}"#)), Ok(1));
+        let refused = |event| check(event).unwrap_err();
+        let (field, value, reason) = refused(call("acme", mon, r#"{"secs":61}"#));
+        assert_eq!((field.as_str(), value.as_str()), ("data.destination", "<missing>"));
+        assert!(reason.starts_with("is required (the called number) (a call record of meter calls)"), "{reason}");
+        let (field, value, reason) = refused(call("acme", mon, r#"{"destination":"+33 1 2345","secs":61}"#));
+        assert_eq!(
+            (field.as_str(), value.as_str(), reason.as_str()),
+            ("data.destination", "\"+33 1 2345\"", "(digits 3312345) matches no rate prefix in rate table uk")
+        );
+        let (field, value, reason) = refused(call("acme", mon, r#"{"destination":"44 ext. 5","secs":61}"#));
+        assert_eq!((field.as_str(), value.as_str()), ("data.destination", "\"44 ext. 5\""));
+        assert!(reason.starts_with("is not a phone number: only digits"), "{reason}");
+        let (field, value, reason) = refused(call("acme", mon, r#"{"destination":"44","secs":1.5}"#));
+        assert_eq!((field.as_str(), value.as_str()), ("data.secs", "1.5"));
+        assert!(reason.starts_with("is not a whole number of seconds"), "{reason}");
+        // The US rate has no weekend band: by the event time, or by the answer time when given.
+        let (field, value, reason) = refused(call("acme", "2026-03-07T10:00:00Z", r#"{"destination":"1 555","secs":5}"#));
+        assert_eq!((field.as_str(), value.as_str()), ("time", "\"2026-03-07T10:00:00+00:00\""));
+        assert!(
+            reason.contains("rate table uk: rate \"1\" (US) has no band covering the call's start, 2026-03-07 10:00:00 +00:00 (sat)"),
+            "{reason}"
+        );
+        let (field, _, _) = refused(call("acme", mon, r#"{"destination":"1 555","secs":5,"answered_at":"2026-03-01T10:00:00Z"}"#));
+        assert_eq!(field, "data.answered_at");
+        let (field, value, _) = refused(call("acme", mon, r#"{"destination":"1 555","secs":5,"answered_at":"soon"}"#));
+        assert_eq!((field.as_str(), value.as_str()), ("data.answered_at", "\"soon\""));
+        // No plan prices these with a rate table: before the subscription starts, or another
+        // customer. They are kept like any usage.
+        assert_eq!(check(call("acme", "2026-02-27T10:00:00Z", r#"{"destination":"+33","secs":1}"#)), Ok(1));
+        assert_eq!(check(call("bolt", mon, r#"{"destination":"+33","secs":1}"#)), Ok(1));
     }
 }

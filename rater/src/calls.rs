@@ -36,40 +36,9 @@ use serde::Serialize;
 
 use meterline_schemas::rate_table::TelecomError;
 
-use crate::telecom::{CallRecord, RatedCall};
+use crate::telecom::RatedCall;
 
-/// `data` field holding the called number.
-pub const DESTINATION_FIELD: &str = "destination";
-/// `data` field holding when the call was answered (optional; default: the event's `time`).
-pub const ANSWERED_AT_FIELD: &str = "answered_at";
-
-fn bad(what: String) -> TelecomError {
-    TelecomError::Invalid { path: "data".into(), message: what }
-}
-
-/// The call record of one ledger row: its event id, event time, meter value (the duration) and
-/// raw `data` text.
-pub fn call_from_row(event_id: &str, time: DateTime<Utc>, duration: Decimal, data: &str) -> Result<CallRecord, TelecomError> {
-    let value: serde_json::Value = serde_json::from_str(data).map_err(|e| bad(format!("is not a JSON object: {e}")))?;
-    let destination = match value.get(DESTINATION_FIELD) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => return Err(bad(format!("{DESTINATION_FIELD}: {other} is not a string"))),
-        None => return Err(bad(format!("{DESTINATION_FIELD}: is missing (the called number)"))),
-    };
-    let start = match value.get(ANSWERED_AT_FIELD) {
-        None | Some(serde_json::Value::Null) => time,
-        Some(serde_json::Value::String(s)) => DateTime::parse_from_rfc3339(s)
-            .map_err(|e| bad(format!("{ANSWERED_AT_FIELD}: {s:?} is not an RFC 3339 time: {e}")))?
-            .with_timezone(&Utc),
-        Some(other) => return Err(bad(format!("{ANSWERED_AT_FIELD}: {other} is not an RFC 3339 string"))),
-    };
-    let whole = duration.normalize();
-    if whole.is_sign_negative() || whole.scale() != 0 {
-        return Err(bad(format!("duration {duration} is not a whole number of seconds of 0 or more")));
-    }
-    let duration_secs = u64::try_from(whole).map_err(|_| bad(format!("duration {duration} does not fit 64 bits")))?;
-    Ok(CallRecord { id: event_id.to_owned(), destination, start, duration_secs })
-}
+pub use meterline_schemas::telecom::{ANSWERED_AT_FIELD, DESTINATION_FIELD, call_from_row};
 
 /// One rated call with where it came from: a row of ClickHouse `rated_calls`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -207,30 +176,6 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str_exact(s).unwrap()
-    }
-
-    fn t(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn rows_become_call_records() {
-        let c =
-            call_from_row("e1", t("2026-03-02T12:00:00Z"), d("125"), r#"{"destination":"+44 20","answered_at":"2026-03-02T11:59:00Z"}"#)
-                .unwrap();
-        assert_eq!((c.destination.as_str(), c.start, c.duration_secs), ("+44 20", t("2026-03-02T11:59:00Z"), 125));
-        let c = call_from_row("e1", t("2026-03-02T12:00:00Z"), d("125.000"), r#"{"destination":"44"}"#).unwrap();
-        assert_eq!((c.start, c.duration_secs), (t("2026-03-02T12:00:00Z"), 125));
-        for (value, data, needle) in [
-            ("1", r#"{}"#, "destination: is missing"),
-            ("1", r#"{"destination":44}"#, "destination: 44 is not a string"),
-            ("1.5", r#"{"destination":"44"}"#, "duration 1.5 is not a whole number"),
-            ("-1", r#"{"destination":"44"}"#, "duration -1 is not a whole number"),
-            ("1", r#"{"destination":"44","answered_at":"noon"}"#, "answered_at: \"noon\" is not an RFC 3339 time"),
-        ] {
-            let e = call_from_row("e1", t("2026-03-02T12:00:00Z"), d(value), data).unwrap_err().to_string();
-            assert!(e.contains(needle), "{e}");
-        }
     }
 
     fn rated(prefix: &str, band: &str, ppm: &str, duration: u64, billed: u64, connect: &str) -> RatedCall {

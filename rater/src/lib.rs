@@ -16,8 +16,9 @@ pub mod error;
 mod fold;
 pub mod pricing;
 pub mod rate;
-pub mod telecom;
 pub mod tiers;
 
 pub use error::{Error, Result};
+/// Telecom rating lives in `meterline_schemas::telecom` (ingest checks call records with it).
+pub use meterline_schemas::telecom;
 pub use rate::{PeriodUsage, RatedSubscription, RatedUsage, rate_period};

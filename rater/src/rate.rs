@@ -10,7 +10,6 @@ use meterline_schemas::catalog::{Catalog, Customer, PlanVersion, Subscription};
 use meterline_schemas::meter::Aggregation;
 use meterline_schemas::period::{PeriodLabel, Window};
 use meterline_schemas::price::PriceModel;
-use meterline_schemas::rate_table::RateTable;
 
 use crate::aggregate::{
     MeterAggregates, SubWindow, by_meter, by_meter_groups, fold_files, for_each_row_in, for_each_value_in, window_files,
@@ -19,7 +18,7 @@ use crate::calls::{CallLines, RatedCallRecord, TelecomUsage, call_from_row};
 use crate::error::{Error, Result};
 use crate::fold::{FoldState, Wanted};
 use crate::pricing::{PercentageTotals, price_line, price_percentage};
-use crate::telecom::{TelecomError, rate_call};
+use crate::telecom::{RateIndex, TelecomError};
 use crate::tiers::Priced;
 
 /// Priced usage of one meter for one subscription.
@@ -114,7 +113,8 @@ pub struct PeriodUsage {
     pct_meters: Vec<String>,
     pct_totals: HashMap<Key, PercentageTotals>,
     pct_segments: HashMap<Key, BTreeSet<String>>,
-    tables: HashMap<Key, RateTable>,
+    /// The rate table (indexed, shared between subscriptions) of each telecom price.
+    tables: HashMap<Key, Arc<RateIndex>>,
     telecom_meters: Vec<String>,
     calls: HashMap<Key, Calls>,
     keep_calls: bool,
@@ -161,13 +161,15 @@ impl PeriodUsage {
             .map(|(s, _, p)| ((s.id.clone(), p.meter.clone()), p.model.clone()))
             .collect();
         let mut tables = HashMap::new();
+        let mut indexes: HashMap<&str, Arc<RateIndex>> = HashMap::new();
         for (s, plan, p) in prices() {
             if let PriceModel::Telecom { rate_table } = &p.model {
                 let table = catalog.rate_tables.get(rate_table).ok_or_else(|| Error::Ledger {
                     location: "catalog".into(),
                     message: format!("plan {}@{} prices meter {} with missing rate table {rate_table}", plan.plan, plan.version, p.meter),
                 })?;
-                tables.insert((s.id.clone(), p.meter.clone()), table.clone());
+                let index = indexes.entry(rate_table.as_str()).or_insert_with(|| Arc::new(RateIndex::new(table.clone())));
+                tables.insert((s.id.clone(), p.meter.clone()), index.clone());
             }
         }
         let distinct = |keys: Vec<String>| {
@@ -263,7 +265,7 @@ impl PeriodUsage {
                 source: Box::new(source),
             };
             let record = call_from_row(row.event_id, row.time, row.value, row.data).map_err(failed)?;
-            let call = rate_call(table, &record).map_err(failed)?;
+            let call = table.rate(&record).map_err(failed)?;
             let entry = calls.entry(key).or_default();
             entry.lines.add(&call).map_err(failed)?;
             entry.segments.insert(row.segment.to_owned());
@@ -274,7 +276,7 @@ impl PeriodUsage {
                     customer: customer.to_owned(),
                     subscription: row.subscription.to_owned(),
                     meter: row.meter.to_owned(),
-                    rate_table: table.key.clone(),
+                    rate_table: table.table().key.clone(),
                     event_time: row.time,
                     segment: row.segment.to_owned(),
                     destination: record.destination,

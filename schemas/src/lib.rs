@@ -39,5 +39,6 @@ pub mod period;
 pub mod price;
 pub mod rate_table;
 pub mod tax;
+pub mod telecom;
 
 pub use error::{Error, Result};

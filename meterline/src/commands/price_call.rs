@@ -1,5 +1,5 @@
 //! `meterline price --event <json>`: one call record rated against a plan's telecom price by the
-//! code the close uses: ingest's validator (CloudEvent, meter value), `calls::call_from_row`
+//! code the close uses: ingest's validator (CloudEvent, meter value), `telecom::parse_call`
 //! (destination, duration, answer time), `telecom::rate_call` (prefix, band, increments),
 //! `calls::sum_calls` (the line of one call) and `money::round_line` (the one rounding).
 
@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use comfy_table::Table;
 
 use meterline_ingest::validate::Validator;
-use meterline_rater::calls::{call_from_row, sum_calls};
-use meterline_rater::telecom::rate_call;
+use meterline_rater::calls::sum_calls;
+use meterline_rater::telecom::{parse_call, rate_call};
 use meterline_schemas::catalog::{Catalog, PlanVersion};
 use meterline_schemas::money::round_line;
 use meterline_schemas::price::PriceModel;
@@ -51,7 +51,10 @@ pub fn run(cfg: &Config, catalog: &Catalog, plan: &PlanVersion, meter: Option<&s
     };
     let value = a.values.iter().find(|(m, _)| m == *meter).and_then(|(_, v)| v.value).unwrap_or_default();
     let table = catalog.rate_tables.get(table_key).with_context(|| format!("rate table {table_key} is not in the catalog"))?;
-    let record = call_from_row(&a.event.id, a.event.time, value, a.event.data.get())?;
+    let record = parse_call(&a.event.id, a.event.time, value, a.event.data.get()).map_err(|e| {
+        let path = catalog.meters.get(meter.as_str()).and_then(|m| m.value.as_deref()).unwrap_or_default();
+        anyhow::anyhow!("{}: {} {}", e.event_field(path), e.value, e.reason)
+    })?;
     let call = rate_call(table, &record)?;
     let rate = table.rates.iter().find(|r| r.prefix == call.matched_prefix).context("the matched rate is in the table")?;
     let line = sum_calls(std::slice::from_ref(&call))?.into_iter().next().context("one call makes one line")?;

@@ -29,6 +29,16 @@ pub struct TestEnv {
     pub js: jetstream::Context,
 }
 
+/// A dead letter as read back from the DLQ stream.
+#[derive(Debug)]
+pub struct DeadLetterSeen {
+    pub subject: String,
+    pub field: String,
+    pub value: String,
+    pub reason: String,
+    pub payload: String,
+}
+
 impl TestEnv {
     pub async fn new(tag: &str) -> TestEnv {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -117,6 +127,28 @@ impl TestEnv {
         )
         .await
         .unwrap()
+    }
+
+    /// Every dead letter so far: (subject, error field, error value, reason, payload).
+    pub async fn dead_letters(&self) -> Vec<DeadLetterSeen> {
+        use futures::StreamExt;
+        let dlq = self.js.get_stream(&self.ingest.dlq_stream).await.unwrap();
+        let reader = dlq.create_consumer(jetstream::consumer::pull::Config { durable_name: None, ..Default::default() }).await.unwrap();
+        let mut msgs = reader.fetch().max_messages(100).expires(std::time::Duration::from_secs(2)).messages().await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(Ok(m)) = msgs.next().await {
+            let h = m.headers.clone().unwrap();
+            let header = |name: &str| h.get(name).unwrap().to_string();
+            seen.push(DeadLetterSeen {
+                subject: m.subject.to_string(),
+                field: header("Meterline-Error-Field"),
+                value: header("Meterline-Error-Value"),
+                reason: header("Meterline-Error"),
+                payload: String::from_utf8(m.payload.to_vec()).unwrap(),
+            });
+            m.ack().await.unwrap();
+        }
+        seen
     }
 
     /// The subject a producer would use: the customer's for a single event, an unrouted one

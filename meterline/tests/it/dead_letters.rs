@@ -1,7 +1,5 @@
 //! Invalid events end in the dead-letter stream with their reason, and their messages are acked.
 
-use futures::StreamExt;
-
 use meterline_ingest::segment::Ledger;
 
 use crate::common::{TestEnv, event};
@@ -35,30 +33,15 @@ async fn invalid_event_is_dead_lettered_with_reason_and_acked() {
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
 
     // The dead letters carry the event as received and the reason naming field and value.
-    let dlq = env.js.get_stream(&env.ingest.dlq_stream).await.unwrap();
-    let reader =
-        dlq.create_consumer(async_nats::jetstream::consumer::pull::Config { durable_name: None, ..Default::default() }).await.unwrap();
-    let mut msgs = reader.fetch().max_messages(10).expires(std::time::Duration::from_secs(2)).messages().await.unwrap();
-    let mut seen = Vec::new();
-    while let Some(Ok(m)) = msgs.next().await {
-        let h = m.headers.clone().unwrap();
-        seen.push((
-            m.subject.to_string(),
-            h.get("Meterline-Error-Field").unwrap().to_string(),
-            h.get("Meterline-Error-Value").unwrap().to_string(),
-            h.get("Meterline-Error").unwrap().to_string(),
-            String::from_utf8(m.payload.to_vec()).unwrap(),
-        ));
-        m.ack().await.unwrap();
-    }
+    let seen = env.dead_letters().await;
     assert_eq!(seen.len(), 3, "{seen:#?}");
     let tokens = &seen[0];
-    assert_eq!(tokens.0, format!("{}.data_tokens", env.ingest.dlq_subject_prefix));
-    assert_eq!((tokens.1.as_str(), tokens.2.as_str()), ("data.tokens", "\"lots\""));
-    assert!(tokens.3.contains("is not a number"), "{}", tokens.3);
-    assert_eq!(tokens.4, bad, "the dead letter is the event exactly as received");
-    assert_eq!((seen[1].1.as_str(), seen[1].2.as_str()), ("type", "\"video.minutes\""));
-    assert!(seen[1].3.contains("matches no meter"), "{}", seen[1].3);
-    assert_eq!((seen[2].1.as_str(), seen[2].4.as_str()), ("event", "this is not json"));
+    assert_eq!(tokens.subject, format!("{}.data_tokens", env.ingest.dlq_subject_prefix));
+    assert_eq!((tokens.field.as_str(), tokens.value.as_str()), ("data.tokens", "\"lots\""));
+    assert!(tokens.reason.contains("is not a number"), "{}", tokens.reason);
+    assert_eq!(tokens.payload, bad, "the dead letter is the event exactly as received");
+    assert_eq!((seen[1].field.as_str(), seen[1].value.as_str()), ("type", "\"video.minutes\""));
+    assert!(seen[1].reason.contains("matches no meter"), "{}", seen[1].reason);
+    assert_eq!((seen[2].field.as_str(), seen[2].payload.as_str()), ("event", "this is not json"));
     env.cleanup().await;
 }

@@ -107,7 +107,7 @@ fn telecom_event_preview_shows_prefix_band_and_increments() {
     // Bad records are refused with the field named.
     let event = call("c4", "+44 20", "2026-10-05T12:00:00Z", r#","duration_secs":1.5"#);
     let (ok, _, err) = price(&["--plan", "voice", "--event", &event]);
-    assert!(!ok && err.contains("duration 1.5 is not a whole number of seconds"), "{err}");
+    assert!(!ok && err.contains("data.duration_secs: 1.5 is not a whole number of seconds"), "{err}");
     let (ok, _, err) = price(&["--plan", "starter", "--event", &call("c5", "+44 20", "2026-10-05T12:00:00Z", r#","duration_secs":1"#)]);
     assert!(!ok && err.contains("plan starter@1 has no telecom price"), "{err}");
     let (ok, _, err) = price(&["--plan", "voice", "--meter", "calls", "--quantity", "5"]);

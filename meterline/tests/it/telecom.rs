@@ -1,6 +1,7 @@
 //! Telecom end to end: call records published to JetStream, ingested into the ledger, rated
 //! one by one at `meterline close`, stored in `rated_calls` and summed into invoice lines with
-//! literal amounts worked out by hand; a second close writes nothing new.
+//! literal amounts worked out by hand; a second close writes nothing new. A call record the
+//! table cannot rate is dead-lettered at ingest with its reason.
 
 use clickhouse::Row;
 use serde::Deserialize;
@@ -73,8 +74,21 @@ async fn call_records_are_rated_stored_and_invoiced() {
         env.publish(c).await;
     }
     env.publish(&calls[0]).await; // a producer retry: counted once
+    // Unratable: France is not in the table (no catch-all). Ingest dead-letters it naming the
+    // field, so the close below rates the rest instead of failing on it.
+    let unratable = call("c9", "2026-03-02T12:00:00Z", "+33 1 4020 5000", 30);
+    env.publish(&unratable).await;
     let _ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap();
-    env.ingest_until_idle(&catalog).await;
+    let report = env.ingest_until_idle(&catalog).await;
+    assert_eq!((report.valid, report.invalid), (5, 1));
+    let dead = env.dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!((dead[0].field.as_str(), dead[0].value.as_str()), ("data.destination", "\"+33 1 4020 5000\""));
+    assert_eq!(
+        dead[0].reason,
+        "field 'data.destination' = \"+33 1 4020 5000\": (digits 33140205000) matches no rate prefix in rate table uk"
+    );
+    assert_eq!(dead[0].payload, unratable);
 
     // Within the grace window (period end + 72 h): the invoice is a draft.
     let (ok, out, err) = env.meterline(&["close", "--period", "2026-03", "--as-of", "2026-04-02T00:00:00Z"], &[]);

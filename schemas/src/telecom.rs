@@ -4,7 +4,7 @@
 //! once with [`RateTable::validate`]; [`rate_call`] prices one [`CallRecord`] into a
 //! [`RatedCall`], [`rate_calls`] a batch (keeping the failures beside the successes), and
 //! [`total`] adds the amounts of rated calls exactly. Nothing here rounds to a minor unit: the
-//! invoice rounds a line once, with `meterline_schemas::money::round_line`.
+//! invoice rounds a line once, with `crate::money::round_line`.
 //!
 //! # A rate table
 //!
@@ -99,9 +99,9 @@ use chrono::{DateTime, Datelike, FixedOffset, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use meterline_schemas::money::{Currency, exact};
-pub use meterline_schemas::rate_table::{Band, Increments, MAX_OFFSET_MINUTES, Rate, RateTable, Result, TelecomError, Weekday};
-use meterline_schemas::rate_table::{check_rate, invalid};
+use crate::money::{Currency, exact};
+pub use crate::rate_table::{Band, Increments, MAX_OFFSET_MINUTES, Rate, RateTable, Result, TelecomError, Weekday};
+use crate::rate_table::{check_rate, invalid};
 
 /// One call detail record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +147,78 @@ pub struct RatedCall {
     pub amount: Decimal,
     /// Currency of the table.
     pub currency: Currency,
+}
+
+/// `data` field holding the called number.
+pub const DESTINATION_FIELD: &str = "destination";
+/// `data` field holding when the call was answered (optional; default: the event's `time`).
+pub const ANSWERED_AT_FIELD: &str = "answered_at";
+
+/// Why an event is not a call record: the field (`data.destination`, `data.answered_at`, or
+/// `duration` for the meter's value), its value as received and the reason. Ingest dead-letters
+/// such an event naming the field; rating reports it as [`TelecomError::Invalid`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFieldError {
+    /// The field.
+    pub field: &'static str,
+    /// Its value as received (JSON text), or `<missing>`.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl CallFieldError {
+    /// The field as an event path: `duration` is the meter's value path (`data.duration_secs`).
+    pub fn event_field(&self, value_path: &str) -> String {
+        if self.field == "duration" { format!("data.{value_path}") } else { self.field.to_owned() }
+    }
+}
+
+impl From<CallFieldError> for TelecomError {
+    fn from(e: CallFieldError) -> Self {
+        invalid(e.field.to_owned(), format!("{} {}", e.value, e.reason))
+    }
+}
+
+/// The call record of an event: its id, time, meter value (the duration in whole seconds) and
+/// `data` object text (`destination`, a string; `answered_at`, optional, RFC 3339, choosing
+/// the band; absent, the event's time). Ingest and rating both read call records with it, so an
+/// event ingest accepts is one rating can read.
+pub fn parse_call(event_id: &str, time: DateTime<Utc>, duration: Decimal, data: &str) -> std::result::Result<CallRecord, CallFieldError> {
+    #[derive(Deserialize)]
+    struct CallData<'a> {
+        #[serde(borrow, default)]
+        destination: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        answered_at: Option<&'a serde_json::value::RawValue>,
+    }
+    let err = |field, value: &str, reason: String| CallFieldError { field, value: value.to_owned(), reason };
+    if !data.trim_start().starts_with('{') {
+        return Err(err("data", data, "is not a JSON object".into()));
+    }
+    let fields: CallData<'_> = serde_json::from_str(data).map_err(|e| err("data", data, format!("is not a JSON object: {e}")))?;
+    let destination = match fields.destination {
+        None => return Err(err("data.destination", crate::event::MISSING, "is required (the called number)".into())),
+        Some(raw) => serde_json::from_str::<String>(raw.get()).map_err(|_| err("data.destination", raw.get(), "is not a string".into()))?,
+    };
+    let start = match fields.answered_at.map(|r| r.get()) {
+        None | Some("null") => time,
+        Some(raw) => {
+            let s: String = serde_json::from_str(raw).map_err(|_| err("data.answered_at", raw, "is not an RFC 3339 string".into()))?;
+            DateTime::parse_from_rfc3339(&s).map_err(|e| err("data.answered_at", raw, format!("is not an RFC 3339 time: {e}")))?.to_utc()
+        }
+    };
+    let whole = duration.normalize();
+    if whole.is_sign_negative() || whole.scale() != 0 {
+        return Err(err("duration", &duration.to_string(), "is not a whole number of seconds of 0 or more".into()));
+    }
+    let duration_secs = u64::try_from(whole).map_err(|_| err("duration", &duration.to_string(), "does not fit 64 bits".into()))?;
+    Ok(CallRecord { id: event_id.to_owned(), destination, start, duration_secs })
+}
+
+/// [`parse_call`] for rating: the error as a [`TelecomError`].
+pub fn call_from_row(event_id: &str, time: DateTime<Utc>, duration: Decimal, data: &str) -> Result<CallRecord> {
+    parse_call(event_id, time, duration, data).map_err(TelecomError::from)
 }
 
 /// The digits of a destination (point 1): trimmed, one optional leading `+`, spaces and `-`
@@ -213,33 +285,55 @@ pub fn rate_call(table: &RateTable, call: &CallRecord) -> Result<RatedCall> {
 
 /// Prices every call, in order: the rated calls, and the ids of the others with their errors.
 ///
-/// Same results as [`rate_call`] on each record, but the prefixes are indexed once, so a call
-/// costs one hash lookup per digit of its destination instead of a scan of the table.
+/// Same results as [`rate_call`] on each record, through a [`RateIndex`].
 pub fn rate_calls(table: &RateTable, calls: &[CallRecord]) -> (Vec<RatedCall>, Vec<(String, TelecomError)>) {
+    let index = RateIndex::new(table.clone());
     let mut rated = Vec::with_capacity(calls.len());
     let mut failed = Vec::new();
-    let context = match table.context() {
-        Ok(c) => c,
-        Err(e) => return (rated, calls.iter().map(|c| (c.id.clone(), e.clone())).collect()),
-    };
-    let mut index: HashMap<&str, &Rate> = HashMap::with_capacity(table.rates.len());
-    for rate in &table.rates {
-        // The first of duplicate prefixes wins, as in the scan of `rate_call`.
-        index.entry(rate.prefix.as_str()).or_insert(rate);
-    }
     for call in calls {
-        let result = normalize_destination(&call.destination).and_then(|digits| {
-            // Digits are ASCII, so every byte offset is a character boundary.
-            let rate = (0..=digits.len()).rev().find_map(|n| index.get(&digits[..n]).copied());
-            let rate = rate.ok_or_else(|| no_rate(table, call, digits))?;
-            price(context, rate, call)
-        });
-        match result {
+        match index.rate(call) {
             Ok(r) => rated.push(r),
             Err(e) => failed.push((call.id.clone(), e)),
         }
     }
     (rated, failed)
+}
+
+/// A rate table with its prefixes indexed, for rating many calls: same results as [`rate_call`],
+/// but a call costs one hash lookup per digit of its destination instead of a scan of the table.
+#[derive(Debug, Clone)]
+pub struct RateIndex {
+    table: RateTable,
+    context: Result<(Currency, FixedOffset)>,
+    /// Prefix → position in `table.rates` (the first of duplicate prefixes, as [`rate_call`]).
+    by_prefix: HashMap<String, usize>,
+}
+
+impl RateIndex {
+    /// Indexes `table` (checked again at each call, like [`rate_call`]).
+    pub fn new(table: RateTable) -> Self {
+        let context = table.context();
+        let mut by_prefix = HashMap::with_capacity(table.rates.len());
+        for (i, rate) in table.rates.iter().enumerate() {
+            by_prefix.entry(rate.prefix.clone()).or_insert(i);
+        }
+        RateIndex { table, context, by_prefix }
+    }
+
+    /// The indexed table.
+    pub fn table(&self) -> &RateTable {
+        &self.table
+    }
+
+    /// Prices `call` (the module documentation gives every rule).
+    pub fn rate(&self, call: &CallRecord) -> Result<RatedCall> {
+        let context = self.context.clone()?;
+        let digits = normalize_destination(&call.destination)?;
+        // Digits are ASCII, so every byte offset is a character boundary.
+        let rate = (0..=digits.len()).rev().find_map(|n| self.by_prefix.get(&digits[..n]).map(|&i| &self.table.rates[i]));
+        let rate = rate.ok_or_else(|| no_rate(&self.table, call, digits))?;
+        price(context, rate, call)
+    }
 }
 
 fn no_rate(table: &RateTable, call: &CallRecord, digits: String) -> TelecomError {
@@ -300,8 +394,8 @@ pub fn total(calls: &[RatedCall]) -> Result<Decimal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate_table::{TimedBand, parse_hhmm};
     use chrono::NaiveTime;
-    use meterline_schemas::rate_table::{TimedBand, parse_hhmm};
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str_exact(s).unwrap()
@@ -376,5 +470,31 @@ mod tests {
         assert_eq!(Weekday::from(chrono::Weekday::Sun), Weekday::Sun);
         assert_eq!(Weekday::Wed.to_string(), "wed");
         assert_eq!(serde_json::to_string(&Weekday::Sat).unwrap(), "\"sat\"");
+    }
+    #[test]
+    fn events_become_call_records() {
+        let t = |s: &str| -> DateTime<Utc> { s.parse().unwrap() };
+        let d = |s: &str| Decimal::from_str_exact(s).unwrap();
+        let c =
+            call_from_row("e1", t("2026-03-02T12:00:00Z"), d("125"), r#"{"destination":"+44 20","answered_at":"2026-03-02T11:59:00Z"}"#)
+                .unwrap();
+        assert_eq!((c.destination.as_str(), c.start, c.duration_secs), ("+44 20", t("2026-03-02T11:59:00Z"), 125));
+        let c = call_from_row("e1", t("2026-03-02T12:00:00Z"), d("125.000"), r#"{"destination":"44","answered_at":null}"#).unwrap();
+        assert_eq!((c.start, c.duration_secs), (t("2026-03-02T12:00:00Z"), 125));
+        for (value, data, field, shown, reason) in [
+            ("1", r#"{}"#, "data.destination", "<missing>", "is required"),
+            ("1", r#"{"destination":44}"#, "data.destination", "44", "is not a string"),
+            ("1.5", r#"{"destination":"44"}"#, "duration", "1.5", "is not a whole number"),
+            ("-1", r#"{"destination":"44"}"#, "duration", "-1", "is not a whole number"),
+            ("1", r#"{"destination":"44","answered_at":"noon"}"#, "data.answered_at", "\"noon\"", "is not an RFC 3339 time"),
+            ("1", r#"{"destination":"44","answered_at":5}"#, "data.answered_at", "5", "is not an RFC 3339 string"),
+            ("1", r#"[1]"#, "data", "[1]", "is not a JSON object"),
+        ] {
+            let e = parse_call("e1", t("2026-03-02T12:00:00Z"), d(value), data).unwrap_err();
+            assert_eq!((e.field, e.value.as_str()), (field, shown), "{data}");
+            assert!(e.reason.starts_with(reason), "{e:?}");
+            let whole = call_from_row("e1", t("2026-03-02T12:00:00Z"), d(value), data).unwrap_err().to_string();
+            assert!(whole.starts_with(&format!("{field}: {shown} {reason}")), "{whole}");
+        }
     }
 }
