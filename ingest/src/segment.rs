@@ -109,13 +109,14 @@ impl Ledger {
         Ok(size)
     }
 
-    /// Names of all segments, sorted.
+    /// Names of all usage segments (`month=…/….parquet`), sorted. Other trees under the root
+    /// (`quarantine/`, the close's `rated-calls/`) are not segments.
     pub async fn list(&self) -> Result<Vec<String>> {
         let mut names: Vec<String> = self
             .store
             .list(None)
             .map_ok(|m| m.location.to_string())
-            .try_filter(|n| futures::future::ready(n.ends_with(".parquet") && !n.starts_with("quarantine/")))
+            .try_filter(|n| futures::future::ready(n.starts_with("month=") && n.ends_with(".parquet")))
             .try_collect()
             .await
             .map_err(|e| Error::Ledger(format!("list: {e}")))?;
@@ -497,5 +498,23 @@ mod tests {
             let i: usize = ids.value(0)[1..].parse().unwrap();
             assert_eq!(data.value(0), format!(r#"{{"tokens":{i}.5,"model":"m{}"}}"#, i % 3));
         }
+    }
+
+    #[tokio::test]
+    async fn only_month_segments_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&LedgerConfig { path: dir.path().to_owned() }).unwrap();
+        for f in [
+            "month=2026-03/seg-p000-1-2-00.parquet",
+            "month=2026-04/seg-p000-3-4-00.parquet",
+            "month=2026-04/.staging",
+            "rated-calls/period=2026-03/calls-00.parquet",
+            "quarantine/month=2026-03/seg-p000-5-6-00.parquet",
+        ] {
+            let path = dir.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        assert_eq!(ledger.list().await.unwrap(), ["month=2026-03/seg-p000-1-2-00.parquet", "month=2026-04/seg-p000-3-4-00.parquet"]);
     }
 }

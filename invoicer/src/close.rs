@@ -36,6 +36,7 @@ use crate::credit_notes::{LateOutcome, issue_late};
 use crate::credits::CreditUsage;
 use crate::error::{Error, Result};
 use crate::events;
+use crate::ledger_calls::{self, LedgerCallsWritten};
 use crate::lifecycle::{Billing, event_row, next_version};
 use crate::numbering::{Counter, Reservation};
 use crate::rated_calls::{RatedCallsWritten, rated_call_rows, write_rated_calls};
@@ -67,6 +68,8 @@ pub struct CloseReport {
     pub late_credits: Vec<(LateCredit, LateOutcome)>,
     /// What the write of rated call records (telecom prices) did.
     pub calls: RatedCallsWritten,
+    /// What the write of rated call records to the ledger did.
+    pub ledger_calls: LedgerCallsWritten,
 }
 
 /// How to close.
@@ -119,7 +122,9 @@ pub async fn close_period(
     let t1 = Instant::now();
     let period = label.to_string();
     let call_rows = rated_call_rows(&rated, label);
-    // Calls first, invoices last: a stored invoice header means its calls are stored too.
+    // Calls first (the ledger, then ClickHouse), invoices last: a stored invoice header means its
+    // calls are stored in both.
+    let ledger_calls = ledger_calls::write(ledger_root, &period, &call_rows).await?;
     let calls = write_rated_calls(ch, &period, &call_rows).await?;
     let (mut write, current) = write_drafts(ch, &period, &invoices).await?;
     let due: Vec<InvoiceRow> =
@@ -141,9 +146,9 @@ pub async fn close_period(
         late_credits.push((c, outcome));
     }
     tracing::info!(period = %label, invoices = invoices.len(), inserted = write.inserted, refreshed = write.refreshed,
-        finalized = write.finalized, unchanged = write.unchanged, conflicts = write.conflicts.len(), rated_calls_inserted = calls.inserted,
+        finalized = write.finalized, unchanged = write.unchanged, conflicts = write.conflicts.len(), rated_calls_inserted = calls.inserted, rated_calls_to_ledger = ledger_calls.rows,
         "period closed");
-    Ok(CloseReport { invoices, rows_rated, rate_time, write_time, write, finalized, drafts, deadline, late_credits, calls })
+    Ok(CloseReport { invoices, rows_rated, rate_time, write_time, write, finalized, drafts, deadline, late_credits, calls, ledger_calls })
 }
 
 /// Finalizes `due` drafts: gapless numbers, due dates, finalized headers, transitions, billing

@@ -43,6 +43,9 @@ pub enum Error {
     /// A document could not be rendered (template, logo, breakdown).
     #[error("render: {0}")]
     Render(String),
+    /// Reading or writing rated calls in the ledger failed.
+    #[error("ledger: {0}")]
+    Ledger(String),
     /// PDF output needs Chromium and it is not installed.
     #[error("pdf: the Chromium binary {binary:?} was not found (set render.chromium, or install it: apt-get install chromium)")]
     PdfEngineMissing {

@@ -12,6 +12,7 @@
 //!   per-invoice tax rounding.
 //! - [`ids`]: deterministic invoice, transition and credit-note ids.
 //! - [`writer`]: idempotent draft writes to `invoices` / `invoice_lines` and reading them back.
+//! - [`ledger_calls`]: rated call records of telecom prices → the ledger (Parquet), create-only.
 //! - [`rated_calls`]: rated call records of telecom prices → `rated_calls`, idempotently.
 //! - [`lifecycle`]: draft → finalized → paid / void / uncollectible; transitions and their checks.
 //! - [`numbering`]: gapless invoice and credit-note numbers from a compare-and-set counter in NATS KV.
@@ -34,6 +35,7 @@ pub mod error;
 pub mod events;
 pub mod fees;
 pub mod ids;
+pub mod ledger_calls;
 pub mod lifecycle;
 pub mod numbering;
 pub mod rated_calls;

@@ -47,6 +47,9 @@ pub async fn run(cfg: &Config, args: CloseArgs) -> anyhow::Result<()> {
             r.calls.inserted, r.calls.already_stored
         ))?;
     }
+    if let Some(file) = &r.ledger_calls.file {
+        crate::output::emit(format!("rated calls in the ledger: {} written now to {file}", r.ledger_calls.rows))?;
+    }
     if !r.write.conflicts.is_empty() {
         crate::output::emit(format!(
             "note: {} finalized invoices differ from a fresh computation and were left unchanged (late usage is billed as adjustments on the next period): {}",

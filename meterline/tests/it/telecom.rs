@@ -1,5 +1,5 @@
 //! Telecom end to end: call records published to JetStream, ingested into the ledger, rated
-//! one by one at `meterline close`, stored in `rated_calls` and summed into invoice lines with
+//! one by one at `meterline close`, stored in the ledger and in `rated_calls` and summed into invoice lines with
 //! literal amounts worked out by hand; a second close writes nothing new. A call record the
 //! table cannot rate is dead-lettered at ingest with its reason.
 
@@ -94,6 +94,7 @@ async fn call_records_are_rated_stored_and_invoiced() {
     let (ok, out, err) = env.meterline(&["close", "--period", "2026-03", "--as-of", "2026-04-02T00:00:00Z"], &[]);
     assert!(ok, "{err}");
     assert!(out.contains("rated calls: 5 written now, 0 subscriptions already stored"), "{out}");
+    assert!(out.contains("rated calls in the ledger: 5 written now to rated-calls/period=2026-03/calls-"), "{out}");
 
     let ch = env.clickhouse().await;
     // toString of a Decimal(38, 9) prints all 9 decimals; `amount` is the exact text.
@@ -124,6 +125,26 @@ async fn call_records_are_rated_stored_and_invoiced() {
             row("c5", "447", "any time", 0, "0.000000000", "0"),
         ]
     );
+    // The ledger holds the same rated calls, field for field (the durable record; ClickHouse is
+    // the queryable copy).
+    let in_ledger = |n: usize| {
+        let calls = meterline_invoicer::ledger_calls::read_blocking(&env.ledger_path(), "2026-03").unwrap();
+        assert_eq!(calls.len(), n);
+        calls
+    };
+    let ledger_rows: Vec<Call> = in_ledger(5)
+        .iter()
+        .map(|c| row(&c.event_id, &c.matched_prefix, &c.band, c.billed_secs, &format!("{:.9}", c.connect_fee), &c.amount))
+        .collect();
+    assert_eq!(ledger_rows, stored);
+    let c3 = in_ledger(5).into_iter().find(|c| c.event_id == "c3").unwrap();
+    assert_eq!(
+        (c3.subscription_id.as_str(), c3.destination.as_str(), c3.duration_secs, c3.price_per_minute.to_string(), c3.currency.as_str()),
+        ("sub-acme", "+44 7700 900123", 37, "0.12".to_owned(), "USD")
+    );
+    assert!(c3.segment.starts_with("month=2026-03/seg-"), "{}", c3.segment);
+    let files = || std::fs::read_dir(meterline_invoicer::ledger_calls::period_dir(&env.ledger_path(), "2026-03")).unwrap().count();
+    assert_eq!(files(), 1);
 
     // Lines per (prefix, band, price), seconds summed before the division, rounded once:
     //   44 off-peak: 120 × 0.02 / 60 = 0.04 + 0.05 = 0.09; 44 peak: 120 × 0.05 / 60 = 0.10 + 0.05 = 0.15;
@@ -149,6 +170,8 @@ async fn call_records_are_rated_stored_and_invoiced() {
     let (ok, out, err) = env.meterline(&["close", "--period", "2026-03", "--as-of", "2026-04-02T12:00:00Z"], &[]);
     assert!(ok, "{err}");
     assert!(out.contains("rated calls: 1 written now, 0 subscriptions already stored"), "{out}");
+    assert!(out.contains("rated calls in the ledger: 1 written now"), "{out}");
+    assert_eq!((in_ledger(6).iter().filter(|c| c.event_id == "c6").count(), files()), (1, 2));
     assert_eq!(list_invoices(&ch, "2026-03").await.unwrap()[0].total.to_string(), "0.49");
 
     // Closing again (after the deadline: finalized): nothing new in rated_calls, no duplicates
@@ -156,6 +179,8 @@ async fn call_records_are_rated_stored_and_invoiced() {
     let (ok, out, err) = env.meterline(&["close", "--period", "2026-03"], &[]);
     assert!(ok, "{err}");
     assert!(out.contains("rated calls: 0 written now, 1 subscriptions already stored"), "{out}");
+    assert!(!out.contains("rated calls in the ledger"), "{out}");
+    assert_eq!((in_ledger(6).len(), files()), (6, 2));
     let count: u64 = ch.client().query("SELECT count() FROM rated_calls").fetch_one().await.unwrap();
     assert_eq!(count, 6);
 
