@@ -30,22 +30,36 @@ use crate::error::Result;
 use crate::writer::insert_all;
 
 /// Current spend kept up to date incrementally: per period label, the usage read so far
-/// ([`PeriodUsage`]: the close's fold, percentage totals and rated calls, all additive). Each
-/// refresh lists the ledger, reads only the segments it has not read yet, and prices the period
-/// again with the close's code. A refresh therefore costs the new segments plus pricing, not the
-/// whole period so far. The usage of a label is rebuilt from the whole ledger when the catalog
-/// scoped to it changes (new subscriptions, plan changes) or a segment it read is gone.
+/// ([`PeriodUsage`]: the close's fold, percentage totals and rated calls, all additive) and the
+/// rows last computed. Each refresh lists the ledger, reads only the segments it has not read
+/// yet, and prices again, with the close's code, only the subscriptions those segments have
+/// usage of ([`PeriodUsage::rate_touched`]); the others' rows stand. A refresh therefore costs
+/// the new segments and the subscriptions they touch, not the whole period so far nor every
+/// subscription. The usage of a label is rebuilt from the whole ledger (and every subscription
+/// priced) when the catalog scoped to it changes (new subscriptions, plan changes) or a segment
+/// it read is gone.
 #[derive(Debug, Default)]
 pub struct Refresher {
-    periods: BTreeMap<PeriodLabel, (Catalog, PeriodUsage)>,
+    periods: BTreeMap<PeriodLabel, Kept>,
     /// Segments read by the last refresh (all labels).
     pub last_read: usize,
+    /// Rows computed anew by the last refresh (all labels): the subscriptions it priced.
+    pub last_changed: usize,
+}
+
+/// What a [`Refresher`] keeps of one label.
+#[derive(Debug)]
+struct Kept {
+    catalog: Catalog,
+    usage: PeriodUsage,
+    rows: BTreeMap<String, SpendRow>,
 }
 
 impl Refresher {
     /// One row per active subscription: of `label`'s cycles when given, else of each
     /// subscription's open cycle at `now` (the one containing it) under that cycle's own label.
-    /// Rows in subscription id order.
+    /// Rows in subscription id order. A row keeps the `as_of` and `version` of the refresh that
+    /// last changed it.
     pub async fn compute(
         &mut self,
         ledger_root: &Path,
@@ -54,46 +68,73 @@ impl Refresher {
         now: DateTime<Utc>,
         rounding: RoundingMode,
     ) -> Result<Vec<SpendRow>> {
-        let mut by_label: BTreeMap<PeriodLabel, Catalog> = BTreeMap::new();
+        self.update(ledger_root, catalog, label, now, rounding).await?;
+        let mut rows: Vec<SpendRow> = self.periods.values().flat_map(|k| k.rows.values().cloned()).collect();
+        rows.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+        Ok(rows)
+    }
+
+    /// Brings the kept rows up to date; returns the rows that changed (in subscription id
+    /// order within a label).
+    async fn update(
+        &mut self,
+        ledger_root: &Path,
+        catalog: &Catalog,
+        label: Option<PeriodLabel>,
+        now: DateTime<Utc>,
+        rounding: RoundingMode,
+    ) -> Result<Vec<SpendRow>> {
+        let mut by_label: BTreeMap<PeriodLabel, Option<Catalog>> = BTreeMap::new();
         match label {
+            // Compared with the kept catalog as it is; cloned only to start over.
             Some(label) => {
-                by_label.insert(label, catalog.clone());
+                by_label.insert(label, None);
             }
             None => {
                 for s in catalog.subscriptions.values().filter(|s| s.start <= now && s.end.is_none_or(|e| now < e)) {
                     let label = s.cycle_containing(now).label;
-                    let scoped = by_label.entry(label).or_insert_with(|| Catalog { subscriptions: BTreeMap::new(), ..catalog.clone() });
-                    scoped.subscriptions.insert(s.id.clone(), s.clone());
+                    let scoped =
+                        by_label.entry(label).or_insert_with(|| Some(Catalog { subscriptions: BTreeMap::new(), ..catalog.clone() }));
+                    if let Some(scoped) = scoped {
+                        scoped.subscriptions.insert(s.id.clone(), s.clone());
+                    }
                 }
             }
         }
         self.periods.retain(|l, _| by_label.contains_key(l));
         self.last_read = 0;
-        let mut rows = Vec::new();
+        let mut changed = Vec::new();
         for (label, scoped) in by_label {
-            let (kept, usage) = match self.periods.remove(&label) {
-                Some((kept, usage)) if kept == scoped => (kept, usage),
+            let wanted = scoped.as_ref().unwrap_or(catalog);
+            let mut kept = match self.periods.remove(&label) {
+                Some(k) if k.catalog == *wanted => k,
                 _ => {
-                    let usage = PeriodUsage::new(&scoped, label, false)?;
-                    (scoped, usage)
+                    let usage = PeriodUsage::new(wanted, label, false)?;
+                    Kept { catalog: scoped.unwrap_or_else(|| catalog.clone()), usage, rows: BTreeMap::new() }
                 }
             };
-            let mut usage = usage;
-            let files = usage.files(ledger_root)?;
-            if !usage.still_matches(&files) {
+            let files = kept.usage.files(ledger_root)?;
+            if !kept.usage.still_matches(&files) {
                 tracing::warn!(period = %label, "a ledger segment read earlier is gone: current spend re-reads the period");
-                usage = PeriodUsage::new(&kept, label, false)?;
+                kept.usage = PeriodUsage::new(&kept.catalog, label, false)?;
+                kept.rows.clear();
             }
-            self.last_read += usage.add(&files).await?;
-            let rated = usage.rate(&kept)?;
-            rows.extend(rows_of(&rated, &kept, label, rounding, now)?);
-            self.periods.insert(label, (kept, usage));
+            self.last_read += kept.usage.add(&files).await?;
+            // Fresh usage: every subscription; otherwise those the new segments touched.
+            let rated = if kept.rows.is_empty() { kept.usage.rate(&kept.catalog)? } else { kept.usage.rate_touched(&kept.catalog)? };
+            for row in rows_of(&rated, &kept.catalog, label, rounding, now)? {
+                kept.rows.insert(row.subscription_id.clone(), row.clone());
+                changed.push(row);
+            }
+            self.periods.insert(label, kept);
         }
-        rows.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
-        Ok(rows)
+        self.last_changed = changed.len();
+        Ok(changed)
     }
 
-    /// [`Refresher::compute`] as of now, written to ClickHouse `current_spend`; returns the rows.
+    /// Brings current spend up to date as of now ([`Refresher::compute`]) and writes the rows
+    /// that changed to ClickHouse `current_spend`; returns those rows (every active
+    /// subscription's on the first refresh, afterwards only those with new usage).
     pub async fn refresh(
         &mut self,
         ch: &ClickHouse,
@@ -102,8 +143,10 @@ impl Refresher {
         label: Option<PeriodLabel>,
         rounding: RoundingMode,
     ) -> Result<Vec<SpendRow>> {
-        let rows = self.compute(ledger_root, catalog, label, Utc::now(), rounding).await?;
-        insert_all(ch.client(), "current_spend", &rows.iter().collect::<Vec<_>>()).await?;
+        let rows = self.update(ledger_root, catalog, label, Utc::now(), rounding).await?;
+        if !rows.is_empty() {
+            insert_all(ch.client(), "current_spend", &rows.iter().collect::<Vec<_>>()).await?;
+        }
         Ok(rows)
     }
 }

@@ -597,7 +597,9 @@ impl Partial {
 
     /// Adds `other`, the fold of one scan whose segment ranks are `names`' indices, into this
     /// total.
-    fn merge(&mut self, mut other: Partial, names: &[String]) -> Result<()> {
+    /// Adds `other` (a task's fold of other files) into this one; marks the windows it has rows
+    /// of in `touched`.
+    fn merge(&mut self, mut other: Partial, names: &[String], touched: &mut [bool]) -> Result<()> {
         match (self.scale, other.scale) {
             (Some(a), Some(b)) if a != b => {
                 return Err(Error::Ledger { location: "ledger".into(), message: format!("value scale {b} differs from {a}") });
@@ -619,6 +621,9 @@ impl Partial {
                 continue;
             }
             let (sub, meter, group) = other.ident(oa);
+            if let Some(t) = touched.get_mut(sub as usize) {
+                *t = true;
+            }
             self.ensure_direct();
             let a = self.acc(sub, meters[meter as usize], groups[group as usize]);
             let (first, last) = (segs[oh.seg_min as usize], segs[oh.seg_max as usize]);
@@ -756,12 +761,25 @@ pub(crate) struct FoldState {
     wanted: Arc<Wanted>,
     windows: usize,
     total: Partial,
+    /// Windows that got rows since [`FoldState::take_touched`] was last called.
+    touched: Vec<bool>,
 }
 
 impl FoldState {
     pub(crate) fn new(windows: &[SubWindow], wanted: Wanted) -> FoldState {
         let total = Partial::new(&wanted, windows.len());
-        FoldState { index: Arc::new(Index::new(windows)), wanted: Arc::new(wanted), windows: windows.len(), total }
+        FoldState {
+            index: Arc::new(Index::new(windows)),
+            wanted: Arc::new(wanted),
+            windows: windows.len(),
+            total,
+            touched: vec![false; windows.len()],
+        }
+    }
+
+    /// Which windows got rows since the last call (entry `i` for `windows[i]`), and starts over.
+    pub(crate) fn take_touched(&mut self) -> Vec<bool> {
+        std::mem::replace(&mut self.touched, vec![false; self.windows])
     }
 
     /// Folds the rows of `files` that `scan` selects in: one task per core, each taking the
@@ -806,7 +824,7 @@ impl FoldState {
         for t in tasks {
             let p =
                 t.await.map_err(|e| Error::Ledger { location: "ledger".into(), message: format!("aggregation task failed: {e}") })??;
-            self.total.merge(p, &names)?;
+            self.total.merge(p, &names, &mut self.touched)?;
         }
         Ok(())
     }
@@ -814,6 +832,12 @@ impl FoldState {
     /// The aggregates so far per window, meter and group key: entry `i` holds `windows[i]`'s
     /// (meter, group, aggregates).
     pub(crate) fn aggregates(&mut self) -> Result<Folded> {
+        self.aggregates_of(None)
+    }
+
+    /// [`FoldState::aggregates`] of the windows `only` marks (all when `None`); the others' entries
+    /// are empty.
+    pub(crate) fn aggregates_of(&mut self, only: Option<&[bool]>) -> Result<Folded> {
         let total = &mut self.total;
         let uniques = total.distinct_counts()?;
         let scale = u32::try_from(total.scale.unwrap_or(0)).map_err(|_| Error::Overflow { what: "negative decimal scale".into() })?;
@@ -825,6 +849,10 @@ impl FoldState {
         let mut out: Folded = vec![Vec::new(); self.windows];
         for (i, h) in total.hot.iter().enumerate() {
             if h.count == 0 {
+                continue;
+            }
+            let (sub, meter, group) = total.ident(i);
+            if only.is_some_and(|o| !o.get(sub as usize).copied().unwrap_or(false)) {
                 continue;
             }
             let mut segments = vec![total.segments.texts[h.seg_min as usize].clone()];
@@ -841,7 +869,6 @@ impl FoldState {
                 latest: total.latest.get(i).and_then(Option::as_ref).and_then(|l| l.value).map(dec).transpose()?,
                 segments,
             };
-            let (sub, meter, group) = total.ident(i);
             let (meter, group) = (total.meters.texts[meter as usize].clone(), total.groups.texts[group as usize].clone());
             out[sub as usize].push((meter, group, agg));
         }

@@ -293,13 +293,45 @@ impl PeriodUsage {
     /// it. `catalog` must be the one the usage was made with. Kept call records are handed over
     /// with the result (the close asks once).
     pub fn rate(&mut self, catalog: &Catalog) -> Result<Vec<RatedSubscription>> {
-        let aggregates = by_meter(self.all.aggregates()?);
-        let grouped =
-            if self.matrix_meters.is_empty() { vec![Vec::new(); self.windows.len()] } else { by_meter_groups(self.grouped.aggregates()?) };
+        self.take_touched();
+        self.rate_windows(catalog, None)
+    }
+
+    /// Like [`PeriodUsage::rate`], but only the subscriptions that got usage since the last
+    /// `rate` or `rate_touched` (in id order): the others' rating has not changed. Every ledger
+    /// row a subscription's rating reads (percentage and telecom prices' rows included) is a row
+    /// of the fold of all meters, so the windows that fold marks are exactly the ones to price
+    /// again.
+    pub fn rate_touched(&mut self, catalog: &Catalog) -> Result<Vec<RatedSubscription>> {
+        let touched = self.take_touched();
+        if !touched.contains(&true) {
+            return Ok(Vec::new());
+        }
+        self.rate_windows(catalog, Some(&touched))
+    }
+
+    fn take_touched(&mut self) -> Vec<bool> {
+        let mut touched = self.all.take_touched();
+        for (t, g) in touched.iter_mut().zip(self.grouped.take_touched()) {
+            *t |= g;
+        }
+        touched
+    }
+
+    fn rate_windows(&mut self, catalog: &Catalog, only: Option<&[bool]>) -> Result<Vec<RatedSubscription>> {
+        let aggregates = by_meter(self.all.aggregates_of(only)?);
+        let grouped = if self.matrix_meters.is_empty() {
+            vec![Vec::new(); self.windows.len()]
+        } else {
+            by_meter_groups(self.grouped.aggregates_of(only)?)
+        };
         let empty = MeterAggregates::default();
         let mut shared_plans: HashMap<(&str, u32), Arc<PlanVersion>> = HashMap::new();
         let mut out = Vec::with_capacity(self.active.len());
         for (i, (s, window)) in self.active.iter().enumerate() {
+            if only.is_some_and(|o| !o[i]) {
+                continue;
+            }
             let plan = catalog.plans.get(&(s.plan.clone(), s.plan_version)).ok_or_else(|| Error::Ledger {
                 location: "catalog".into(),
                 message: format!("subscription {} refers to missing plan {}@{}", s.id, s.plan, s.plan_version),

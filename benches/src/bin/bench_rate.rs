@@ -152,7 +152,7 @@ fn spend(dir: &Path, events: usize, new: usize, customers: usize) -> anyhow::Res
     let result = (|| -> anyhow::Result<String> {
         let (t, c) = (Instant::now(), cpu_secs());
         let after = rt.block_on(refresher.compute(&root, &cat, Some(label), now, RoundingMode::HalfEven))?;
-        let (inc, inc_cpu, inc_read) = (t.elapsed().as_secs_f64(), cpu_secs() - c, refresher.last_read);
+        let (inc, inc_cpu, inc_read, priced) = (t.elapsed().as_secs_f64(), cpu_secs() - c, refresher.last_read, refresher.last_changed);
         let (t, c) = (Instant::now(), cpu_secs());
         let full = rt.block_on(compute(&root, &cat, label, RoundingMode::HalfEven))?;
         let (whole, whole_cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - c);
@@ -162,7 +162,7 @@ fn spend(dir: &Path, events: usize, new: usize, customers: usize) -> anyhow::Res
         Ok(format!(
             "| what | segments read | wall time | CPU time |\n| --- | ---: | ---: | ---: |\n\
              | first refresh: {events} events, {} subscriptions | {first_read} | {first:.2} s | {first_cpu:.2} s |\n\
-             | next refresh after {new} new events ({grown} in windows) | {inc_read} | **{inc:.2} s** | {inc_cpu:.2} s |\n\
+             | next refresh after {new} new events ({grown} in windows; {priced} subscriptions priced again) | {inc_read} | **{inc:.2} s** | {inc_cpu:.2} s |\n\
              | full read of the grown ledger (what each refresh cost before) | all | {whole:.2} s | {whole_cpu:.2} s |\n",
             rows.len()
         ))

@@ -451,12 +451,17 @@ async fn incremental_spend_equals_a_full_read() {
         let label = labels[0];
         let again = refreshers[0].compute(dir.path(), &catalog, Some(label), now, case.rounding).await.unwrap();
         assert_eq!(refreshers[0].last_read, 0, "{}", path.display());
+        if !refs.is_empty() {
+            // (Without usage, this was the refresher's first refresh.)
+            assert_eq!(refreshers[0].last_changed, 0, "{}: no new usage, no subscription priced again", path.display());
+        }
         assert_eq!(key(again), key(spend::compute(dir.path(), &catalog, label, case.rounding).await.unwrap()));
         // A catalog without its first subscription: the period is read again under it.
         if let Some(first) = catalog.subscriptions.keys().next().cloned() {
             let mut fewer = catalog.clone();
             fewer.subscriptions.remove(&first);
             let got = refreshers[0].compute(dir.path(), &fewer, Some(label), now, case.rounding).await.unwrap();
+            assert_eq!(refreshers[0].last_changed, got.len(), "{}: a new catalog prices every subscription", path.display());
             let want = spend::compute(dir.path(), &fewer, label, case.rounding).await.unwrap();
             assert_eq!(key(got), key(want), "{} without {first}", path.display());
         }

@@ -24,11 +24,12 @@ pub async fn run(cfg: &Config, args: SpendArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         // The catalog is re-read each time, so new customers and subscriptions show up (the
         // usage of a period whose subscriptions changed is read again from the whole ledger).
+        // Only the rows of subscriptions with new usage are written.
         let catalog = store.load().await?;
         let rows = refresher.refresh(&ch, &cfg.ledger.path, &catalog, label, cfg.billing.rounding).await?;
         let what = label.map_or_else(|| "open cycles".to_owned(), |l| format!("period {l}"));
         emit(format!(
-            "{what}: current spend of {} subscriptions refreshed in {:.2}s ({} new ledger segments read)",
+            "{what}: current spend of {} subscriptions written in {:.2}s ({} new ledger segments read; subscriptions without new usage keep their rows)",
             rows.len(),
             t.elapsed().as_secs_f64(),
             refresher.last_read
