@@ -227,7 +227,7 @@ pub async fn read(ledger_root: &Path, period: &str) -> Result<Vec<RatedCallRow>>
     tokio::task::spawn_blocking(move || read_blocking(&root, &period)).await.map_err(|e| ledger_err(format!("read task: {e}")))?
 }
 
-/// What [`write`] did.
+/// What [`write()`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerCallsWritten {
     /// Calls written now.

@@ -1,5 +1,5 @@
 //! Call records in the pipeline: a ledger row of a `telecom`-priced meter becomes a
-//! [`CallRecord`], is rated on its own by [`crate::telecom`], and the rated calls of a period are
+//! [`CallRecord`](crate::telecom::CallRecord), is rated on its own by [`crate::telecom`], and the rated calls of a period are
 //! summed into invoice lines, one per (matched prefix, band, price per minute).
 //!
 //! # The CloudEvent of a call
@@ -11,12 +11,15 @@
 //! ```
 //!
 //! - the meter is a `SUM` meter whose `value` path is the duration in whole seconds (here
-//!   `duration_secs`), so ingest already refuses a missing or non-numeric duration; rating refuses
-//!   a negative or fractional one;
+//!   `duration_secs`); a missing, non-numeric, negative or fractional one is refused;
 //! - `data.destination` ([`DESTINATION_FIELD`]): the called number, a string;
 //! - `data.answered_at` ([`ANSWERED_AT_FIELD`], optional): when the call was answered, RFC 3339;
 //!   it chooses the time band. Absent, the event's `time` is used. The event's `time` (not
 //!   `answered_at`) decides the billing period, like every other event.
+//!
+//! Ingest runs the same parsing and rating on each call record of a customer whose plan prices
+//! the meter with a rate table (`meterline_ingest::validate::CallChecks`), so a record that
+//! cannot be rated is dead-lettered naming the field instead of failing the close.
 //!
 //! # Exact sums
 //!
@@ -26,7 +29,8 @@
 //! the price: `usage = (Σ billed_secs) × price_per_minute ÷ 60`, one division per line, and
 //! `connect_fees = Σ connect_fee` (exact additions). The line's amount `connect_fees + usage` is
 //! rounded once, by the invoicer (`money::round_line`). The per-call amounts stored with each
-//! rated call (ClickHouse `rated_calls`) are for explanation; the invoice never adds them up.
+//! rated call (the ledger's `rated-calls/` files and ClickHouse `rated_calls`) are for
+//! explanation; the invoice never adds them up.
 
 use std::collections::BTreeMap;
 

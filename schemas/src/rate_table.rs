@@ -68,7 +68,7 @@ pub enum TelecomError {
         /// The computation, with its operands.
         what: String,
     },
-    /// [`total`] was given calls rated in different currencies.
+    /// [`total`](crate::telecom::total) was given calls rated in different currencies.
     #[error("cannot total calls in {first} and {other} (call {call_id}): totals are per currency")]
     MixedCurrencies {
         /// Currency of the first call.
