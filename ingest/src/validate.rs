@@ -146,6 +146,8 @@ type CallPrice = (DateTime<Utc>, Option<DateTime<Utc>>, String, Arc<RateIndex>);
 #[derive(Debug, Default)]
 pub struct CallChecks {
     by_customer: HashMap<String, Vec<CallPrice>>,
+    /// Meters some plan prices with a rate table (events of other meters skip the lookup).
+    meters: Vec<String>,
 }
 
 impl CallChecks {
@@ -163,7 +165,10 @@ impl CallChecks {
                 by_customer.entry(s.customer.clone()).or_default().push((s.start, s.end, p.meter.clone(), index.clone()));
             }
         }
-        CallChecks { by_customer }
+        let mut meters: Vec<String> = by_customer.values().flatten().map(|(_, _, m, _)| m.clone()).collect();
+        meters.sort();
+        meters.dedup();
+        CallChecks { by_customer, meters }
     }
 
     /// Whether no plan prices any meter with a rate table.
@@ -174,6 +179,9 @@ impl CallChecks {
     /// Checks `event`'s value for `meter` as a call record, if its customer's plan prices the
     /// meter with a rate table at the event's time.
     fn check(&self, event: &EventRef<'_>, meter: &Meter, value: &MeterValue) -> Result<(), EventError> {
+        if !self.meters.contains(&meter.key) {
+            return Ok(());
+        }
         let Some(prices) = self.by_customer.get(event.subject.as_ref()) else { return Ok(()) };
         let t = event.time;
         for (_, _, _, table) in prices.iter().filter(|(start, end, m, _)| *m == meter.key && *start <= t && end.is_none_or(|e| t < e)) {
