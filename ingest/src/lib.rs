@@ -4,6 +4,7 @@
 //! - [`config`]: stream, consumer and batching settings; the ledger location; the mirror's pace.
 //! - [`streams`]: creating the usage and dead-letter streams and the durable consumer.
 //! - [`validate`]: decoding a message into events and checking them against the meters.
+//! - [`reload`]: catalog hot reload; a new catalog applies from the next batch.
 //! - [`partition`]: subject mapping of customers onto partitions; [`lease`]: one owner each.
 //! - [`dedup`]: the exact (source, id) index over the horizon, rebuilt from the ledger at start.
 //! - [`metrics`]: the Prometheus endpoint of `meterline ingest`.
@@ -30,6 +31,7 @@ pub mod partition;
 pub mod pipeline;
 pub mod publish;
 pub mod pull;
+pub mod reload;
 pub mod segment;
 pub mod streams;
 pub mod validate;

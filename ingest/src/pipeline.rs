@@ -88,6 +88,9 @@ pub struct RunOptions {
     /// The billing grace window: events arriving after their period's end plus this are counted
     /// as late (`None`: not checked). They are kept like any other; the next close bills them.
     pub grace: Option<Duration>,
+    /// Newer catalogs as they are stored ([`crate::reload::spawn`]); each applies from the next
+    /// batch on. `None`: the catalog given to [`run`] is used throughout.
+    pub catalog_updates: Option<tokio::sync::watch::Receiver<Arc<Catalog>>>,
 }
 
 /// Summary of a run.
@@ -113,6 +116,15 @@ pub struct IngestReport {
     pub elapsed: Duration,
 }
 
+/// The validator of `catalog`: its meters, call-record checks and (with a grace window) deadlines.
+fn validator_for(catalog: &Catalog, grace: Option<Duration>) -> Validator {
+    let validator = Validator::new(catalog.meters_by_event_type()).with_call_checks(CallChecks::new(catalog));
+    match grace {
+        Some(grace) => validator.with_deadlines(Deadlines::new(catalog, grace)),
+        None => validator,
+    }
+}
+
 /// Runs ingest until `shutdown` is cancelled or, with `until_idle`, until every owned partition
 /// is drained (no message for `idle_timeout_ms`, nothing pending and nothing awaiting ack).
 pub async fn run(
@@ -128,13 +140,22 @@ pub async fn run(
     let owned = opts.partitions.clone().unwrap_or_else(|| PartitionSet::all(cfg.partitions));
     owned.check(cfg.partitions).map_err(Error::Config)?;
     let leases = lease::bucket(js, &cfg.consumer, cfg.lease_secs).await?;
-    let mut validator = Validator::new(catalog.meters_by_event_type()).with_call_checks(CallChecks::new(catalog));
-    if let Some(grace) = opts.grace {
-        validator = validator.with_deadlines(Deadlines::new(catalog, grace));
-    }
-    let validator = Arc::new(validator);
+    let (validators, validator) = tokio::sync::watch::channel(Arc::new(validator_for(catalog, opts.grace)));
     let started = Instant::now();
     let stop_all = shutdown.child_token();
+    if let Some(mut updates) = opts.catalog_updates.clone() {
+        let (stop, grace) = (stop_all.clone(), opts.grace);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    changed = updates.changed() => if changed.is_err() { return },
+                }
+                let catalog = updates.borrow_and_update().clone();
+                validators.send_replace(Arc::new(validator_for(&catalog, grace)));
+            }
+        });
+    }
     let mut workers = tokio::task::JoinSet::new();
     for partition in owned.0.iter().copied() {
         let w = Worker {
@@ -187,7 +208,8 @@ struct Worker {
     usage: jetstream::stream::Stream,
     cfg: IngestConfig,
     ledger: Ledger,
-    validator: Arc<Validator>,
+    /// The validator of the catalog in use (replaced when the catalog changes).
+    validator: tokio::sync::watch::Receiver<Arc<Validator>>,
     counters: Arc<IngestCounters>,
     partition: u32,
     until_idle: bool,
@@ -331,7 +353,7 @@ impl Worker {
     /// dropped (the next owner rebuilds it from the ledger).
     fn prepare(&self, baton: IndexBaton, batch: Batch) -> tokio::task::JoinHandle<Result<Prepared>> {
         let route = Route { partition: self.partition, partitions: self.cfg.partitions };
-        let (validator, ledger, counters) = (self.validator.clone(), self.ledger.clone(), self.counters.clone());
+        let (validator, ledger, counters) = (self.validator.borrow().clone(), self.ledger.clone(), self.counters.clone());
         tokio::task::spawn_blocking(move || {
             let t0 = Instant::now();
             let prepared = prepare(&validator, &ledger, route, baton, batch);

@@ -73,6 +73,28 @@ impl CatalogStore {
         })
     }
 
+    /// Changes to any catalog bucket from now on (puts, deletes, purges): one item per stored
+    /// entry, so an `apply` of many entries gives many items. The stream ends or yields an error
+    /// when a watch breaks; watch again (and load) to catch up.
+    pub async fn changes(&self) -> Result<impl futures::Stream<Item = Result<()>> + Send + Unpin + use<>> {
+        let mut watches = Vec::new();
+        for kv in [
+            &self.meters,
+            &self.plans,
+            &self.customers,
+            &self.subscriptions,
+            &self.tax_rates,
+            &self.coupons,
+            &self.credit_grants,
+            &self.rate_tables,
+            &self.fx_rates,
+        ] {
+            let watch = kv.watch_all().await.map_err(nats("watch catalog"))?;
+            watches.push(watch.map(|e| e.map(|_| ()).map_err(nats("watch catalog"))).boxed());
+        }
+        Ok(futures::stream::select_all(watches))
+    }
+
     /// Loads the whole catalog and checks its cross-references.
     pub async fn load(&self) -> Result<Catalog> {
         let mut c = Catalog {

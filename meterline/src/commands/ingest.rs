@@ -20,7 +20,7 @@ const MIRROR_STOP_GRACE: Duration = Duration::from_secs(10);
 pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_interrupt("finishing the current batch and stopping");
     let grace = Some(Duration::from_secs(u64::from(cfg.billing.grace_hours) * 3600));
-    let opts = RunOptions { until_idle: args.until_idle, partitions: args.partitions, grace };
+    let opts = RunOptions { until_idle: args.until_idle, partitions: args.partitions, grace, catalog_updates: None };
     // The mirror reads the ledger on its own schedule; acks never wait for it, and it is only
     // stopped once ingest has returned (see meterline_ingest::mirror).
     let mirror = if cfg.mirror.enabled { Some(super::mirror::spawn(cfg)?) } else { None };
@@ -48,13 +48,17 @@ pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
 /// Runs ingest with the stored catalog, and its metrics endpoint when configured.
 pub async fn ingest(
     cfg: &Config,
-    opts: RunOptions,
+    mut opts: RunOptions,
     counters: Arc<IngestCounters>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<IngestReport> {
     let (client, js) = connect::nats(cfg).await?;
-    let catalog = connect::catalog(cfg, &js).await?.load().await?;
+    let store = connect::catalog(cfg, &js).await?;
+    let catalog = store.load().await?;
     anyhow::ensure!(!catalog.meters.is_empty(), "the catalog has no meters: apply a catalog first (`meterline catalog apply <file>`)");
+    // Catalog changes apply while ingest runs, from the next batch on.
+    let reloader = shutdown.child_token();
+    opts.catalog_updates = Some(meterline_ingest::reload::spawn(store, Arc::new(catalog.clone()), reloader.clone()));
     let ledger = Ledger::open(&cfg.ledger)?;
     let metrics = if cfg.ingest.metrics_listen.is_empty() {
         None
@@ -70,6 +74,7 @@ pub async fn ingest(
         Some((stop, server))
     };
     let report = meterline_ingest::run(&js, &cfg.ingest, &ledger, &catalog, opts, counters, shutdown).await;
+    reloader.cancel();
     if let Some((stop, server)) = metrics {
         stop.cancel();
         let _ = server.await;

@@ -129,6 +129,12 @@ impl TestEnv {
         .unwrap()
     }
 
+    /// How many dead letters the DLQ stream holds.
+    pub async fn dead_letters_count(&self) -> u64 {
+        let mut dlq = self.js.get_stream(&self.ingest.dlq_stream).await.unwrap();
+        dlq.info().await.unwrap().state.messages
+    }
+
     /// Every dead letter so far: (subject, error field, error value, reason, payload).
     pub async fn dead_letters(&self) -> Vec<DeadLetterSeen> {
         use futures::StreamExt;
@@ -258,7 +264,8 @@ pub fn segment_count(root: &Path) -> usize {
                     .map(|e| {
                         let path = e.path();
                         if path.is_dir() {
-                            if path.file_name().is_some_and(|n| n == "quarantine") { 0 } else { walk(&path) }
+                            // Not segments: quarantined files and the close's rated calls.
+                            if path.file_name().is_some_and(|n| n == "quarantine" || n == "rated-calls") { 0 } else { walk(&path) }
                         } else {
                             usize::from(path.extension().is_some_and(|x| x == "parquet"))
                         }
@@ -289,7 +296,7 @@ pub fn ledger_totals(root: &Path) -> LedgerTotals {
         for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
             let path = e.path();
             if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != "quarantine") {
+                if path.file_name().is_some_and(|n| n != "quarantine" && n != "rated-calls") {
                     files(&path, out);
                 }
             } else if path.extension().is_some_and(|x| x == "parquet") {
