@@ -13,6 +13,14 @@
 //! | `meterline_ingest_consumer_pending` | gauge | messages in the stream not yet delivered (lag) |
 //! | `meterline_ingest_ledger_down` | gauge | 1 while ledger writes fail and ingest waits |
 //! | `meterline_ingest_stage_seconds_total{stage}` | counter | time in `prepare` (decode, dedup, encode) and `write` (durable + ack) |
+//! | `meterline_mirror_segments_total` | counter | ledger segments copied to ClickHouse by the mirror running in this process |
+//! | `meterline_mirror_rows_total` | counter | rows inserted into `usage_events` by that mirror |
+//! | `meterline_mirror_pending_segments` | gauge | ledger segments not mirrored yet, as of the mirror's last listing (the backlog after a ClickHouse outage) |
+//! | `meterline_mirror_skipped_segments` | gauge | segments that cannot be decoded, skipped until restart |
+//! | `meterline_mirror_down` | gauge | 1 while the mirror's passes fail (ClickHouse unreachable) |
+//!
+//! The `meterline_mirror_*` series are present when the mirror runs inside `meterline ingest`
+//! (`mirror.enabled`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -26,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::apikeys::ApiKeyStore;
+use crate::mirror::MirrorCounters;
 use crate::pipeline::IngestCounters;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -104,15 +113,30 @@ pub fn render(c: &IngestCounters) -> String {
     out
 }
 
+/// The mirror's counters in the Prometheus text format, appended to `out`.
+pub fn render_mirror(m: &MirrorCounters, out: &mut String) {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    for (name, help, kind, v) in [
+        ("meterline_mirror_segments_total", "Ledger segments copied to ClickHouse.", "counter", &m.segments),
+        ("meterline_mirror_rows_total", "Rows inserted into usage_events.", "counter", &m.rows),
+        ("meterline_mirror_pending_segments", "Ledger segments not mirrored yet, as of the last listing.", "gauge", &m.pending),
+        ("meterline_mirror_skipped_segments", "Segments that cannot be decoded, skipped until restart.", "gauge", &m.skipped),
+        ("meterline_mirror_down", "1 while mirror passes fail (ClickHouse unreachable).", "gauge", &m.down),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", get(v));
+    }
+}
+
 #[derive(Clone)]
 struct MetricsState {
     counters: Arc<IngestCounters>,
+    mirror: Option<Arc<MirrorCounters>>,
     keys: ApiKeyStore,
 }
 
-/// The `/metrics` route (API key required).
-pub fn router(counters: Arc<IngestCounters>, keys: ApiKeyStore) -> Router {
-    Router::new().route("/metrics", get(metrics)).with_state(MetricsState { counters, keys })
+/// The `/metrics` route (API key required), with the mirror's series when it runs here.
+pub fn router(counters: Arc<IngestCounters>, mirror: Option<Arc<MirrorCounters>>, keys: ApiKeyStore) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(MetricsState { counters, mirror, keys })
 }
 
 async fn metrics(State(st): State<MetricsState>, req: Request) -> Response {
@@ -125,7 +149,13 @@ async fn metrics(State(st): State<MetricsState>, req: Request) -> Response {
             .into_response();
     };
     match st.keys.verify(&key).await {
-        Ok(_) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render(&st.counters)).into_response(),
+        Ok(_) => {
+            let mut body = render(&st.counters);
+            if let Some(m) = &st.mirror {
+                render_mirror(m, &mut body);
+            }
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+        }
         Err(crate::apikeys::AuthError::Unavailable(e)) => {
             (StatusCode::SERVICE_UNAVAILABLE, format!("cannot check the API key: {e}\n")).into_response()
         }
@@ -161,5 +191,21 @@ mod tests {
         assert!(out.contains("meterline_ingest_events_total{outcome=\"valid\"} 7\n"));
         assert!(out.contains("meterline_ingest_events_total{outcome=\"duplicate\"} 2\n"));
         assert!(out.contains("# TYPE meterline_ingest_ledger_down gauge\nmeterline_ingest_ledger_down 0\n"));
+    }
+
+    #[test]
+    fn mirror_counters_render_as_counters_and_gauges() {
+        let m = MirrorCounters::default();
+        m.segments.store(3, Ordering::Relaxed);
+        m.rows.store(120, Ordering::Relaxed);
+        m.pending.store(4, Ordering::Relaxed);
+        m.down.store(1, Ordering::Relaxed);
+        let mut out = String::new();
+        render_mirror(&m, &mut out);
+        assert!(out.contains("# TYPE meterline_mirror_segments_total counter\nmeterline_mirror_segments_total 3\n"), "{out}");
+        assert!(out.contains("meterline_mirror_rows_total 120\n"), "{out}");
+        assert!(out.contains("# TYPE meterline_mirror_pending_segments gauge\nmeterline_mirror_pending_segments 4\n"), "{out}");
+        assert!(out.contains("meterline_mirror_skipped_segments 0\n"), "{out}");
+        assert!(out.contains("# TYPE meterline_mirror_down gauge\nmeterline_mirror_down 1\n"), "{out}");
     }
 }

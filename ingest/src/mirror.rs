@@ -50,6 +50,8 @@
 //! once, skipped until restart and reported; the other segments go on.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, Decimal128Array, FixedSizeBinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -89,6 +91,22 @@ pub struct MirrorReport {
     pub skipped: Vec<String>,
 }
 
+/// Live figures of a running mirror, for the metrics endpoint ([`crate::metrics`]).
+#[derive(Debug, Default)]
+pub struct MirrorCounters {
+    /// Segments mirrored (recorded in `mirror_segments`) by this process.
+    pub segments: AtomicU64,
+    /// Rows inserted into `usage_events` by this process.
+    pub rows: AtomicU64,
+    /// Ledger segments not mirrored yet (the backlog): at each pass, and while ClickHouse is
+    /// down, the ledger's segments less those known to be mirrored.
+    pub pending: AtomicU64,
+    /// Segments that cannot be decoded, skipped until restart.
+    pub skipped: AtomicU64,
+    /// 1 while passes fail (ClickHouse unreachable), 0 otherwise.
+    pub down: AtomicU64,
+}
+
 /// Copies ledger segments into ClickHouse; see the module doc.
 #[derive(Debug)]
 pub struct Mirror {
@@ -100,6 +118,10 @@ pub struct Mirror {
     /// Undecodable segments, logged once and not retried by this process.
     skipped: HashSet<String>,
     totals: MirrorReport,
+    counters: Arc<MirrorCounters>,
+    /// Segments known to be mirrored (the last `mirror_segments` read, and those mirrored since):
+    /// the backlog is counted against it while ClickHouse is down.
+    known_done: HashSet<String>,
 }
 
 /// One row of `usage_events`, borrowing its strings from the decoded segment.
@@ -135,18 +157,39 @@ fn ch_err(e: clickhouse::error::Error) -> Error {
 impl Mirror {
     /// A mirror writing through an established connection.
     pub fn new(ledger: Ledger, ch: ClickHouse) -> Mirror {
-        Mirror { ledger, cfg: None, ch: Some(ch), skipped: HashSet::new(), totals: MirrorReport::default() }
+        Mirror {
+            ledger,
+            cfg: None,
+            ch: Some(ch),
+            skipped: HashSet::new(),
+            totals: MirrorReport::default(),
+            counters: Arc::default(),
+            known_done: HashSet::new(),
+        }
     }
 
     /// A mirror that connects on its first pass and reconnects after failures: it can be
     /// started while ClickHouse is down (`meterline ingest` does).
     pub fn connecting(ledger: Ledger, cfg: ClickHouseConfig) -> Mirror {
-        Mirror { ledger, cfg: Some(cfg), ch: None, skipped: HashSet::new(), totals: MirrorReport::default() }
+        Mirror {
+            ledger,
+            cfg: Some(cfg),
+            ch: None,
+            skipped: HashSet::new(),
+            totals: MirrorReport::default(),
+            counters: Arc::default(),
+            known_done: HashSet::new(),
+        }
     }
 
     /// Everything done since this mirror was created.
     pub fn totals(&self) -> &MirrorReport {
         &self.totals
+    }
+
+    /// Its live counters (shared: they keep counting while it runs).
+    pub fn counters(&self) -> Arc<MirrorCounters> {
+        Arc::clone(&self.counters)
     }
 
     async fn clickhouse(&mut self) -> Result<ClickHouse> {
@@ -165,7 +208,7 @@ impl Mirror {
         self.pending_with(&ch).await
     }
 
-    async fn pending_with(&self, ch: &ClickHouse) -> Result<Vec<String>> {
+    async fn pending_with(&mut self, ch: &ClickHouse) -> Result<Vec<String>> {
         let done: HashSet<String> = ch
             .client()
             .query(&format!("SELECT DISTINCT segment FROM {PROGRESS_TABLE}"))
@@ -175,7 +218,17 @@ impl Mirror {
             .into_iter()
             .collect();
         let names = self.ledger.list().await?;
-        Ok(names.into_iter().filter(|n| !done.contains(n)).collect())
+        let pending = names.into_iter().filter(|n| !done.contains(n)).collect();
+        self.known_done = done;
+        Ok(pending)
+    }
+
+    /// Counts the backlog from the ledger alone (ClickHouse is down).
+    async fn count_backlog(&self) {
+        if let Ok(names) = self.ledger.list().await {
+            let n = names.iter().filter(|n| !self.known_done.contains(*n) && !self.skipped.contains(*n)).count();
+            self.counters.pending.store(n as u64, Ordering::Relaxed);
+        }
     }
 
     /// Mirrors every pending segment, one at a time, and reports what it did. Fails on the
@@ -186,14 +239,13 @@ impl Mirror {
 
     async fn pass(&mut self, cancel: Option<&CancellationToken>) -> Result<MirrorReport> {
         let ch = self.clickhouse().await?;
-        let pending = self.pending_with(&ch).await?;
+        let pending: Vec<String> = self.pending_with(&ch).await?.into_iter().filter(|n| !self.skipped.contains(n)).collect();
+        let c = Arc::clone(&self.counters);
+        c.pending.store(pending.len() as u64, Ordering::Relaxed);
         let mut report = MirrorReport::default();
         for name in pending {
             if cancel.is_some_and(CancellationToken::is_cancelled) {
                 break;
-            }
-            if self.skipped.contains(&name) {
-                continue;
             }
             match mirror_segment(&self.ledger, &ch, &name).await {
                 Ok(done) => {
@@ -203,9 +255,15 @@ impl Mirror {
                         r.rows += done.inserted;
                         r.resumed += usize::from(done.resumed);
                     }
+                    c.segments.fetch_add(1, Ordering::Relaxed);
+                    c.rows.fetch_add(done.inserted, Ordering::Relaxed);
+                    c.pending.fetch_sub(1, Ordering::Relaxed);
+                    self.known_done.insert(name);
                 }
                 Err(e) if !e.is_transient() => {
                     tracing::error!(segment = %name, error = %e, "ledger segment cannot be mirrored; skipped until restart");
+                    c.skipped.fetch_add(1, Ordering::Relaxed);
+                    c.pending.fetch_sub(1, Ordering::Relaxed);
                     self.skipped.insert(name.clone());
                     self.totals.skipped.push(name.clone());
                     report.skipped.push(name);
@@ -225,6 +283,7 @@ impl Mirror {
         while !cancel.is_cancelled() {
             let wait = match self.pass(Some(&cancel)).await {
                 Ok(report) => {
+                    self.counters.down.store(0, Ordering::Relaxed);
                     if let Some((since, attempts)) = outage.take() {
                         tracing::info!(outage_secs = since.elapsed().as_secs(), attempts, "clickhouse mirror resumed");
                     }
@@ -234,6 +293,8 @@ impl Mirror {
                     interval
                 }
                 Err(e) => {
+                    self.counters.down.store(1, Ordering::Relaxed);
+                    self.count_backlog().await;
                     if self.cfg.is_some() {
                         self.ch = None; // reconnect (and re-detect the version) next time
                     }

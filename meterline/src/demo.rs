@@ -84,7 +84,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     let counters = Arc::new(IngestCounters::default());
     let bar = Progress::start("ingest", n, counters_messages(&counters));
     let opts = meterline_ingest::RunOptions { until_idle: true, ..Default::default() };
-    let report = commands::ingest(&cfg, opts, counters.clone(), CancellationToken::new()).await?;
+    let report = commands::ingest(&cfg, opts, counters.clone(), None, CancellationToken::new()).await?;
     bar.finish(report.messages);
     // Idle detection waits `idle_timeout` after the last message; report the working time.
     let ingest_time = report.elapsed.saturating_sub(Duration::from_millis(cfg.ingest.idle_timeout_ms));

@@ -24,7 +24,8 @@ pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
     // The mirror reads the ledger on its own schedule; acks never wait for it, and it is only
     // stopped once ingest has returned (see meterline_ingest::mirror).
     let mirror = if cfg.mirror.enabled { Some(super::mirror::spawn(cfg)?) } else { None };
-    let result = ingest(cfg, opts, Arc::new(IngestCounters::default()), shutdown).await;
+    let mirror_counters = mirror.as_ref().map(|m| m.counters.clone());
+    let result = ingest(cfg, opts, Arc::new(IngestCounters::default()), mirror_counters, shutdown).await;
     if let Some(m) = mirror
         && let Some(r) = m.stop(MIRROR_STOP_GRACE).await
     {
@@ -45,11 +46,13 @@ pub async fn run(cfg: &Config, args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs ingest with the stored catalog, and its metrics endpoint when configured.
+/// Runs ingest with the stored catalog, and its metrics endpoint when configured (with the
+/// mirror's series when `mirror` is given).
 pub async fn ingest(
     cfg: &Config,
     mut opts: RunOptions,
     counters: Arc<IngestCounters>,
+    mirror: Option<Arc<meterline_ingest::mirror::MirrorCounters>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<IngestReport> {
     let (client, js) = connect::nats(cfg).await?;
@@ -68,7 +71,7 @@ pub async fn ingest(
             format!("cannot listen on ingest.metrics_listen = {} (set it to \"\" to disable metrics)", cfg.ingest.metrics_listen)
         })?;
         tracing::info!(addr = %listener.local_addr()?, "metrics on GET /metrics (API key required)");
-        let app = meterline_ingest::metrics::router(counters.clone(), keys);
+        let app = meterline_ingest::metrics::router(counters.clone(), mirror, keys);
         let stop = shutdown.child_token();
         let server = tokio::spawn(meterline_ingest::http::serve(listener, app, stop.clone(), Duration::from_secs(1)));
         Some((stop, server))

@@ -47,6 +47,8 @@ fn summary(r: &MirrorReport) -> String {
 pub struct Background {
     cancel: CancellationToken,
     handle: JoinHandle<MirrorReport>,
+    /// Its live counters (for the metrics endpoint).
+    pub counters: std::sync::Arc<meterline_ingest::mirror::MirrorCounters>,
 }
 
 /// Starts the mirror as a background task. It connects to ClickHouse on its own schedule, so an
@@ -56,8 +58,9 @@ pub fn spawn(cfg: &Config) -> anyhow::Result<Background> {
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     let interval = cfg.mirror.interval();
+    let counters = mirror.counters();
     let handle = tokio::spawn(async move { mirror.run_until_cancelled(interval, token).await });
-    Ok(Background { cancel, handle })
+    Ok(Background { cancel, handle, counters })
 }
 
 impl Background {

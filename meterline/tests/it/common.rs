@@ -325,3 +325,16 @@ pub fn ledger_totals(root: &Path) -> LedgerTotals {
     t.distinct_events = keys.len();
     t
 }
+
+/// `GET /metrics` on `addr` with an optional `Authorization` header: (status, body).
+pub async fn get_metrics(addr: std::net::SocketAddr, auth: Option<&str>) -> (hyper::StatusCode, String) {
+    use http_body_util::{BodyExt, Empty};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let mut req = hyper::Request::get(format!("http://{addr}/metrics"));
+    if let Some(a) = auth {
+        req = req.header(hyper::header::AUTHORIZATION, a);
+    }
+    let resp = client.request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let status = resp.status();
+    (status, String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+}

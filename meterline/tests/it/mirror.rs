@@ -14,12 +14,13 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use meterline_ingest::apikeys::ApiKeyStore;
 use meterline_ingest::mirror::{Mirror, MirrorReport};
 use meterline_ingest::segment::Ledger;
 use meterline_schemas::clickhouse::{ClickHouse, ClickHouseConfig, Secret};
 use meterline_schemas::money::from_scaled_i128;
 
-use crate::common::{TestEnv, event};
+use crate::common::{TestEnv, event, get_metrics};
 
 const CATALOG: &str = r#"
 meters:
@@ -407,10 +408,21 @@ async fn clickhouse_stopped_during_ingest_then_mirror_completes() {
 
     let logs = tempfile::tempdir().unwrap();
     let stderr_path = logs.path().join("ingest.stderr");
+    // Ingest's metrics endpoint shows the mirror's backlog and state.
+    let key = ApiKeyStore::open(&env.js, &env.bucket_prefix).await.unwrap().create("prometheus").await.unwrap().expose().to_owned();
+    let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metric = |name: &'static str| {
+        let auth = format!("Bearer {key}");
+        async move {
+            let (_, body) = get_metrics(metrics_addr, Some(&auth)).await;
+            body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+        }
+    };
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_meterline"));
     cmd.arg("ingest")
         .current_dir(env.ledger.path())
         .envs(env.child_env())
+        .env("METERLINE__INGEST__METRICS_LISTEN", metrics_addr.to_string())
         .env("METERLINE__CLICKHOUSE__URL", server.url())
         .env("METERLINE__MIRROR__INTERVAL_MS", "200")
         .env("METERLINE_LOG", "warn,meterline_ingest::mirror=info")
@@ -423,6 +435,10 @@ async fn clickhouse_stopped_during_ingest_then_mirror_completes() {
 
     let got = wait_for(Duration::from_secs(60), Some(40), || mirrored_rows(&private)).await;
     assert_eq!(got, Some(40), "phase 1 mirrored while ClickHouse runs; ingest log:\n{}", stderr());
+    assert_eq!(wait_for(Duration::from_secs(30), Some(40), || metric("meterline_mirror_rows_total")).await, Some(40));
+    let phase1_segments = metric("meterline_mirror_segments_total").await.unwrap();
+    assert!(phase1_segments >= 1);
+    assert_eq!((metric("meterline_mirror_down").await, metric("meterline_mirror_pending_segments").await), (Some(0), Some(0)));
 
     // ClickHouse dies; ingest keeps going.
     server.kill();
@@ -465,6 +481,14 @@ async fn clickhouse_stopped_during_ingest_then_mirror_completes() {
     let noticed = wait_for(Duration::from_secs(30), true, || async { stderr().contains("clickhouse mirror paused") }).await;
     assert!(noticed, "the mirror logs the outage:\n{}", stderr());
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // The metrics say so, with the backlog counted from the ledger: every segment since phase 1.
+    let in_ledger = Ledger::open(&meterline_ingest::LedgerConfig { path: env.ledger_path() }).unwrap().list().await.unwrap().len() as u64;
+    assert!(in_ledger > phase1_segments);
+    assert_eq!(metric("meterline_mirror_down").await, Some(1));
+    assert_eq!(
+        wait_for(Duration::from_secs(30), Some(in_ledger - phase1_segments), || metric("meterline_mirror_pending_segments")).await,
+        Some(in_ledger - phase1_segments)
+    );
 
     // ClickHouse comes back on the same data directory; the mirror catches up to the ledger.
     server.run().await;
@@ -481,6 +505,9 @@ async fn clickhouse_stopped_during_ingest_then_mirror_completes() {
     // The progress row follows a segment's insert: wait for it too.
     let recorded = wait_for(Duration::from_secs(30), segments, || count(&ch, "SELECT count(DISTINCT segment) FROM mirror_segments")).await;
     assert_eq!(recorded, segments);
+    assert_eq!(wait_for(Duration::from_secs(30), Some(0), || metric("meterline_mirror_down")).await, Some(0));
+    assert_eq!(metric("meterline_mirror_pending_segments").await, Some(0));
+    assert_eq!((metric("meterline_mirror_segments_total").await, metric("meterline_mirror_rows_total").await), (Some(segments), Some(120)));
     assert_eq!(count(&ch, "SELECT count(DISTINCT segment) FROM usage_events").await, segments);
     assert_eq!(count(&ch, "SELECT sum(events) FROM usage_hourly").await, 120);
     let hourly_sum: i128 = ch.client().query("SELECT sum(value_sum) FROM usage_hourly").fetch_one().await.unwrap();

@@ -5,19 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::AUTHORIZATION;
-use hyper::{Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::StatusCode;
 use tokio_util::sync::CancellationToken;
 
 use meterline_ingest::apikeys::ApiKeyStore;
 use meterline_ingest::segment::Ledger;
 use meterline_ingest::{IngestCounters, LedgerConfig, RunOptions};
 
-use crate::common::{TestEnv, event, ledger_totals};
+use crate::common::{TestEnv, event, get_metrics as get, ledger_totals};
 
 const CATALOG: &str = r#"
 meters:
@@ -30,17 +25,6 @@ async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool)
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn get(addr: std::net::SocketAddr, auth: Option<&str>) -> (StatusCode, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let mut req = Request::get(format!("http://{addr}/metrics"));
-    if let Some(a) = auth {
-        req = req.header(AUTHORIZATION, a);
-    }
-    let resp = client.request(req.body(Empty::new()).unwrap()).await.unwrap();
-    let status = resp.status();
-    (status, String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +42,7 @@ async fn ledger_outage_stops_acks_and_ingest_recovers_by_itself() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop_metrics = CancellationToken::new();
-    let app = meterline_ingest::metrics::router(counters.clone(), keys);
+    let app = meterline_ingest::metrics::router(counters.clone(), None, keys);
     let metrics = tokio::spawn(meterline_ingest::http::serve(listener, app, stop_metrics.clone(), Duration::from_secs(1)));
 
     let shutdown = CancellationToken::new();
