@@ -6,8 +6,9 @@
 //! builds a new validator from it (meters, call-record checks, deadlines) and uses it from the
 //! next batch on, so a new meter or a rate-table edit needs no restart. A catalog that does not
 //! load (an apply half written: a subscription whose plan is not stored yet) is skipped and the
-//! one in use kept; the apply's next entry triggers another attempt. If a watch breaks, the
-//! reloader watches again and loads once, so nothing changed meanwhile is missed.
+//! one in use kept; the apply's next entry triggers another attempt. Each time the watch starts
+//! (at start, and again after it breaks) the catalog is loaded once, so nothing changed before
+//! the watch began is missed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,6 @@ const RETRY: Duration = Duration::from_secs(2);
 pub fn spawn(store: CatalogStore, initial: Arc<Catalog>, stop: CancellationToken) -> watch::Receiver<Arc<Catalog>> {
     let (tx, rx) = watch::channel(initial);
     tokio::spawn(async move {
-        let mut first = true;
         while !stop.is_cancelled() {
             let mut changes = match store.changes().await {
                 Ok(c) => c,
@@ -41,11 +41,9 @@ pub fn spawn(store: CatalogStore, initial: Arc<Catalog>, stop: CancellationToken
                     }
                 }
             };
-            // After a broken watch, changes may have been missed: load once.
-            if !first {
-                reload(&store, &tx).await;
-            }
-            first = false;
+            // Changes made before the watch started (since `initial` was loaded, or while a
+            // broken watch was down) are not in it: load once now.
+            reload(&store, &tx).await;
             loop {
                 let next = tokio::select! {
                     _ = stop.cancelled() => return,
