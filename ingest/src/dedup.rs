@@ -32,9 +32,6 @@ const BUCKET: usize = 8;
 const MAX_LOAD_NUM: usize = 9;
 const MAX_LOAD_DEN: usize = 10;
 const MIN_BUCKETS: usize = 16;
-/// Keys whose home buckets [`KeyTable::insert_all`] reads before inserting them: about the
-/// cache misses a core keeps in flight at once.
-const TOUCH_AHEAD: usize = 16;
 
 /// An exact set of 128-bit uniform hashes.
 #[derive(Clone)]
@@ -116,28 +113,6 @@ impl KeyTable {
         let new = self.place(key);
         self.len += usize::from(new);
         new
-    }
-
-    /// Adds `keys` in order after making room for them ([`Self::reserve`]); `fresh[j]` is
-    /// whether `keys[j]` was new. The same as one [`Self::insert`] each, faster for a large
-    /// table: the keys go in groups of `TOUCH_AHEAD`, whose home buckets are all read first.
-    /// Those reads do not depend on each other, so the CPU waits for their cache misses
-    /// together; an insert's own read waits alone, behind the branches on the one before it
-    /// (a table of millions of keys is far larger than the caches, so nearly every new key
-    /// misses).
-    pub fn insert_all(&mut self, keys: &[u128], fresh: &mut Vec<bool>) {
-        self.reserve(keys.len());
-        fresh.reserve(keys.len());
-        for group in keys.chunks(TOUCH_AHEAD) {
-            let mut touched = 0u128;
-            for &k in group {
-                touched ^= self.slots[self.home(k) * BUCKET];
-            }
-            std::hint::black_box(touched);
-            for &k in group {
-                fresh.push(self.insert(k));
-            }
-        }
     }
 
     fn place(&mut self, key: u128) -> bool {
@@ -237,13 +212,6 @@ impl DedupIndex {
     pub fn insert(&mut self, month: PeriodLabel, key: u128) -> bool {
         debug_assert!(!self.unloaded.contains(&month), "month {month} must be loaded before an insert");
         self.months.entry(month).or_default().insert(key)
-    }
-
-    /// Adds keys of `month` in order (see [`KeyTable::insert_all`]); `fresh[j]` is whether
-    /// `keys[j]` was new. The month must be loaded, as for [`Self::contains`].
-    pub fn insert_all(&mut self, month: PeriodLabel, keys: &[u128], fresh: &mut Vec<bool>) {
-        debug_assert!(!self.unloaded.contains(&month), "month {month} must be loaded before an insert");
-        self.months.entry(month).or_default().insert_all(keys, fresh);
     }
 
     /// Makes room for `additional` more keys of `month` (see [`KeyTable::reserve`]).
@@ -389,27 +357,6 @@ mod tests {
         #[allow(clippy::cast_precision_loss, clippy::float_arithmetic)] // a measurement
         let per_key = t.heap_bytes() as f64 / t.len() as f64;
         assert!(per_key <= 24.0, "{per_key} bytes per key");
-    }
-
-    #[test]
-    fn insert_all_is_one_insert_each() {
-        let keys = |range: std::ops::Range<u64>| -> Vec<u128> { range.map(|i| event_key("s", &i.to_string())).collect() };
-        let (mut one_by_one, mut together) = (KeyTable::default(), KeyTable::default());
-        for batch in [keys(0..50_000), keys(25_000..90_000), vec![0, 5, 0, 5], keys(89_990..90_010)] {
-            let mut sorted = batch.clone();
-            sorted.sort_unstable();
-            let mut fresh = Vec::new();
-            together.insert_all(&sorted, &mut fresh);
-            let expected: Vec<bool> = sorted.iter().map(|&k| one_by_one.insert(k)).collect();
-            assert_eq!(fresh, expected);
-            assert_eq!(together.len(), one_by_one.len());
-        }
-        assert_eq!(together.len(), 90_012);
-        let mut month = DedupIndex::default();
-        let mut fresh = Vec::new();
-        month.insert_all(oct(), &[3, 4, 3], &mut fresh);
-        assert_eq!(fresh, [true, true, false]);
-        assert!(month.contains(oct(), 4) && !month.contains(oct(), 5));
     }
 
     #[test]

@@ -603,16 +603,12 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, baton: IndexBat
         let mut order: Vec<(PeriodLabel, u128, u32)> =
             accepted.iter().enumerate().map(|(i, a)| (a.month, a.key, u32::try_from(i).unwrap_or(u32::MAX))).collect();
         order.sort_unstable();
-        let mut is_fresh = vec![false; accepted.len()];
-        let (mut keys, mut fresh) = (Vec::new(), Vec::new());
         for run in order.chunk_by(|a, b| a.0 == b.0) {
-            keys.clear();
-            keys.extend(run.iter().map(|r| r.1));
-            fresh.clear();
-            index.insert_all(run[0].0, &keys, &mut fresh);
-            for (r, f) in run.iter().zip(&fresh) {
-                is_fresh[r.2 as usize] = *f;
-            }
+            index.reserve(run[0].0, run.len());
+        }
+        let mut is_fresh = vec![false; accepted.len()];
+        for (month, key, i) in order {
+            is_fresh[i as usize] = index.insert(month, key);
         }
         is_fresh
     };
