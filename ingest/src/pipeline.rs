@@ -560,9 +560,10 @@ const PARALLEL_DECODE_BYTES: usize = 256 * 1024;
 fn prepare(validator: &Validator, ledger: &Ledger, route: Route, baton: IndexBaton, batch: Batch) -> Result<Prepared> {
     let msgs = &batch.messages;
     let bytes: usize = msgs.iter().map(|m| m.payload.len()).sum();
-    let decode = |range: std::ops::Range<usize>| {
-        let share = batch.events.saturating_mul(range.len()) / msgs.len().max(1);
-        let mut out = (Vec::with_capacity(share + 1), Vec::new(), Vec::new());
+    // `room`: events to reserve for. The first half reserves for the whole batch, so the second
+    // half's events are appended without growing it (a copy of the first half's, and fresh pages).
+    let decode = |range: std::ops::Range<usize>, room: usize| {
+        let mut out = (Vec::with_capacity(room + 1), Vec::new(), Vec::new());
         let mut refused = Vec::new();
         for i in range {
             validator.check_borrowed(&msgs[i].payload, Some(route), &mut out.0, &mut refused, &mut out.2);
@@ -573,9 +574,10 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, baton: IndexBat
     let (accepted, refused, mut rerouted): (Vec<AcceptedRef<'_>>, Vec<(usize, Refused)>, Vec<Rerouted>) =
         if bytes >= PARALLEL_DECODE_BYTES && msgs.len() >= 2 {
             let mid = msgs.len() / 2;
+            let share = batch.events.saturating_mul(msgs.len() - mid) / msgs.len();
             let (a, b) = std::thread::scope(|s| {
-                let h = s.spawn(|| decode(mid..msgs.len()));
-                let a = decode(0..mid);
+                let h = s.spawn(|| decode(mid..msgs.len(), share));
+                let a = decode(0..mid, batch.events);
                 (a, h.join())
             });
             let mut a = a;
@@ -585,7 +587,7 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, baton: IndexBat
             a.2.extend(b.2);
             a
         } else {
-            decode(0..msgs.len())
+            decode(0..msgs.len(), batch.events)
         };
     let events = (accepted.len() + refused.len() + rerouted.len()) as u64;
 

@@ -248,6 +248,17 @@ pub const COLUMN_SCALE: u32 = 9;
 
 /// Converts a decimal to the unscaled `i128` of a `Decimal(38, 9)` column, refusing to round.
 pub fn to_scaled_i128(value: Decimal, what: &'static str) -> Result<i128> {
+    // Ingest runs this once per ledger row. At a scale of at most 9 the result is the mantissa
+    // times a power of ten, computed exactly in i128 (|mantissa| < 2^96, times 10^9 < 2^126);
+    // it is the value `normalize` + `rescale` give, and it is refused exactly when theirs is:
+    // when it does not fit the 96-bit mantissa that `rescale` must reach.
+    if value.scale() <= COLUMN_SCALE {
+        let scaled = value.mantissa() * 10i128.pow(COLUMN_SCALE - value.scale());
+        if scaled.unsigned_abs() < 1u128 << 96 {
+            return Ok(scaled);
+        }
+        return Err(Error::DecimalRange { value: value.to_string(), what });
+    }
     let normalized = value.normalize();
     if normalized.scale() > COLUMN_SCALE {
         return Err(Error::DecimalRange { value: value.to_string(), what });
@@ -285,6 +296,36 @@ pub mod ch_decimal {
 
 #[cfg(test)]
 mod tests {
+    /// [`super::to_scaled_i128`] before its fast path: normalize, then rescale.
+    fn to_scaled_i128_by_rescale(value: Decimal) -> Option<i128> {
+        let normalized = value.normalize();
+        if normalized.scale() > COLUMN_SCALE {
+            return None;
+        }
+        let mut v = normalized;
+        v.rescale(COLUMN_SCALE);
+        (v.scale() == COLUMN_SCALE).then(|| v.mantissa())
+    }
+
+    #[test]
+    fn scaled_i128_is_what_rescaling_gives() {
+        let max = Decimal::MAX.mantissa();
+        let mut mantissas = vec![0i128, 1, 7, 10, 123_456_789, 1_000_000_000, max, max - 1];
+        for k in 0..=28u32 {
+            let p = 10i128.pow(k);
+            // Near the 96-bit bound at every scale, and with trailing zeros for normalize.
+            mantissas.extend([p, p - 1, p + 1, max / p, max / p + 1, max / 7 / p * p]);
+        }
+        for m in mantissas.into_iter().filter(|&m| m <= max) {
+            for scale in 0..=28u32 {
+                for v in [Decimal::from_i128_with_scale(m, scale), Decimal::from_i128_with_scale(-m, scale)] {
+                    let got = to_scaled_i128(v, "test").ok();
+                    assert_eq!(got, to_scaled_i128_by_rescale(v), "{v} (mantissa {m}, scale {scale})");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     fn d(s: &str) -> Decimal {
