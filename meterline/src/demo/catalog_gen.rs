@@ -1,6 +1,7 @@
 //! The demo catalog: five meters, six plan versions in four currencies (USD 2, EUR 2, JPY 0 and
 //! KWD 3 minor units), tax rates for eight jurisdictions, and `n` customers with one
-//! subscription each; a few start or end inside the demo period (prorated fees).
+//! subscription each; a few start or end inside the demo period (prorated fees); exchange rates
+//! to USD for the reporting columns.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use meterline_schemas::catalog::{Alignment, CatalogFile, Customer, Cycle, PlanSp
 use meterline_schemas::meter::{Aggregation, Meter};
 use meterline_schemas::period::PeriodLabel;
 use meterline_schemas::price::Tier;
+use meterline_schemas::tax::FxRate;
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str_exact(s).expect("demo constants are valid decimals")
@@ -231,5 +233,11 @@ pub fn generate(customers: usize, label: PeriodLabel, seed: u64) -> CatalogFile 
             coupons: Vec::new(),
         });
     }
-    CatalogFile { meters, tax_rates, plans, customers: custs, subscriptions: subs, ..Default::default() }
+    // Rates for the invoices' reporting columns (`billing.reporting_currency`, USD by default),
+    // valid from the period's first day; they never change what is billed.
+    let fx_rates = [("EUR", "1.0832"), ("JPY", "0.0066"), ("KWD", "3.2550")]
+        .into_iter()
+        .map(|(from, rate)| FxRate { from: from.into(), to: "USD".into(), rate: d(rate), date: period_start.date_naive() })
+        .collect();
+    CatalogFile { meters, tax_rates, plans, customers: custs, subscriptions: subs, fx_rates, ..Default::default() }
 }
