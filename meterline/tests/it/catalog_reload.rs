@@ -5,36 +5,16 @@ use std::io::BufRead as _;
 use std::time::{Duration, Instant};
 
 use crate::common::{TestEnv, event, ledger_totals};
+use crate::telecom::CATALOG;
 
-const CATALOG: &str = r#"
-meters:
-  - { key: calls, name: Calls, event_type: call.completed, aggregation: SUM, value: duration_secs }
-tax_rates:
-  - { jurisdiction: NONE, name: no tax, rate: "0" }
-rate_tables:
-  - key: intl
-    currency: USD
-    rates:
-      - { prefix: "44", description: United Kingdom, increments: { first: 60, next: 60 },
-          bands: [ { name: any time, from: "00:00", to: "00:00", price_per_minute: "0.05" } ] }
-plans:
-  - key: voice
-    versions:
-      - { version: 1, currency: USD, prices: [ { meter: calls, model: telecom, rate_table: intl } ] }
-customers:
-  - { key: acme, name: Acme, currency: USD, jurisdiction: NONE }
-subscriptions:
-  - { id: sub-acme, customer: acme, plan: voice, plan_version: 1, start: "2026-01-01T00:00:00Z", anchor_day: 1 }
-"#;
-
-/// The same catalog with France in the rate table and a second meter.
+/// The telecom test's catalog with France in the rate table and a second meter.
 fn changed() -> String {
     CATALOG
         .replace(
-            r#"      - { prefix: "44", description: United Kingdom"#,
+            r#"      - prefix: "447""#,
             r#"      - { prefix: "33", description: France, increments: { first: 1, next: 1 },
           bands: [ { name: any time, from: "00:00", to: "00:00", price_per_minute: "0.04" } ] }
-      - { prefix: "44", description: United Kingdom"#,
+      - prefix: "447""#,
         )
         .replace(
             "  - { key: calls, name: Calls,",
@@ -85,7 +65,9 @@ async fn a_running_ingest_applies_catalog_changes_from_the_next_batch() {
     wait_for("one event in the ledger", async || ledger_totals(&env.ledger_path()).distinct_events == 1).await;
 
     // The apply reaches the running ingest; it logs the reload.
-    env.catalog(&changed()).await;
+    let new = changed();
+    assert!(new.contains(r#"prefix: "33""#) && new.contains("key: video"), "{new}");
+    env.catalog(&new).await;
     let t = Instant::now();
     loop {
         let line = lines.recv_timeout(Duration::from_secs(20)).expect("ingest logs the reload within 20 s");

@@ -257,24 +257,29 @@ pub fn event(id: &str, ty: &str, subject: &str, time: &str, data: &str) -> Strin
 
 /// Number of ledger segments under `root`.
 pub fn segment_count(root: &Path) -> usize {
-    fn walk(p: &Path) -> usize {
-        std::fs::read_dir(p)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| {
-                        let path = e.path();
-                        if path.is_dir() {
-                            // Not segments: quarantined files and the close's rated calls.
-                            if path.file_name().is_some_and(|n| n == "quarantine" || n == "rated-calls") { 0 } else { walk(&path) }
-                        } else {
-                            usize::from(path.extension().is_some_and(|x| x == "parquet"))
-                        }
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
+    segment_files(root).len()
+}
+
+/// The ledger segments under `root` (at any depth): `.parquet` files in a `month=` directory,
+/// not quarantined. Other Parquet files (the close's `rated-calls/period=…/`) are not segments.
+fn segment_files(root: &Path) -> Vec<PathBuf> {
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "quarantine") {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|x| x == "parquet")
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("month="))
+            {
+                out.push(path);
+            }
+        }
     }
-    walk(root)
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out
 }
 
 /// What the ledger under `root` holds, read straight from its Parquet files.
@@ -292,20 +297,7 @@ pub struct LedgerTotals {
 
 pub fn ledger_totals(root: &Path) -> LedgerTotals {
     use arrow::array::{Array, Decimal128Array, FixedSizeBinaryArray};
-    fn files(p: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != "quarantine" && n != "rated-calls") {
-                    files(&path, out);
-                }
-            } else if path.extension().is_some_and(|x| x == "parquet") {
-                out.push(path);
-            }
-        }
-    }
-    let mut paths = Vec::new();
-    files(root, &mut paths);
+    let paths = segment_files(root);
     let mut t = LedgerTotals { segments: paths.len(), ..Default::default() };
     let mut keys = std::collections::HashSet::new();
     for p in paths {

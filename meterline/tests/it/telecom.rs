@@ -11,7 +11,7 @@ use meterline_invoicer::writer::{list_invoices, list_lines};
 
 use crate::common::{TestEnv, event};
 
-const CATALOG: &str = r#"
+pub(crate) const CATALOG: &str = r#"
 meters:
   - { key: calls, name: Calls, event_type: call.completed, aggregation: SUM, value: duration_secs }
 tax_rates:
