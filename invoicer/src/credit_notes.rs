@@ -74,11 +74,30 @@ pub async fn issue(billing: &Billing, id_or_number: &str, what: Credit, reason: 
         return Err(Error::CreditNote("--reason is required for a credit note".into()));
     }
     let currency = Currency::from_code(&inv.currency)?;
+    loop {
+        if let Some(issued) = attempt(billing, &inv, &what, reason, now, currency).await? {
+            return Ok(issued);
+        }
+        tracing::info!(invoice = %describe(&inv), "another credit note on this invoice was written meanwhile; issuing again after it");
+    }
+}
+
+/// One attempt of [`issue`] from a fresh read of the invoice's credit notes; `None` when another
+/// credit note took the id this attempt computed (written since that read): try again.
+async fn attempt(
+    billing: &Billing,
+    inv: &InvoiceRow,
+    what: &Credit,
+    reason: &str,
+    now: DateTime<Utc>,
+    currency: Currency,
+) -> Result<Option<Issued>> {
+    let ch = &billing.ch;
     let existing = of_invoice(ch, inv.invoice_id).await?;
     let credited: Decimal = existing.iter().map(|c| c.amount).sum();
     let remaining = inv.total - credited;
     let mut lines = Vec::new();
-    match &what {
+    match what {
         Credit::Amount(a) => {
             if *a <= Decimal::ZERO || a.normalize().scale() > currency.minor_units() {
                 return Err(Error::CreditNote(format!(
@@ -91,12 +110,12 @@ pub async fn issue(billing: &Billing, id_or_number: &str, what: Credit, reason: 
         }
         Credit::Full => lines.push((0, format!("Full credit: {reason}"), remaining)),
         Credit::Lines(ns) => {
-            let stored = invoice_lines(ch, &inv).await?;
+            let stored = invoice_lines(ch, inv).await?;
             for n in ns {
                 let l = stored
                     .iter()
                     .find(|l| l.line_no == *n)
-                    .ok_or_else(|| Error::CreditNote(format!("--line {n}: invoice {} has lines 1 to {}", describe(&inv), stored.len())))?;
+                    .ok_or_else(|| Error::CreditNote(format!("--line {n}: invoice {} has lines 1 to {}", describe(inv), stored.len())))?;
                 if l.amount <= Decimal::ZERO {
                     return Err(Error::CreditNote(format!(
                         "--line {n}: line {:?} has amount {}, nothing to credit",
@@ -109,13 +128,13 @@ pub async fn issue(billing: &Billing, id_or_number: &str, what: Credit, reason: 
     }
     let amount: Decimal = lines.iter().map(|l| l.2).sum();
     if amount <= Decimal::ZERO {
-        return Err(Error::CreditNote(format!("invoice {} has nothing left to credit", describe(&inv))));
+        return Err(Error::CreditNote(format!("invoice {} has nothing left to credit", describe(inv))));
     }
     if amount > remaining {
         return Err(Error::CreditNote(format!(
             "credit note of {} {cur} exceeds what is left to credit on invoice {}: total {} {cur}, already credited {} {cur}, remaining {} {cur}",
             currency.format(amount),
-            describe(&inv),
+            describe(inv),
             currency.format(inv.total),
             currency.format(credited),
             currency.format(remaining),
@@ -143,12 +162,23 @@ pub async fn issue(billing: &Billing, id_or_number: &str, what: Credit, reason: 
         // Reservations of this invoice's credit notes already written are finished.
         snap.counter.pending.retain(|p, _| !existing.iter().any(|c| c.credit_note_id == *p));
         let r = match snap.counter.claim(id, content, secs(now)) {
+            // Unless this request held it already (a retry), a note with this id may have been
+            // written and its claim released since `existing` was read: a stale id would
+            // overwrite that note. A note written before this counter read is visible now (notes
+            // are stored before their claim is released); one written after changes the counter,
+            // and the compare-and-set below fails.
+            Claim::Held(_)
+                if before.pending.get(&id).is_none_or(|p| p.content != Some(content))
+                    && of_invoice(ch, inv.invoice_id).await?.iter().any(|c| c.credit_note_id == id) =>
+            {
+                return Ok(None);
+            }
             Claim::Held(r) => r,
             Claim::Busy(r) => {
                 return Err(Error::CreditNote(format!(
                     "another credit note on invoice {} is being issued right now (number {} reserved at {}); nothing was issued: \
                      check `invoices history` and try again in a minute if still needed",
-                    describe(&inv),
+                    describe(inv),
                     series.number(r),
                     DateTime::from_timestamp(i64::from(r.at), 0).map_or_else(|| r.at.to_string(), |t| t.to_rfc3339()),
                 )));
@@ -159,10 +189,10 @@ pub async fn issue(billing: &Billing, id_or_number: &str, what: Credit, reason: 
         }
     };
     let lines = lines.into_iter().map(|(n, description, amount)| (n, description, amount, "{}".to_owned())).collect();
-    let (note, lines) = rows(billing, &inv, id, reservation, amount, reason, lines);
+    let (note, lines) = rows(billing, inv, id, reservation, amount, reason, lines);
     let remaining = remaining - amount;
-    write(billing, &inv, &note, &lines, remaining, "cli").await?;
-    Ok(Issued { note, lines, remaining })
+    write(billing, inv, &note, &lines, remaining, "cli").await?;
+    Ok(Some(Issued { note, lines, remaining }))
 }
 
 fn secs(t: DateTime<Utc>) -> u32 {
