@@ -626,7 +626,7 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, baton: IndexBat
             accepted.iter().enumerate().map(|(i, a)| (a.month, a.key, u32::try_from(i).unwrap_or(u32::MAX))).collect();
         order.sort_unstable();
         for run in order.chunk_by(|a, b| a.0 == b.0) {
-            index.reserve(run[0].0, run.len());
+            index.reserve_for(run[0].0, run.iter().map(|x| x.1));
         }
         let mut is_fresh = vec![false; accepted.len()];
         for (month, key, i) in order {

@@ -361,7 +361,7 @@ impl LedgerEvent for AcceptedRef<'_> {
     }
     fn attributes(&self) -> (&str, &str, &str, DateTime<Utc>, &str) {
         let e = &self.event;
-        (&e.id, &e.source, &e.subject, e.time, e.data.get())
+        (&e.id, &e.source, &e.subject, e.time, e.data.as_ref())
     }
     fn meters(&self) -> usize {
         self.values.len()

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use meterline_schemas::catalog::Catalog;
 use meterline_schemas::event::{
-    EventError, EventRef, UsageEvent, decode_event_ref, decode_message, decode_message_fast, is_batch, split_batch,
+    EventError, EventRef, UsageEvent, decode_event_ref, decode_message, decode_text_typed, is_batch, scan_each, split_batch,
 };
 use meterline_schemas::ledger::event_key;
 use meterline_schemas::meter::{Meter, MeterValue};
@@ -186,7 +186,7 @@ impl CallChecks {
         let t = event.time;
         for (_, _, _, table) in prices.iter().filter(|(start, end, m, _)| *m == meter.key && *start <= t && end.is_none_or(|e| t < e)) {
             let duration = value.value.unwrap_or_default();
-            let call = parse_call(&event.id, t, duration, event.data.get()).map_err(|e| {
+            let call = parse_call(&event.id, t, duration, &event.data).map_err(|e| {
                 EventError::new(
                     e.event_field(meter.value.as_deref().unwrap_or_default()),
                     e.value,
@@ -214,9 +214,12 @@ fn call_error(call: &CallRecord, table: &str, event: &EventRef<'_>, e: TelecomEr
             let field = if call.start == event.time { "time" } else { "data.answered_at" };
             EventError::new(field, format!("{:?}", call.start.to_rfc3339()), format!("cannot be rated with rate table {table}: {e}"))
         }
-        other => EventError::new("data", event.data.get(), format!("cannot be rated with rate table {table}: {other}")),
+        other => EventError::new("data", event.data.as_ref(), format!("cannot be rated with rate table {table}: {other}")),
     }
 }
+
+/// Where [`Validator::check_borrowed`] puts events: accepted, refused, rerouted.
+type Out<'v, 'a> = (&'v mut Vec<AcceptedRef<'a>>, &'v mut Vec<Refused>, &'v mut Vec<Rerouted>);
 
 /// Meters indexed by event type.
 #[derive(Debug, Default)]
@@ -267,10 +270,11 @@ impl Validator {
 
     /// Like [`Self::check_routed`], borrowing from `body`: the ingest hot path.
     ///
-    /// The body is decoded in one typed pass ([`decode_message_fast`]); the events' own JSON
-    /// texts are looked up only when one is refused or rerouted. A body that one pass cannot
-    /// decode (not JSON, an event of the wrong shape) takes the event-by-event path
-    /// ([`decode_message`]), which refuses only the bad events, with the same errors.
+    /// The body is decoded in one pass, by the scanner ([`scan_each`]) or, when it declines,
+    /// serde's typed pass ([`decode_text_typed`]); the events' own JSON texts are looked up only
+    /// when one is refused or rerouted. A body that one pass cannot decode (not JSON, an event
+    /// of the wrong shape) takes the event-by-event path ([`decode_message`]), which refuses
+    /// only the bad events, with the same errors.
     pub fn check_borrowed<'a>(
         &'a self,
         body: &'a [u8],
@@ -279,43 +283,58 @@ impl Validator {
         refused: &mut Vec<Refused>,
         rerouted: &mut Vec<Rerouted>,
     ) {
-        let mut place = |index: usize, result: Result<EventRef<'a>, EventError>, raw: &mut dyn FnMut() -> String| match result
-            .and_then(|e| self.check_event(e))
-        {
-            Ok(a) => match route {
-                Some(r) if r.partitions > 1 => {
-                    if customer_partition(&a.event.subject, r.partitions) == r.partition {
-                        accepted.push(a);
-                    } else {
-                        rerouted.push(Rerouted { raw: raw(), token: customer_token(&a.event.subject), key: a.key });
-                    }
-                }
-                _ => accepted.push(a),
-            },
-            Err(error) => refused.push(Refused { raw: raw(), index, error }),
-        };
-        let Some(decoded) = decode_message_fast(body) else {
-            // Event by event: the bad ones are refused with their own error, the good ones
-            // decoded again, borrowed (a rare path: only bodies with a malformed event).
-            for (index, d) in decode_message(body).into_iter().enumerate() {
-                let result = d.result.and_then(|_| decode_event_ref(d.raw));
-                place(index, result, &mut || d.raw.to_owned());
-            }
-            return;
-        };
-        // The events' JSON texts, found on the first refusal or reroute (the body is UTF-8: it
-        // was decoded).
-        let text = std::str::from_utf8(body).unwrap_or_default();
-        let batch = is_batch(text);
+        // The events' JSON texts, found on the first refusal or reroute.
+        let text = std::str::from_utf8(body).ok();
         let mut raws: Option<Vec<&str>> = None;
-        for (index, result) in decoded.into_iter().enumerate() {
-            place(index, result, &mut || {
-                if !batch {
-                    return text.to_owned();
+        let mut raw_of = |index: usize| -> String {
+            let Some(text) = text else { return String::new() };
+            if !is_batch(text) {
+                return text.to_owned();
+            }
+            let raws = raws.get_or_insert_with(|| split_batch(text).unwrap_or_default());
+            raws.get(index).copied().unwrap_or(text).to_owned()
+        };
+        let place = |index: usize, result: Result<EventRef<'a>, EventError>, raw: &mut dyn FnMut(usize) -> String, out: &mut Out<'_, 'a>| {
+            match result.and_then(|e| self.check_event(e)) {
+                Ok(a) => match route {
+                    Some(r) if r.partitions > 1 => {
+                        if customer_partition(&a.event.subject, r.partitions) == r.partition {
+                            out.0.push(a);
+                        } else {
+                            out.2.push(Rerouted { raw: raw(index), token: customer_token(&a.event.subject), key: a.key });
+                        }
+                    }
+                    _ => out.0.push(a),
+                },
+                Err(error) => out.1.push(Refused { raw: raw(index), index, error }),
+            }
+        };
+        let out = &mut (accepted, refused, rerouted);
+        if let Some(text) = text {
+            let before = (out.0.len(), out.1.len(), out.2.len());
+            let mut index = 0;
+            if scan_each(text, |e| {
+                place(index, e, &mut raw_of, out);
+                index += 1;
+            }) {
+                return;
+            }
+            // Declined part-way: drop what the scanner placed, and decode with serde.
+            out.0.truncate(before.0);
+            out.1.truncate(before.1);
+            out.2.truncate(before.2);
+            if let Some(decoded) = decode_text_typed(text) {
+                for (index, result) in decoded.into_iter().enumerate() {
+                    place(index, result, &mut raw_of, out);
                 }
-                let raws = raws.get_or_insert_with(|| split_batch(text).unwrap_or_default());
-                raws.get(index).copied().unwrap_or(text).to_owned()
-            });
+                return;
+            }
+        }
+        // Event by event: the bad ones are refused with their own error, the good ones decoded
+        // again, borrowed (a rare path: only bodies with a malformed event).
+        for (index, d) in decode_message(body).into_iter().enumerate() {
+            let result = d.result.and_then(|_| decode_event_ref(d.raw));
+            place(index, result, &mut |_| d.raw.to_owned(), out);
         }
     }
 
@@ -326,7 +345,7 @@ impl Validator {
             .ok_or_else(|| EventError::new("type", format!("{:?}", event.event_type), "matches no meter in the catalog"))?;
         let mut values = Vec::with_capacity(meters.len());
         for m in meters {
-            values.push((Cow::Borrowed(m.key.as_str()), m.extract(&event.data)?));
+            values.push((Cow::Borrowed(m.key.as_str()), m.extract_json(&event.data)?));
         }
         check_time(event.time)?;
         if !self.calls.is_empty() {

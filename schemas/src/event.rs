@@ -98,7 +98,17 @@ struct Wire<'a> {
     #[serde(borrow)]
     datacontenttype: Option<Attr<'a>>,
     #[serde(borrow)]
-    data: Option<&'a RawValue>,
+    data: Option<Data<'a>>,
+}
+
+/// The text of a JSON value, checked by the decoder that found it (serde's `&RawValue`, or the
+/// scanner's strict subset of JSON).
+struct Data<'a>(&'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(|raw| Data(raw.get()))
+    }
 }
 
 /// A string attribute, borrowed when the JSON string has no escapes; anything but a string is
@@ -176,8 +186,8 @@ pub struct EventRef<'a> {
     pub subject: Cow<'a, str>,
     /// See [`UsageEvent::time`].
     pub time: DateTime<Utc>,
-    /// The `data` object as raw JSON text.
-    pub data: Cow<'a, RawValue>,
+    /// The `data` object's JSON text (valid JSON: decoding checked it).
+    pub data: Cow<'a, str>,
 }
 
 impl EventRef<'_> {
@@ -189,10 +199,8 @@ impl EventRef<'_> {
             event_type: self.event_type.into_owned(),
             subject: self.subject.into_owned(),
             time: self.time,
-            data: match self.data {
-                Cow::Borrowed(raw) => raw.to_owned(),
-                Cow::Owned(raw) => raw,
-            },
+            // Checked when decoded, so this cannot fail.
+            data: RawValue::from_string(self.data.into_owned()).expect("decoding checked the data object's JSON"),
         }
     }
 }
@@ -206,7 +214,7 @@ impl UsageEvent {
             event_type: Cow::Borrowed(&self.event_type),
             subject: Cow::Borrowed(&self.subject),
             time: self.time,
-            data: Cow::Borrowed(&self.data),
+            data: Cow::Borrowed(self.data.get()),
         }
     }
 }
@@ -218,14 +226,27 @@ impl UsageEvent {
 /// [`decode_message`], which isolates the bad event and names it with the same error as always.
 /// When `Some`, entry *i* is what [`decode_event`] gives for the *i*-th event (the attribute
 /// checks are the same function), without its raw text: [`split_batch`] finds that when needed.
-///
-/// Bodies of the common shape are read by a `memchr` scanner (`scan`) rather than serde; it
-/// declines anything it cannot decode exactly as serde would, and serde then reads the body.
 pub fn decode_message_fast(body: &[u8]) -> Option<Vec<Result<EventRef<'_>, EventError>>> {
     let text = std::str::from_utf8(body).ok()?;
-    if let Some(wires) = scan::message(text) {
-        return Some(wires.into_iter().map(check_wire).collect());
+    let mut events = Vec::new();
+    if scan_each(text, |e| events.push(e)) {
+        return Some(events);
     }
+    decode_text_typed(text)
+}
+
+/// The scanner of [`decode_message_fast`] alone, on a body known to be UTF-8: hands each event
+/// to `each` in order instead of collecting them (the ingest hot path).
+///
+/// Returns `false` when the scanner declines the body. `each` may then have been called for some
+/// of its events already: the caller discards those and decodes the body with
+/// [`decode_text_typed`] (or event by event).
+pub fn scan_each<'a>(text: &'a str, mut each: impl FnMut(Result<EventRef<'a>, EventError>)) -> bool {
+    scan::message(text, |w| each(check_wire(w))).is_some()
+}
+
+/// serde's typed pass of [`decode_message_fast`], on a body known to be UTF-8.
+pub fn decode_text_typed(text: &str) -> Option<Vec<Result<EventRef<'_>, EventError>>> {
     if is_batch(text) {
         let wires: Vec<Wire<'_>> = serde_json::from_str(text).ok()?;
         Some(wires.into_iter().map(check_wire).collect())
@@ -235,120 +256,23 @@ pub fn decode_message_fast(body: &[u8]) -> Option<Vec<Result<EventRef<'_>, Event
     }
 }
 
-/// A scanner for the common shape of event bodies, beside serde: [`decode_message_fast`] tries
-/// it first and takes serde's typed pass whenever it declines.
+/// A scanner for the common shape of event bodies, beside serde: [`decode_message_fast`] tries it
+/// first and takes serde's typed pass whenever it declines.
 ///
 /// It accepts only what it can decode to exactly the [`Wire`] serde would give: an object (or an
 /// array of objects) whose known attributes are strings without escapes or control characters,
-/// each at most once, whose `data` is an object, whose other members are valid JSON values, with
-/// JSON whitespace only and nothing after the body. Anything else (an escape, a `null`, a number
-/// where a string belongs, a duplicate attribute, a syntax error) makes it return `None`, and
-/// serde then decodes the whole body, with its errors, as before. `data` and unknown members are
-/// found by matching brackets outside strings and then checked by serde itself (`&RawValue`,
-/// `IgnoredAny`), so their text is exactly the text serde would borrow. Strings are found with
-/// `memchr` (SIMD) instead of serde's byte-at-a-time scan: this is most of a body's bytes.
+/// each at most once, whose `data` is an object, whose other members are JSON values, with JSON
+/// whitespace only and nothing after the body. `data` and unknown members are checked by a
+/// strict subset of JSON's grammar (object keys without escapes, string escapes as serde checks
+/// them, at most 64 levels), so any text it accepts, serde accepts too, as the same text.
+/// Anything else (a `null`, a number where a string belongs, a duplicate attribute, a syntax
+/// error) makes it decline, and serde then decodes the whole body, with its errors, as before.
+/// Strings are scanned eight bytes at a time.
 mod scan {
-    use serde::de::IgnoredAny;
-    use serde_json::value::RawValue;
-
-    use super::{Attr, Wire};
-
-    /// Nesting allowed inside `data` or an unknown member: well below serde_json's limit of 128
-    /// for the whole body, so nothing accepted here would exceed it there.
-    const MAX_DEPTH: usize = 64;
-
-    struct Cursor<'a> {
-        s: &'a str,
-        b: &'a [u8],
-        i: usize,
-    }
+    use super::{Attr, Data, Wire};
+    use crate::json::Cursor;
 
     impl<'a> Cursor<'a> {
-        fn ws(&mut self) {
-            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
-                self.i += 1;
-            }
-        }
-
-        fn peek(&self) -> Option<u8> {
-            self.b.get(self.i).copied()
-        }
-
-        fn eat(&mut self, c: u8) -> Option<()> {
-            (self.peek()? == c).then(|| self.i += 1)
-        }
-
-        /// A string with no escape and no control character: its content, borrowed.
-        fn plain_string(&mut self) -> Option<&'a str> {
-            self.eat(b'"')?;
-            let start = self.i;
-            let end = start + memchr::memchr2(b'"', b'\\', self.b.get(start..)?)?;
-            if self.b[end] != b'"' || self.b[start..end].iter().any(|&c| c < 0x20) {
-                return None;
-            }
-            self.i = end + 1;
-            // `"` is ASCII, so both ends are character boundaries.
-            self.s.get(start..end)
-        }
-
-        /// Past a string, escapes included (not checked: serde checks the text found).
-        fn skip_string(&mut self) -> Option<()> {
-            self.eat(b'"')?;
-            loop {
-                self.i += memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
-                if self.b[self.i] == b'\\' {
-                    self.i += 2;
-                } else {
-                    self.i += 1;
-                    return Some(());
-                }
-            }
-        }
-
-        /// The text of the value starting here, found by matching brackets outside strings; for
-        /// valid JSON it is exactly the value (serde validates it afterwards).
-        fn value_text(&mut self) -> Option<&'a str> {
-            let start = self.i;
-            match self.peek()? {
-                b'{' | b'[' => {
-                    let mut depth = 0usize;
-                    loop {
-                        match self.peek()? {
-                            b'"' => {
-                                self.skip_string()?;
-                                continue;
-                            }
-                            b'{' | b'[' => {
-                                depth += 1;
-                                if depth > MAX_DEPTH {
-                                    return None;
-                                }
-                            }
-                            b'}' | b']' => {
-                                depth -= 1;
-                                if depth == 0 {
-                                    self.i += 1;
-                                    break;
-                                }
-                            }
-                            _ => {}
-                        }
-                        self.i += 1;
-                    }
-                }
-                b'"' => self.skip_string()?,
-                _ => {
-                    while let Some(c) = self.peek() {
-                        if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
-                            break;
-                        }
-                        self.i += 1;
-                    }
-                }
-            }
-            self.s.get(start..self.i)
-        }
-
         fn attr(&mut self, slot: &mut Option<Attr<'a>>) -> Option<()> {
             if slot.is_some() {
                 return None;
@@ -382,11 +306,9 @@ mod scan {
                         if w.data.is_some() || self.peek()? != b'{' {
                             return None;
                         }
-                        w.data = Some(serde_json::from_str::<&RawValue>(self.value_text()?).ok()?);
+                        w.data = Some(Data(self.value_text()?));
                     }
-                    _ => {
-                        serde_json::from_str::<IgnoredAny>(self.value_text()?).ok()?;
-                    }
+                    _ => self.value(0)?,
                 }
                 self.ws();
                 match self.peek()? {
@@ -404,18 +326,17 @@ mod scan {
         }
     }
 
-    /// The wire form of each event of a body (one object, or an array of objects), or `None`
-    /// for serde to decode it.
-    pub(super) fn message(text: &str) -> Option<Vec<Wire<'_>>> {
+    /// Calls `each` with the wire form of each event of a body (one object, or an array of
+    /// objects) in order, or returns `None` (having called it for a prefix of them) for serde to
+    /// decode the body.
+    pub(super) fn message<'a>(text: &'a str, mut each: impl FnMut(Wire<'a>)) -> Option<()> {
         let mut c = Cursor { s: text, b: text.as_bytes(), i: 0 };
         c.ws();
-        let wires = if c.eat(b'[').is_some() {
-            // Events of ~200 bytes: one allocation for typical batches.
-            let mut wires = Vec::with_capacity(text.len() / 128 + 1);
+        if c.eat(b'[').is_some() {
             c.ws();
             if c.eat(b']').is_none() {
                 loop {
-                    wires.push(c.event()?);
+                    each(c.event()?);
                     c.ws();
                     match c.peek()? {
                         b',' => {
@@ -430,12 +351,19 @@ mod scan {
                     }
                 }
             }
-            wires
         } else {
-            vec![c.event()?]
-        };
+            each(c.event()?);
+        }
         c.ws();
-        (c.i == c.b.len()).then_some(wires)
+        (c.i == c.b.len()).then_some(())
+    }
+
+    /// Every event's wire form, or `None` (see [`message`]).
+    #[cfg(test)]
+    pub(super) fn wires(text: &str) -> Option<Vec<Wire<'_>>> {
+        let mut wires = Vec::new();
+        message(text, |w| wires.push(w))?;
+        Some(wires)
     }
 }
 
@@ -473,8 +401,8 @@ fn check_wire<'a>(wire: Wire<'a>) -> Result<EventRef<'a>, EventError> {
         return Err(EventError::new("datacontenttype", quoted(ct), "must be application/json"));
     }
     let data = match wire.data {
-        Some(raw) if raw.get().trim_start().starts_with('{') => Cow::Borrowed(raw),
-        Some(raw) => return Err(EventError::new("data", raw.get(), "must be a JSON object")),
+        Some(Data(raw)) if raw.trim_start().starts_with('{') => Cow::Borrowed(raw),
+        Some(Data(raw)) => return Err(EventError::new("data", raw, "must be a JSON object")),
         None => return Err(EventError::missing("data")),
     };
     Ok(EventRef { id, source, event_type, subject, time, data })
@@ -648,7 +576,7 @@ mod tests {
 
     /// Whatever the scanner accepts, serde's typed pass decodes to the same events and errors.
     fn scanner_agrees(body: &str, accepted: bool) {
-        let scanned = scan::message(body);
+        let scanned = scan::wires(body);
         assert_eq!(scanned.is_some(), accepted, "scanner on {body}");
         let Some(scanned) = scanned else { return };
         let typed: Vec<Wire<'_>> = if is_batch(body) {
@@ -658,12 +586,12 @@ mod tests {
         };
         assert_eq!(scanned.len(), typed.len());
         for (a, b) in scanned.into_iter().zip(typed) {
-            let raw = |w: &Wire<'_>| w.data.map(|d| d.get().to_owned());
+            let raw = |w: &Wire<'_>| w.data.as_ref().map(|d| d.0.to_owned());
             assert_eq!(raw(&a), raw(&b), "{body}");
             match (check_wire(a), check_wire(b)) {
                 (Ok(a), Ok(b)) => assert_eq!(
-                    (&a.id, &a.source, &a.event_type, &a.subject, a.time, a.data.get()),
-                    (&b.id, &b.source, &b.event_type, &b.subject, b.time, b.data.get())
+                    (&a.id, &a.source, &a.event_type, &a.subject, a.time, &a.data),
+                    (&b.id, &b.source, &b.event_type, &b.subject, b.time, &b.data)
                 ),
                 (Err(a), Err(b)) => assert_eq!(a, b),
                 (a, b) => panic!("{body}: scanned {a:?} vs serde {b:?}"),
@@ -711,10 +639,58 @@ mod tests {
             GOOD[..40].to_owned(),
         ];
         for body in declined {
-            assert!(scan::message(&body).is_none(), "scanner should decline {body}");
+            assert!(scan::wires(&body).is_none(), "scanner should decline {body}");
         }
         let deep = GOOD.replace(r#"{"tokens":12}"#, &format!("{{\"a\":{}1{}}}", "[".repeat(70), "]".repeat(70)));
         scanner_agrees(&deep, false);
+    }
+
+    /// A small deterministic generator (xorshift), for the randomized agreement test.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn whatever_the_scanner_accepts_serde_decodes_the_same() {
+        // Bodies near the common shape, mutated at random with JSON's significant characters:
+        // every body the scanner accepts must be one serde decodes to the same events (the
+        // scanner may decline more than serde refuses, never less).
+        let data = r#"{"tokens":12,"model":"m\u00e9","n":[1,-0.5e3,{"x":null}],"t":true,"s":"a\"b\\c"}"#;
+        let event = GOOD.replace(r#"{"tokens":12}"#, data).replace(r#""source":"api","#, r#""source":"api","ext":[false,"x"],"#);
+        let seeds = [event.clone(), format!("[{event},{}]", event.replace("e1", "e2")), format!(" [ {GOOD} ] ")];
+        let alphabet: Vec<char> = "{}[]\",:\\/ \t\n0123456789-+.eEtrufalsnbu\u{e9}\u{1}x".chars().collect();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut accepted, mut declined) = (0, 0);
+        for round in 0..20_000 {
+            let mut body: Vec<char> = seeds[round % seeds.len()].chars().collect();
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(body.len());
+                let c = alphabet[rng.below(alphabet.len())];
+                match rng.below(3) {
+                    0 => body[at] = c,
+                    1 => body.insert(at, c),
+                    _ => {
+                        body.remove(at);
+                    }
+                }
+            }
+            let body: String = body.into_iter().collect();
+            match scan::wires(&body) {
+                Some(_) => {
+                    accepted += 1;
+                    scanner_agrees(&body, true);
+                }
+                None => declined += 1,
+            }
+        }
+        // Both outcomes are exercised.
+        assert!(accepted > 1_000 && declined > 1_000, "accepted {accepted}, declined {declined}");
     }
 
     #[test]

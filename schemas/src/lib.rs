@@ -32,6 +32,7 @@ pub mod error;
 pub mod event;
 pub mod failpoint;
 pub mod invoice;
+mod json;
 pub mod ledger;
 pub mod meter;
 pub mod money;

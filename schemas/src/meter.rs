@@ -92,6 +92,12 @@ pub struct MeterValue {
 impl Meter {
     /// Reads this meter's value and group key out of an event's `data` object.
     pub fn extract(&self, data: &RawValue) -> Result<MeterValue, EventError> {
+        self.extract_json(data.get())
+    }
+
+    /// Like [`Self::extract`], from the `data` object's JSON text (valid JSON, as decoding
+    /// leaves it: [`crate::event::EventRef::data`]).
+    pub fn extract_json(&self, data: &str) -> Result<MeterValue, EventError> {
         let mut out = MeterValue { value: None, unique: None, group_key: String::new() };
         // The value path and every group-by path are looked up in one pass over `data` (this runs
         // once per event and meter): the first segment of each, nested paths continuing from
@@ -99,7 +105,7 @@ impl Meter {
         let value_path = self.aggregation.needs_value().then(|| self.value.as_deref().unwrap_or_default());
         let paths = || value_path.into_iter().chain(self.group_by.values().map(String::as_str));
         let n = paths().count();
-        let mut found: [Option<&RawValue>; MAX_PATHS_AT_ONCE] = [None; MAX_PATHS_AT_ONCE];
+        let mut found: [Option<&str>; MAX_PATHS_AT_ONCE] = [None; MAX_PATHS_AT_ONCE];
         if n <= MAX_PATHS_AT_ONCE {
             let mut heads = [""; MAX_PATHS_AT_ONCE];
             for (head, path) in heads.iter_mut().zip(paths()) {
@@ -108,17 +114,17 @@ impl Meter {
             object_get_many(data, &heads[..n], &mut found[..n]);
             for (slot, path) in found.iter_mut().zip(paths()) {
                 if let Some(rest) = split_path(path).1 {
-                    *slot = slot.and_then(|v| rest.split('.').try_fold(v, object_get));
+                    *slot = slot.and_then(|v| rest.split('.').try_fold(v, object_get_text));
                 }
             }
         }
         let mut found = found.into_iter().take(n);
-        let mut next = |path: &str| if n <= MAX_PATHS_AT_ONCE { found.next().flatten() } else { lookup(data, path) };
+        let mut next = |path: &str| if n <= MAX_PATHS_AT_ONCE { found.next().flatten() } else { lookup_text(data, path) };
         if let Some(path) = value_path {
             // The field name is built only for an error (this runs once per event and meter).
             let field = || format!("data.{path}");
             let raw = next(path).ok_or_else(|| EventError::new(field(), MISSING, format!("is required by meter {}", self.key)))?;
-            let text = raw.get();
+            let text = raw;
             if self.aggregation.numeric() {
                 // Numbers are read from their JSON text (never through f64); numeric strings too
                 // (a string with escapes is not a number: it stays quoted and fails to parse).
@@ -184,7 +190,10 @@ fn split_path(path: &str) -> (&str, Option<&str>) {
 /// The raw values of several members of a JSON object, found in one pass: `found[i]` is what
 /// [`object_get`] gives for `names[i]` (last occurrence winning; all `None` if `object` is not a
 /// valid JSON object). At most [`MAX_PATHS_AT_ONCE`] names.
-fn object_get_many<'a>(object: &'a RawValue, names: &[&str], found: &mut [Option<&'a RawValue>]) {
+fn object_get_many<'a>(object: &'a str, names: &[&str], found: &mut [Option<&'a str>]) {
+    if crate::json::members(object, names, found).is_some() {
+        return;
+    }
     use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
     struct Find<'k, 'f, 'a>(&'k [&'k str], &'f mut [Option<&'a RawValue>]);
     impl<'de> Visitor<'de> for Find<'_, '_, 'de> {
@@ -210,9 +219,11 @@ fn object_get_many<'a>(object: &'a RawValue, names: &[&str], found: &mut [Option
     }
     let mut local = [None; MAX_PATHS_AT_ONCE];
     let local = &mut local[..found.len()];
-    let mut de = serde_json::Deserializer::from_str(object.get());
+    let mut de = serde_json::Deserializer::from_str(object);
     if de.deserialize_map(Find(names, local)).is_ok() {
-        found.copy_from_slice(local);
+        for (slot, raw) in found.iter_mut().zip(local.iter()) {
+            *slot = raw.map(RawValue::get);
+        }
     }
 }
 
@@ -252,11 +263,24 @@ fn object_get<'a>(object: &'a RawValue, key: &str) -> Option<&'a RawValue> {
     de.deserialize_map(Find(key)).ok().flatten()
 }
 
+/// [`lookup`] on the JSON text of an object.
+fn lookup_text<'a>(data: &'a str, path: &str) -> Option<&'a str> {
+    let path = path.strip_prefix("$.").unwrap_or(path);
+    path.split('.').try_fold(data, object_get_text)
+}
+
+/// [`object_get`] on the JSON text of an object.
+fn object_get_text<'a>(object: &'a str, key: &str) -> Option<&'a str> {
+    let mut found = [None];
+    object_get_many(object, &[key], &mut found);
+    found[0]
+}
+
 /// The text of a JSON scalar: strings unquoted, numbers and booleans as written; `None` otherwise.
 /// Borrowed unless the string has escapes.
-fn scalar_text(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
+fn scalar_text(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     use std::borrow::Cow;
-    let t = raw.get().trim();
+    let t = raw.trim();
     if t.starts_with('"') {
         // `&str` borrows and fails only on escapes; then the decoded copy.
         match serde_json::from_str::<&str>(t) {
@@ -328,13 +352,14 @@ mod tests {
             for n in 1..=paths.len() {
                 let names: Vec<&str> = paths[..n].iter().map(|p| split_path(p).0).collect();
                 let mut found = vec![None; n];
-                object_get_many(&data, &names, &mut found);
+                object_get_many(data.get(), &names, &mut found);
                 for (i, p) in paths[..n].iter().enumerate() {
                     let one_pass = found[i].and_then(|v| match split_path(p).1 {
-                        Some(rest) => rest.split('.').try_fold(v, object_get),
+                        Some(rest) => rest.split('.').try_fold(v, object_get_text),
                         None => Some(v),
                     });
-                    assert_eq!(one_pass.map(RawValue::get), lookup(&data, p).map(RawValue::get), "{body} {p}");
+                    assert_eq!(one_pass, lookup(&data, p).map(RawValue::get), "{body} {p}");
+                    assert_eq!(lookup_text(data.get(), p), lookup(&data, p).map(RawValue::get), "{body} {p}");
                 }
             }
         }
