@@ -294,21 +294,22 @@ impl Validator {
             let raws = raws.get_or_insert_with(|| split_batch(text).unwrap_or_default());
             raws.get(index).copied().unwrap_or(text).to_owned()
         };
-        let place = |index: usize, result: Result<EventRef<'a>, EventError>, raw: &mut dyn FnMut(usize) -> String, out: &mut Out<'_, 'a>| {
-            match result.and_then(|e| self.check_event(e)) {
-                Ok(a) => match route {
-                    Some(r) if r.partitions > 1 => {
-                        if customer_partition(&a.event.subject, r.partitions) == r.partition {
-                            out.0.push(a);
-                        } else {
-                            out.2.push(Rerouted { raw: raw(index), token: customer_token(&a.event.subject), key: a.key });
+        let place =
+            |index: usize, result: Result<EventRef<'a>, EventError>, raw: &mut dyn FnMut(usize) -> String, out: &mut Out<'_, 'a>| {
+                match result.and_then(|e| self.check_event(e)) {
+                    Ok(a) => match route {
+                        Some(r) if r.partitions > 1 => {
+                            if customer_partition(&a.event.subject, r.partitions) == r.partition {
+                                out.0.push(a);
+                            } else {
+                                out.2.push(Rerouted { raw: raw(index), token: customer_token(&a.event.subject), key: a.key });
+                            }
                         }
-                    }
-                    _ => out.0.push(a),
-                },
-                Err(error) => out.1.push(Refused { raw: raw(index), index, error }),
-            }
-        };
+                        _ => out.0.push(a),
+                    },
+                    Err(error) => out.1.push(Refused { raw: raw(index), index, error }),
+                }
+            };
         let out = &mut (accepted, refused, rerouted);
         if let Some(text) = text {
             let before = (out.0.len(), out.1.len(), out.2.len());

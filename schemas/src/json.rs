@@ -86,19 +86,17 @@ impl<'a> Cursor<'a> {
                     self.i += 1;
                     return Some(());
                 }
-                b'\\' => {
-                    match self.b.get(self.i + 1)? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
-                        b'u' => {
-                            let hex = self.b.get(self.i + 2..self.i + 6)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return None;
-                            }
-                            self.i += 6;
+                b'\\' => match self.b.get(self.i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
+                    b'u' => {
+                        let hex = self.b.get(self.i + 2..self.i + 6)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
                         }
-                        _ => return None,
+                        self.i += 6;
                     }
-                }
+                    _ => return None,
+                },
                 _ => return None,
             }
         }
@@ -213,7 +211,6 @@ impl<'a> Cursor<'a> {
         self.value(0)?;
         self.s.get(start..self.i)
     }
-
 }
 
 /// The values of several members of a JSON object, read in one pass: `found[i]` is the text of
