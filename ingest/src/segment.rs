@@ -32,7 +32,7 @@ use crate::config::LedgerConfig;
 use crate::dedup::{DedupIndex, KeyTable};
 use crate::error::{Error, Result};
 use crate::validate::{Accepted, AcceptedRef};
-use meterline_schemas::meter::MeterValue;
+use rust_decimal::Decimal;
 
 /// The ledger store.
 #[derive(Debug, Clone)]
@@ -329,8 +329,10 @@ pub trait LedgerEvent: Sync {
     fn attributes(&self) -> (&str, &str, &str, DateTime<Utc>, &str);
     /// Meters matched.
     fn meters(&self) -> usize;
-    /// The `i`-th (meter key, value).
-    fn meter(&self, i: usize) -> (&str, &MeterValue);
+    /// The `i`-th meter's key, numeric value and `UNIQUE_COUNT` text.
+    fn meter(&self, i: usize) -> (&str, Option<Decimal>, Option<&str>);
+    /// Writes the `i`-th meter's group key (canonical JSON; nothing without dimensions).
+    fn write_group_key(&self, i: usize, out: &mut dyn std::fmt::Write) -> std::fmt::Result;
 }
 
 impl LedgerEvent for Accepted {
@@ -347,8 +349,12 @@ impl LedgerEvent for Accepted {
     fn meters(&self) -> usize {
         self.values.len()
     }
-    fn meter(&self, i: usize) -> (&str, &MeterValue) {
-        (&self.values[i].0, &self.values[i].1)
+    fn meter(&self, i: usize) -> (&str, Option<Decimal>, Option<&str>) {
+        let (key, v) = &self.values[i];
+        (key, v.value, v.unique.as_deref())
+    }
+    fn write_group_key(&self, i: usize, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        out.write_str(&self.values[i].1.group_key)
     }
 }
 
@@ -366,8 +372,13 @@ impl LedgerEvent for AcceptedRef<'_> {
     fn meters(&self) -> usize {
         self.values.len()
     }
-    fn meter(&self, i: usize) -> (&str, &MeterValue) {
-        (&self.values[i].0, &self.values[i].1)
+    fn meter(&self, i: usize) -> (&str, Option<Decimal>, Option<&str>) {
+        let (m, v) = &self.values[i];
+        (&m.key, v.value, v.unique.as_deref())
+    }
+    fn write_group_key(&self, i: usize, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        let (m, v) = &self.values[i];
+        m.write_group_key(&v.dims, out)
     }
 }
 
@@ -417,19 +428,21 @@ fn build_batch<A: LedgerEvent>(events: &[&A], segment: &str, ingested_at: DateTi
     for a in events {
         let (e_id, e_source, e_customer, e_time, e_data) = a.attributes();
         for i in 0..a.meters() {
-            let (m, v) = a.meter(i);
+            let (m, v, u) = a.meter(i);
             key.append_value(a.key().to_be_bytes()).map_err(|e| Error::Encoding(e.to_string()))?;
             id.append_value(e_id);
             source.append_value(e_source);
             customer.append_value(e_customer);
             meter.append_value(m);
             time.append_value(e_time.timestamp_micros());
-            match v.value {
+            match v {
                 Some(d) => value.append_value(to_scaled_i128(d, "ledger value Decimal(38, 9)")?),
                 None => value.append_null(),
             }
-            unique.append_option(v.unique.as_deref());
-            group.append_value(&v.group_key);
+            unique.append_option(u);
+            // Written into the column's buffer, then closed as one value.
+            a.write_group_key(i, &mut group).map_err(|e| Error::Encoding(format!("group key: {e}")))?;
+            group.append_value("");
             seg.append_value(segment);
             ingested.append_value(at);
             data.append_value(e_data);

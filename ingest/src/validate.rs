@@ -11,7 +11,8 @@ use meterline_schemas::event::{
     EventError, EventRef, UsageEvent, decode_event_ref, decode_message, decode_text_typed, is_batch, scan_each, split_batch,
 };
 use meterline_schemas::ledger::event_key;
-use meterline_schemas::meter::{Meter, MeterValue};
+use meterline_schemas::meter::{Meter, MeterValue, MeterValueRef};
+use smallvec::SmallVec;
 use meterline_schemas::period::{PeriodLabel, Schedule};
 use meterline_schemas::price::PriceModel;
 use meterline_schemas::telecom::{CallRecord, RateIndex, TelecomError, parse_call};
@@ -46,23 +47,21 @@ pub struct AcceptedRef<'a> {
     pub late: bool,
     /// The event.
     pub event: EventRef<'a>,
-    /// (meter key, value) per matching meter.
-    pub values: Vec<(Cow<'a, str>, MeterValue)>,
+    /// (meter, value) per matching meter; inline for one meter (no allocation per event).
+    pub values: SmallVec<[(&'a Meter, MeterValueRef<'a>); 1]>,
 }
 
 impl AcceptedRef<'_> {
     /// An owned copy.
     pub fn into_owned(self) -> Accepted {
-        let values = self.values.into_iter().map(|(k, v)| (k.into_owned(), v)).collect();
+        let values = self.values.iter().map(|(m, v)| (m.key.clone(), v.to_owned_for(m))).collect();
         Accepted { key: self.key, month: self.month, late: self.late, event: self.event.into_owned(), values }
     }
-}
 
-impl Accepted {
-    /// A borrowed view (copies only the meter values).
-    pub fn as_ref(&self) -> AcceptedRef<'_> {
-        let values = self.values.iter().map(|(k, v)| (Cow::Borrowed(k.as_str()), v.clone())).collect();
-        AcceptedRef { key: self.key, month: self.month, late: self.late, event: self.event.as_ref(), values }
+    /// The group key of the `i`-th meter's value.
+    pub fn group_key(&self, i: usize) -> String {
+        let (m, v) = &self.values[i];
+        m.group_key(&v.dims)
     }
 }
 
@@ -178,7 +177,7 @@ impl CallChecks {
 
     /// Checks `event`'s value for `meter` as a call record, if its customer's plan prices the
     /// meter with a rate table at the event's time.
-    fn check(&self, event: &EventRef<'_>, meter: &Meter, value: &MeterValue) -> Result<(), EventError> {
+    fn check(&self, event: &EventRef<'_>, meter: &Meter, value: &MeterValueRef<'_>) -> Result<(), EventError> {
         if !self.meters.contains(&meter.key) {
             return Ok(());
         }
@@ -344,13 +343,19 @@ impl Validator {
             .by_type
             .get(event.event_type.as_ref())
             .ok_or_else(|| EventError::new("type", format!("{:?}", event.event_type), "matches no meter in the catalog"))?;
-        let mut values = Vec::with_capacity(meters.len());
+        let mut values: SmallVec<[(&'a Meter, MeterValueRef<'a>); 1]> = SmallVec::with_capacity(meters.len());
         for m in meters {
-            values.push((Cow::Borrowed(m.key.as_str()), m.extract_json(&event.data)?));
+            // `data` borrows from the body when the event was scanned: the values borrow from it
+            // too (owned `data` happens only on serde's path, for bodies with escapes).
+            let v = match &event.data {
+                Cow::Borrowed(data) => m.extract_ref(data)?,
+                Cow::Owned(data) => m.extract_ref(data)?.detach(),
+            };
+            values.push((m, v));
         }
         check_time(event.time)?;
         if !self.calls.is_empty() {
-            for (m, (_, v)) in meters.iter().zip(&values) {
+            for (m, v) in &values {
                 self.calls.check(&event, m, v)?;
             }
         }
@@ -453,7 +458,7 @@ subscriptions:
         assert_eq!(ok.len(), 1);
         assert_eq!(ok[0].event.id, "e1");
         assert_eq!(ok[0].values[0].1.value, Some(rust_decimal::Decimal::from(12)));
-        assert_eq!(ok[0].values[0].1.group_key, r#"{"model":"mé"}"#);
+        assert_eq!(ok[0].group_key(0), r#"{"model":"mé"}"#);
         assert_eq!(ok[0].key, event_key("s", "e1"));
         let got: Vec<_> = bad.iter().map(|r| (r.index, r.raw.as_str(), r.error.field.as_str(), r.error.value.as_str())).collect();
         assert_eq!(got, [(1, no_value.as_str(), "data.tokens", "<missing>"), (2, not_number.as_str(), "data.tokens", "\"many\"")]);

@@ -1,11 +1,13 @@
 //! Meters: which events count, what value they carry and how values aggregate over a period.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use crate::event::{EventError, MISSING};
 use crate::money::{COLUMN_SCALE, parse_decimal};
@@ -89,6 +91,33 @@ pub struct MeterValue {
     pub group_key: String,
 }
 
+/// What one event contributes to one meter, borrowing from the event's `data`: the ingest hot
+/// path, which writes the group key straight into the ledger column instead of building a
+/// `String` per event ([`Meter::write_group_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterValueRef<'a> {
+    /// See [`MeterValue::value`].
+    pub value: Option<Decimal>,
+    /// See [`MeterValue::unique`].
+    pub unique: Option<Cow<'a, str>>,
+    /// The text of each group-by dimension, in the order of the meter's `group_by` (empty text
+    /// when the event lacks it).
+    pub dims: SmallVec<[Cow<'a, str>; 2]>,
+}
+
+impl MeterValueRef<'_> {
+    /// The same value, borrowing nothing (so of any lifetime).
+    pub fn detach<'b>(self) -> MeterValueRef<'b> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        MeterValueRef { value: self.value, unique: self.unique.map(own), dims: self.dims.into_iter().map(own).collect() }
+    }
+
+    /// The owned value, its group key built for `meter`.
+    pub fn to_owned_for(&self, meter: &Meter) -> MeterValue {
+        MeterValue { value: self.value, unique: self.unique.as_deref().map(str::to_owned), group_key: meter.group_key(&self.dims) }
+    }
+}
+
 impl Meter {
     /// Reads this meter's value and group key out of an event's `data` object.
     pub fn extract(&self, data: &RawValue) -> Result<MeterValue, EventError> {
@@ -98,7 +127,12 @@ impl Meter {
     /// Like [`Self::extract`], from the `data` object's JSON text (valid JSON, as decoding
     /// leaves it: [`crate::event::EventRef::data`]).
     pub fn extract_json(&self, data: &str) -> Result<MeterValue, EventError> {
-        let mut out = MeterValue { value: None, unique: None, group_key: String::new() };
+        self.extract_ref(data).map(|v| v.to_owned_for(self))
+    }
+
+    /// Like [`Self::extract_json`], borrowing from `data`.
+    pub fn extract_ref<'a>(&self, data: &'a str) -> Result<MeterValueRef<'a>, EventError> {
+        let mut out = MeterValueRef { value: None, unique: None, dims: SmallVec::new() };
         // The value path and every group-by path are looked up in one pass over `data` (this runs
         // once per event and meter): the first segment of each, nested paths continuing from
         // there. Same results as one `lookup` per path.
@@ -108,13 +142,18 @@ impl Meter {
         let mut found: [Option<&str>; MAX_PATHS_AT_ONCE] = [None; MAX_PATHS_AT_ONCE];
         if n <= MAX_PATHS_AT_ONCE {
             let mut heads = [""; MAX_PATHS_AT_ONCE];
+            let mut nested = false;
             for (head, path) in heads.iter_mut().zip(paths()) {
-                *head = split_path(path).0;
+                let (h, rest) = split_path(path);
+                *head = h;
+                nested |= rest.is_some();
             }
             object_get_many(data, &heads[..n], &mut found[..n]);
-            for (slot, path) in found.iter_mut().zip(paths()) {
-                if let Some(rest) = split_path(path).1 {
-                    *slot = slot.and_then(|v| rest.split('.').try_fold(v, object_get_text));
+            if nested {
+                for (slot, path) in found.iter_mut().zip(paths()) {
+                    if let Some(rest) = split_path(path).1 {
+                        *slot = slot.and_then(|v| rest.split('.').try_fold(v, object_get_text));
+                    }
                 }
             }
         }
@@ -123,8 +162,7 @@ impl Meter {
         if let Some(path) = value_path {
             // The field name is built only for an error (this runs once per event and meter).
             let field = || format!("data.{path}");
-            let raw = next(path).ok_or_else(|| EventError::new(field(), MISSING, format!("is required by meter {}", self.key)))?;
-            let text = raw;
+            let text = next(path).ok_or_else(|| EventError::new(field(), MISSING, format!("is required by meter {}", self.key)))?;
             if self.aggregation.numeric() {
                 // Numbers are read from their JSON text (never through f64); numeric strings too
                 // (a string with escapes is not a number: it stays quoted and fails to parse).
@@ -138,40 +176,53 @@ impl Meter {
                 out.value = Some(v);
             } else {
                 out.unique = Some(
-                    scalar_text(raw)
-                        .ok_or_else(|| EventError::new(field(), text, format!("must be a string, number or boolean (meter {})", self.key)))?
-                        .into_owned(),
+                    scalar_text(text)
+                        .ok_or_else(|| EventError::new(field(), text, format!("must be a string, number or boolean (meter {})", self.key)))?,
                 );
             }
         }
-        if !self.group_by.is_empty() {
-            // Canonical JSON object: keys in BTreeMap order, compact, values as JSON strings.
-            let mut key = String::with_capacity(16 * self.group_by.len());
-            key.push('{');
-            for (i, (name, path)) in self.group_by.iter().enumerate() {
-                let v = next(path).and_then(scalar_text).unwrap_or_default();
-                if i > 0 {
-                    key.push(',');
-                }
-                push_json_string(&mut key, name);
-                key.push(':');
-                push_json_string(&mut key, &v);
-            }
-            key.push('}');
-            out.group_key = key;
+        for path in self.group_by.values() {
+            out.dims.push(next(path).and_then(scalar_text).unwrap_or_default());
         }
         Ok(out)
     }
+
+    /// The group key of an event whose dimensions' texts are `dims` (as in
+    /// [`MeterValueRef::dims`]): the canonical JSON object of dimension → text, keys in
+    /// `group_by` order, compact; `""` for a meter without dimensions.
+    pub fn group_key(&self, dims: &[Cow<'_, str>]) -> String {
+        let mut key = String::new();
+        // Writing to a `String` cannot fail.
+        let _ = self.write_group_key(dims, &mut key);
+        key
+    }
+
+    /// Writes [`Self::group_key`] to `out`.
+    pub fn write_group_key(&self, dims: &[Cow<'_, str>], out: &mut (impl fmt::Write + ?Sized)) -> fmt::Result {
+        if self.group_by.is_empty() {
+            return Ok(());
+        }
+        out.write_char('{')?;
+        for (i, (name, v)) in self.group_by.keys().zip(dims).enumerate() {
+            if i > 0 {
+                out.write_char(',')?;
+            }
+            write_json_string(out, name)?;
+            out.write_char(':')?;
+            write_json_string(out, v)?;
+        }
+        out.write_char('}')
+    }
 }
 
-/// Appends `s` as a JSON string literal, escaped exactly as `serde_json` writes it.
-fn push_json_string(out: &mut String, s: &str) {
+/// Writes `s` as a JSON string literal, escaped exactly as `serde_json` writes it.
+fn write_json_string(out: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
+        out.write_char('"')?;
+        out.write_str(s)?;
+        out.write_char('"')
     } else {
-        out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
+        out.write_str(&serde_json::Value::String(s.to_owned()).to_string())
     }
 }
 
@@ -202,7 +253,7 @@ fn object_get_many<'a>(object: &'a str, names: &[&str], found: &mut [Option<&'a 
             f.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
                 if self.0.contains(&k.as_ref()) {
                     let v = map.next_value::<&'de RawValue>()?;
                     for (name, slot) in self.0.iter().zip(self.1.iter_mut()) {
@@ -249,7 +300,7 @@ fn object_get<'a>(object: &'a RawValue, key: &str) -> Option<&'a RawValue> {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut found = None;
-            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
                 if k == self.0 {
                     found = Some(map.next_value::<&'de RawValue>()?);
                 } else {
@@ -278,8 +329,7 @@ fn object_get_text<'a>(object: &'a str, key: &str) -> Option<&'a str> {
 
 /// The text of a JSON scalar: strings unquoted, numbers and booleans as written; `None` otherwise.
 /// Borrowed unless the string has escapes.
-fn scalar_text(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
-    use std::borrow::Cow;
+fn scalar_text(raw: &str) -> Option<Cow<'_, str>> {
     let t = raw.trim();
     if t.starts_with('"') {
         // `&str` borrows and fails only on escapes; then the decoded copy.
