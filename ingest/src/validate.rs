@@ -12,10 +12,10 @@ use meterline_schemas::event::{
 };
 use meterline_schemas::ledger::event_key;
 use meterline_schemas::meter::{Meter, MeterValue, MeterValueRef};
-use smallvec::SmallVec;
 use meterline_schemas::period::{PeriodLabel, Schedule};
 use meterline_schemas::price::PriceModel;
 use meterline_schemas::telecom::{CallRecord, RateIndex, TelecomError, parse_call};
+use smallvec::SmallVec;
 
 use crate::partition::{customer_partition, customer_token};
 
@@ -283,7 +283,8 @@ impl Validator {
         rerouted: &mut Vec<Rerouted>,
     ) {
         // The events' JSON texts, found on the first refusal or reroute.
-        let text = std::str::from_utf8(body).ok();
+        // SIMD validation: this runs over every byte received.
+        let text = simdutf8::basic::from_utf8(body).ok();
         let mut raws: Option<Vec<&str>> = None;
         let mut raw_of = |index: usize| -> String {
             let Some(text) = text else { return String::new() };

@@ -22,19 +22,17 @@ fn zero_bytes(w: u64) -> u64 {
 /// shorter than `memchr`'s vector setup pays for.
 #[inline]
 fn string_stop(b: &[u8]) -> Option<usize> {
-    let mut chunks = b.chunks_exact(8);
-    let mut at = 0;
-    for c in chunks.by_ref() {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    let (chunks, rest) = b.as_chunks::<8>();
+    for (k, c) in chunks.iter().enumerate() {
+        let w = u64::from_le_bytes(*c);
         let hits = zero_bytes(w ^ (ONES * u64::from(b'"')))
             | zero_bytes(w ^ (ONES * u64::from(b'\\')))
             | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS);
         if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
+            return Some(k * 8 + (hits.trailing_zeros() / 8) as usize);
         }
-        at += 8;
     }
-    chunks.remainder().iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| at + p)
+    rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| chunks.len() * 8 + p)
 }
 
 pub(crate) struct Cursor<'a> {
