@@ -175,10 +175,10 @@ impl Meter {
                 }
                 out.value = Some(v);
             } else {
-                out.unique = Some(
-                    scalar_text(text)
-                        .ok_or_else(|| EventError::new(field(), text, format!("must be a string, number or boolean (meter {})", self.key)))?,
-                );
+                out.unique =
+                    Some(scalar_text(text).ok_or_else(|| {
+                        EventError::new(field(), text, format!("must be a string, number or boolean (meter {})", self.key))
+                    })?);
             }
         }
         for path in self.group_by.values() {
