@@ -229,6 +229,8 @@ fn writer_properties() -> WriterProperties {
     for c in [ledger::col::EVENT_KEY, ledger::col::EVENT_ID, ledger::col::EVENT_TIME, ledger::col::DATA] {
         b = b.set_column_dictionary_enabled(col(c), false);
     }
+    // Event keys are uniform hashes: compression cannot shrink them, only cost time.
+    b = b.set_column_compression(col(ledger::col::EVENT_KEY), Compression::UNCOMPRESSED);
     for c in [
         ledger::col::EVENT_ID,
         ledger::col::DATA,
