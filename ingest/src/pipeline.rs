@@ -431,8 +431,11 @@ fn nanos(d: Duration) -> u64 {
 /// the batch's first message.
 async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestConfig, stop: CancellationToken) {
     let idle = Duration::from_millis(cfg.idle_timeout_ms);
+    // Room for as many messages as the last batch had: at one event per message a batch is 100k
+    // messages of ~180 bytes, and growing the vector by doubling copied each several times.
+    let mut last_len = 0;
     loop {
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(last_len);
         let mut events = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut ended = false;
@@ -473,6 +476,7 @@ async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestC
                 Err(_elapsed) => break,
             }
         }
+        last_len = batch.len();
         if !batch.is_empty() {
             tokio::select! {
                 _ = stop.cancelled() => return,

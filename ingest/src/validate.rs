@@ -296,17 +296,16 @@ impl Validator {
         };
         let place =
             |index: usize, result: Result<EventRef<'a>, EventError>, raw: &mut dyn FnMut(usize) -> String, out: &mut Out<'_, 'a>| {
-                match result.and_then(|e| self.check_event(e)) {
-                    Ok(a) => match route {
-                        Some(r) if r.partitions > 1 => {
-                            if customer_partition(&a.event.subject, r.partitions) == r.partition {
-                                out.0.push(a);
-                            } else {
-                                out.2.push(Rerouted { raw: raw(index), token: customer_token(&a.event.subject), key: a.key });
-                            }
+                // Accepted events are built in place at the end of `accepted` (they are large and
+                // this runs per event); one of another partition's customers is taken back out.
+                match result.and_then(|e| self.check_event_into(e, out.0)) {
+                    Ok(()) => {
+                        if let Some(r) = route.filter(|r| r.partitions > 1)
+                            && let Some(a) = out.0.pop_if(|a| customer_partition(&a.event.subject, r.partitions) != r.partition)
+                        {
+                            out.2.push(Rerouted { raw: raw(index), token: customer_token(&a.event.subject), key: a.key });
                         }
-                        _ => out.0.push(a),
-                    },
+                    }
                     Err(error) => out.1.push(Refused { raw: raw(index), index, error }),
                 }
             };
@@ -339,7 +338,8 @@ impl Validator {
         }
     }
 
-    fn check_event<'a>(&'a self, event: EventRef<'a>) -> Result<AcceptedRef<'a>, EventError> {
+    /// Checks `event` against its meters and appends it to `accepted`.
+    fn check_event_into<'a>(&'a self, event: EventRef<'a>, accepted: &mut Vec<AcceptedRef<'a>>) -> Result<(), EventError> {
         let meters = self
             .by_type
             .get(event.event_type.as_ref())
@@ -361,7 +361,9 @@ impl Validator {
             }
         }
         let late = self.deadlines.as_ref().is_some_and(|d| Utc::now() > d.deadline(&event.subject, event.time));
-        Ok(AcceptedRef { key: event_key(&event.source, &event.id), month: PeriodLabel::containing(event.time), late, event, values })
+        let (key, month) = (event_key(&event.source, &event.id), PeriodLabel::containing(event.time));
+        accepted.push(AcceptedRef { key, month, late, event, values });
+        Ok(())
     }
 }
 
