@@ -328,17 +328,8 @@ mod scan {
                     }
                     _ => self.value(0)?,
                 }
-                self.ws();
-                match self.peek()? {
-                    b',' => {
-                        self.i += 1;
-                        self.ws();
-                    }
-                    b'}' => {
-                        self.i += 1;
-                        return Some(w);
-                    }
-                    _ => return None,
+                if !self.next_or_end(b'}')? {
+                    return Some(w);
                 }
             }
         }
@@ -355,17 +346,8 @@ mod scan {
             if c.eat(b']').is_none() {
                 loop {
                     each(c.event()?);
-                    c.ws();
-                    match c.peek()? {
-                        b',' => {
-                            c.i += 1;
-                            c.ws();
-                        }
-                        b']' => {
-                            c.i += 1;
-                            break;
-                        }
-                        _ => return None,
+                    if !c.next_or_end(b']')? {
+                        break;
                     }
                 }
             }

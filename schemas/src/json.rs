@@ -155,17 +155,8 @@ impl<'a> Cursor<'a> {
                     self.eat(b':')?;
                     self.ws();
                     self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        b'}' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
+                    if !self.next_or_end(b'}')? {
+                        return Some(());
                     }
                 }
             }
@@ -180,17 +171,8 @@ impl<'a> Cursor<'a> {
                 }
                 loop {
                     self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        b']' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
+                    if !self.next_or_end(b']')? {
+                        return Some(());
                     }
                 }
             }
@@ -199,6 +181,26 @@ impl<'a> Cursor<'a> {
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
             b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// After an element of an object or array: `Some(true)` past a `,` and the whitespace after
+    /// it (another element follows), `Some(false)` just past `close` (the container ended),
+    /// `None` for anything else.
+    #[inline]
+    pub(crate) fn next_or_end(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        match self.peek()? {
+            b',' => {
+                self.i += 1;
+                self.ws();
+                Some(true)
+            }
+            c if c == close => {
+                self.i += 1;
+                Some(false)
+            }
             _ => None,
         }
     }
@@ -234,17 +236,8 @@ pub(crate) fn members<'a>(object: &'a str, names: &[&str], found: &mut [Option<&
                     *slot = Some(value);
                 }
             }
-            c.ws();
-            match c.peek()? {
-                b',' => {
-                    c.i += 1;
-                    c.ws();
-                }
-                b'}' => {
-                    c.i += 1;
-                    break;
-                }
-                _ => return None,
+            if !c.next_or_end(b'}')? {
+                break;
             }
         }
     }
