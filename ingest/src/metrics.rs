@@ -91,16 +91,17 @@ pub fn render(c: &IngestCounters) -> String {
     {
         let _ = writeln!(out, "meterline_ingest_events_total{{outcome=\"{outcome}\"}} {}", get(v));
     }
-    for (name, help, kind, v) in [
-        ("meterline_ingest_messages_total", "Messages acked.", "counter", &c.messages),
-        ("meterline_ingest_segments_total", "Ledger segments written.", "counter", &c.segments),
-        ("meterline_ingest_segment_bytes_total", "Bytes of ledger segments written.", "counter", &c.bytes),
-        ("meterline_ingest_ledger_rows_total", "Ledger rows written (one per event and meter).", "counter", &c.rows),
-        ("meterline_ingest_consumer_pending", "Messages in the stream not yet delivered to ingest.", "gauge", &c.pending),
-        ("meterline_ingest_ledger_down", "1 while ledger writes fail and ingest waits without acking.", "gauge", &c.ledger_down),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", get(v));
-    }
+    write_plain(
+        &mut out,
+        &[
+            ("meterline_ingest_messages_total", "Messages acked.", "counter", &c.messages),
+            ("meterline_ingest_segments_total", "Ledger segments written.", "counter", &c.segments),
+            ("meterline_ingest_segment_bytes_total", "Bytes of ledger segments written.", "counter", &c.bytes),
+            ("meterline_ingest_ledger_rows_total", "Ledger rows written (one per event and meter).", "counter", &c.rows),
+            ("meterline_ingest_consumer_pending", "Messages in the stream not yet delivered to ingest.", "gauge", &c.pending),
+            ("meterline_ingest_ledger_down", "1 while ledger writes fail and ingest waits without acking.", "gauge", &c.ledger_down),
+        ],
+    );
     let _ = writeln!(
         out,
         "# HELP meterline_ingest_stage_seconds_total Time spent per pipeline stage.\n# TYPE meterline_ingest_stage_seconds_total counter"
@@ -115,15 +116,22 @@ pub fn render(c: &IngestCounters) -> String {
 
 /// The mirror's counters in the Prometheus text format, appended to `out`.
 pub fn render_mirror(m: &MirrorCounters, out: &mut String) {
-    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    for (name, help, kind, v) in [
-        ("meterline_mirror_segments_total", "Ledger segments copied to ClickHouse.", "counter", &m.segments),
-        ("meterline_mirror_rows_total", "Rows inserted into usage_events.", "counter", &m.rows),
-        ("meterline_mirror_pending_segments", "Ledger segments not mirrored yet, as of the last listing.", "gauge", &m.pending),
-        ("meterline_mirror_skipped_segments", "Segments that cannot be decoded, skipped until restart.", "gauge", &m.skipped),
-        ("meterline_mirror_down", "1 while mirror passes fail (ClickHouse unreachable).", "gauge", &m.down),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", get(v));
+    write_plain(
+        out,
+        &[
+            ("meterline_mirror_segments_total", "Ledger segments copied to ClickHouse.", "counter", &m.segments),
+            ("meterline_mirror_rows_total", "Rows inserted into usage_events.", "counter", &m.rows),
+            ("meterline_mirror_pending_segments", "Ledger segments not mirrored yet, as of the last listing.", "gauge", &m.pending),
+            ("meterline_mirror_skipped_segments", "Segments that cannot be decoded, skipped until restart.", "gauge", &m.skipped),
+            ("meterline_mirror_down", "1 while mirror passes fail (ClickHouse unreachable).", "gauge", &m.down),
+        ],
+    );
+}
+
+/// Writes unlabelled metrics: (name, help, type, value) each with its HELP and TYPE lines.
+fn write_plain(out: &mut String, metrics: &[(&str, &str, &str, &AtomicU64)]) {
+    for (name, help, kind, v) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Ordering::Relaxed));
     }
 }
 
