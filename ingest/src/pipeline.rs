@@ -617,27 +617,15 @@ fn prepare(validator: &Validator, ledger: &Ledger, route: Route, baton: IndexBat
 
     // Exact dedup against the index and within this batch, in one insert per event: an event is
     // fresh iff its key was not in the index (durable, or in a batch ahead of this one in the
-    // write stage) nor earlier in this batch. Each month's table first makes room for the batch,
-    // then takes its keys sorted by (month, key), ties in batch order: a table's home bucket
-    // grows with the key, so the inserts sweep it once instead of jumping at random, and the
-    // first copy in the batch is the one kept.
+    // write stage) nor earlier in this batch ([`DedupIndex::insert_batch`]).
     //
     // Meanwhile another thread encodes the segments of every accepted event: with no duplicate
     // (the common case) those are exactly the segments of the fresh events (same rows, order,
     // names and time), and are used; with one, they are dropped and the fresh events encoded.
     let all: Vec<&AcceptedRef<'_>> = accepted.iter().collect();
     let dedup = |index: &mut DedupIndex| {
-        let mut order: Vec<(PeriodLabel, u128, u32)> =
-            accepted.iter().enumerate().map(|(i, a)| (a.month, a.key, u32::try_from(i).unwrap_or(u32::MAX))).collect();
-        order.sort_unstable();
-        for run in order.chunk_by(|a, b| a.0 == b.0) {
-            index.reserve_for(run[0].0, run.iter().map(|x| x.1));
-        }
-        let mut is_fresh = vec![false; accepted.len()];
-        for (month, key, i) in order {
-            is_fresh[i as usize] = index.insert(month, key);
-        }
-        is_fresh
+        let keys: Vec<(PeriodLabel, u128)> = accepted.iter().map(|a| (a.month, a.key)).collect();
+        index.insert_batch(&keys)
     };
     //
     // The index comes from the batch before this one once it has inserted its keys, and goes on
