@@ -97,6 +97,10 @@ pub struct Route {
 }
 
 /// A subscription's start, end and cycle schedule.
+/// The maps looked up per event (by event type, by customer): foldhash instead of SipHash, which
+/// was 3 % of decoding a 200-byte event. Their keys come from the catalog, not from events.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 type SubscriptionSpan = (DateTime<Utc>, Option<DateTime<Utc>>, Schedule);
 
 /// When each customer's billing periods close: (start, end, cycle schedule) of their
@@ -104,14 +108,14 @@ type SubscriptionSpan = (DateTime<Utc>, Option<DateTime<Utc>>, Schedule);
 /// in it.
 #[derive(Debug, Default)]
 pub struct Deadlines {
-    by_customer: HashMap<String, Vec<SubscriptionSpan>>,
+    by_customer: Map<String, Vec<SubscriptionSpan>>,
     grace: chrono::Duration,
 }
 
 impl Deadlines {
     /// From the catalog's subscriptions and the grace window.
     pub fn new(catalog: &Catalog, grace: std::time::Duration) -> Self {
-        let mut by_customer: HashMap<String, Vec<_>> = HashMap::new();
+        let mut by_customer: Map<String, Vec<_>> = Map::default();
         for s in catalog.subscriptions.values() {
             by_customer.entry(s.customer.clone()).or_default().push((s.start, s.end, s.schedule()));
         }
@@ -144,7 +148,7 @@ type CallPrice = (DateTime<Utc>, Option<DateTime<Utc>>, String, Arc<RateIndex>);
 /// not checked (no plan prices them).
 #[derive(Debug, Default)]
 pub struct CallChecks {
-    by_customer: HashMap<String, Vec<CallPrice>>,
+    by_customer: Map<String, Vec<CallPrice>>,
     /// Meters some plan prices with a rate table (events of other meters skip the lookup).
     meters: Vec<String>,
 }
@@ -153,7 +157,7 @@ impl CallChecks {
     /// From the catalog's subscriptions, plans and rate tables.
     pub fn new(catalog: &Catalog) -> Self {
         let mut indexes: HashMap<&str, Arc<RateIndex>> = HashMap::new();
-        let mut by_customer: HashMap<String, Vec<CallPrice>> = HashMap::new();
+        let mut by_customer: Map<String, Vec<CallPrice>> = Map::default();
         for s in catalog.subscriptions.values() {
             let Some(plan) = catalog.plans.get(&(s.plan.clone(), s.plan_version)) else { continue };
             for p in &plan.prices {
@@ -223,7 +227,7 @@ type Out<'v, 'a> = (&'v mut Vec<AcceptedRef<'a>>, &'v mut Vec<Refused>, &'v mut 
 /// Meters indexed by event type.
 #[derive(Debug, Default)]
 pub struct Validator {
-    by_type: HashMap<String, Vec<Meter>>,
+    by_type: Map<String, Vec<Meter>>,
     deadlines: Option<Deadlines>,
     calls: CallChecks,
 }
@@ -231,7 +235,7 @@ pub struct Validator {
 impl Validator {
     /// Builds the index from the catalog's meters.
     pub fn new(by_type: HashMap<String, Vec<Meter>>) -> Self {
-        Validator { by_type, deadlines: None, calls: CallChecks::default() }
+        Validator { by_type: by_type.into_iter().collect(), deadlines: None, calls: CallChecks::default() }
     }
 
     /// Also checks call records of telecom-priced meters ([`CallChecks`]).

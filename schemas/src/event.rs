@@ -481,7 +481,8 @@ fn parse_time_common(b: &[u8]) -> Option<DateTime<Utc>> {
     };
     // Seconds = 60 (a leap second) is left to chrono.
     let time = if s < 60 { NaiveTime::from_hms_nano_opt(h, mi, s, nanos)? } else { return None };
-    let utc = date.and_time(time).checked_sub_signed(TimeDelta::seconds(offset_secs))?;
+    let local = date.and_time(time);
+    let utc = if offset_secs == 0 { local } else { local.checked_sub_signed(TimeDelta::seconds(offset_secs))? };
     Some(DateTime::from_naive_utc_and_offset(utc, Utc))
 }
 

@@ -166,7 +166,7 @@ impl Meter {
             if self.aggregation.numeric() {
                 // Numbers are read from their JSON text (never through f64); numeric strings too
                 // (a string with escapes is not a number: it stays quoted and fails to parse).
-                let unquoted = if text.starts_with('"') { serde_json::from_str::<&str>(text).unwrap_or(text) } else { text };
+                let unquoted = if text.starts_with('"') { unescaped(text).unwrap_or(text) } else { text };
                 let v = parse_decimal(unquoted)
                     .ok_or_else(|| EventError::new(field(), text, format!("is not a number (meter {})", self.key)))?;
                 let v = v.normalize();
@@ -327,15 +327,24 @@ fn object_get_text<'a>(object: &'a str, key: &str) -> Option<&'a str> {
     found[0]
 }
 
+/// The contents of a JSON string literal without escapes (`None` when it has any). `text` is a
+/// whole literal of JSON already checked (a member's value), so no control character is in it
+/// and the closing quote is its last byte: what `serde_json::from_str::<&str>` gives, without a
+/// deserializer per value (this runs per event and dimension).
+fn unescaped(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    memchr::memchr2(b'\\', b'"', inner.as_bytes()).is_none().then_some(inner)
+}
+
 /// The text of a JSON scalar: strings unquoted, numbers and booleans as written; `None` otherwise.
 /// Borrowed unless the string has escapes.
 fn scalar_text(raw: &str) -> Option<Cow<'_, str>> {
     let t = raw.trim();
     if t.starts_with('"') {
-        // `&str` borrows and fails only on escapes; then the decoded copy.
-        match serde_json::from_str::<&str>(t) {
-            Ok(s) => Some(Cow::Borrowed(s)),
-            Err(_) => serde_json::from_str::<String>(t).ok().map(Cow::Owned),
+        // Borrowed unless it has escapes; then the decoded copy.
+        match unescaped(t) {
+            Some(s) => Some(Cow::Borrowed(s)),
+            None => serde_json::from_str::<String>(t).ok().map(Cow::Owned),
         }
     } else if t.starts_with(['{', '[']) || t == "null" {
         None

@@ -92,7 +92,9 @@ impl PeriodLabel {
 
     /// The label of the month containing `t`.
     pub fn containing(t: DateTime<Utc>) -> PeriodLabel {
-        PeriodLabel { year: t.year(), month: t.month() }
+        // The UTC date as stored (`t.year()` converts to a local time first: per event on ingest).
+        let d = t.naive_utc();
+        PeriodLabel { year: d.year(), month: d.month() }
     }
 
     /// Day `anchor_day` of this month at 00:00 UTC, clamped to the month's last day: where a
