@@ -33,6 +33,8 @@ const BUCKET: usize = 8;
 const MAX_LOAD_NUM: usize = 9;
 const MAX_LOAD_DEN: usize = 10;
 const MIN_BUCKETS: usize = 2;
+/// How many inserts ahead [`DedupIndex::insert_batch`] prefetches a key's bucket.
+const PREFETCH_AHEAD: usize = 8;
 /// [`DedupIndex::insert_batch`] orders a batch's keys by this many top bits (16384 ranges: at
 /// 10M keys, 11 KB of a table each).
 const SWEEP_BITS: u32 = 14;
@@ -70,6 +72,15 @@ impl Default for KeyTable {
     fn default() -> Self {
         KeyTable::with_capacity(0)
     }
+}
+
+/// A cache hint for the line holding `x`.
+#[inline]
+fn prefetch<T>(x: &T) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    safe_arch::prefetch_t0(x);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let _ = x;
 }
 
 #[inline]
@@ -122,6 +133,16 @@ impl KeyTable {
         }
         for (shard, n) in self.shards.iter_mut().zip(counts) {
             shard.reserve(n);
+        }
+    }
+
+    /// Asks the CPU to bring `key`'s home bucket into the cache: a hint, with no effect on the
+    /// table (a no-op where there is no prefetch instruction).
+    #[inline]
+    fn prefetch(&self, key: u128) {
+        let shard = &self.shards[shard_of(key)];
+        if let Some(slot) = shard.slots.get(shard.home(key) * BUCKET) {
+            prefetch(slot);
         }
     }
 
@@ -290,7 +311,10 @@ impl DedupIndex {
     /// home bucket grows with the key, so the inserts sweep each table once instead of jumping
     /// at random. A stable counting sort (copies keep their batch order) by [`SWEEP_BITS`] bits
     /// does it in two passes: at 10M keys, 100 batches of 100k went in 10 % faster than sorted
-    /// by a comparison sort, which cost 3 ms per batch.
+    /// by a comparison sort, which cost 3 ms per batch. Each key's bucket is prefetched
+    /// [`PREFETCH_AHEAD`] inserts early: at 10M keys every insert misses the cache, and the
+    /// misses then overlap (the same 100 batches, growth included: 1.75–1.9 s → 1.2–1.25 s;
+    /// 4 or 16 ahead did as well, 32 worse).
     pub fn insert_batch(&mut self, keys: &[(PeriodLabel, u128)]) -> Vec<bool> {
         let mut months: Vec<PeriodLabel> = Vec::new();
         for &(m, _) in keys {
@@ -329,7 +353,11 @@ impl DedupIndex {
         for (m, &month) in months.iter().enumerate() {
             let to = starts[((m + 1) << SWEEP_BITS) - 1] as usize;
             let table = self.months.entry(month).or_default();
-            for &(key, i) in &sorted[from..to] {
+            let run = &sorted[from..to];
+            for (j, &(key, i)) in run.iter().enumerate() {
+                if let Some(&(ahead, _)) = run.get(j + PREFETCH_AHEAD) {
+                    table.prefetch(ahead);
+                }
                 fresh[i as usize] = table.insert(key);
             }
             from = to;
