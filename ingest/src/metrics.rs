@@ -54,12 +54,29 @@ pub struct LatencyHistogram {
 impl LatencyHistogram {
     /// Records one observation.
     pub fn record(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        if let Some(i) = BOUNDS_US.iter().position(|&b| us <= b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.record_all([d]);
+    }
+
+    /// Records several observations, counted locally and added once per bucket (ingest records
+    /// one per message: three atomic additions each were 1 % of its samples at one event per
+    /// message).
+    pub fn record_all(&self, ds: impl IntoIterator<Item = Duration>) {
+        let (mut buckets, mut count, mut sum_us) = ([0u64; 12], 0u64, 0u64);
+        for d in ds {
+            let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            if let Some(i) = BOUNDS_US.iter().position(|&b| us <= b) {
+                buckets[i] += 1;
+            }
+            count += 1;
+            sum_us = sum_us.saturating_add(us);
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        for (b, n) in self.buckets.iter().zip(buckets) {
+            if n > 0 {
+                b.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(count, Ordering::Relaxed);
+        self.sum_us.fetch_add(sum_us, Ordering::Relaxed);
     }
 
     /// Observations so far.
@@ -188,6 +205,16 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"30\"} 2\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_sum 60.043000\nx_count 3\n"), "{out}");
+        // The same observations recorded at once, on top: every bucket, the sum and the count
+        // double.
+        h.record_all([Duration::from_millis(3), Duration::from_millis(40), Duration::from_secs(60)]);
+        let mut twice = String::new();
+        h.render("x", "help", &mut twice);
+        assert!(twice.contains("x_bucket{le=\"0.005\"} 2\n"), "{twice}");
+        assert!(twice.contains("x_bucket{le=\"0.05\"} 4\n"), "{twice}");
+        assert!(twice.contains("x_bucket{le=\"30\"} 4\n"), "{twice}");
+        assert!(twice.contains("x_bucket{le=\"+Inf\"} 6\n"), "{twice}");
+        assert!(twice.contains("x_sum 120.086000\nx_count 6\n"), "{twice}");
     }
 
     #[test]

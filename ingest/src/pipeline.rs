@@ -403,11 +403,9 @@ impl Worker {
         if let Some(last) = &ack {
             last.ack().await.map_err(|e| Error::Nats(format!("ack: {e}")))?;
         }
-        let now = Utc::now();
-        for &stored in &stored {
-            let stored = chrono::DateTime::<Utc>::from_timestamp_nanos(stored.try_into().unwrap_or(i64::MAX));
-            c.ack_latency.record((now - stored).to_std().unwrap_or_default());
-        }
+        // From the time JetStream stored each message (ns since the epoch) to now.
+        let now = Utc::now().timestamp_nanos_opt().map_or(i128::MAX, i128::from);
+        c.ack_latency.record_all(stored.iter().map(|&s| Duration::from_nanos(u64::try_from((now - s).max(0)).unwrap_or(u64::MAX))));
         if let Some(info) = ack.as_ref().and_then(|m| m.info().ok()) {
             c.pending.store(info.pending, Ordering::Relaxed);
         }
@@ -441,10 +439,11 @@ async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestC
         let mut ended = false;
         loop {
             // Messages already received are taken without a timer or a select each (at one event
-            // per message those cost as much as the message); the linger deadline is then checked
-            // every `LINGER_CHECK_EVERY` messages. Only an empty inbox waits, with both.
+            // per message those cost as much as the message); the linger deadline and `stop` (a
+            // mutex) are then checked every `LINGER_CHECK_EVERY` messages. Only an empty inbox
+            // waits, with both.
             let next = match messages.next().now_or_never() {
-                Some(next) if !stop.is_cancelled() => Ok(next),
+                Some(next) if (batch.len() + 1) % LINGER_CHECK_EVERY != 0 || !stop.is_cancelled() => Ok(next),
                 _ => {
                     let wait = deadline.map_or(idle, |d| d.saturating_duration_since(tokio::time::Instant::now()));
                     tokio::select! {
@@ -489,8 +488,8 @@ async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestC
     }
 }
 
-/// While received messages are taken without waiting, the linger deadline is checked once per
-/// this many.
+/// While received messages are taken without waiting, the linger deadline and the stop token are
+/// checked once per this many.
 const LINGER_CHECK_EVERY: usize = 256;
 
 /// A batch message holds many events; count array elements cheaply (upper bound).

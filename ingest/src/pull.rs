@@ -305,21 +305,29 @@ impl Stream for PullStream {
 /// other reply.
 pub fn stored(message: &async_nats::Message) -> Option<(u64, i128)> {
     let reply = message.reply.as_ref()?.as_str().strip_prefix("$JS.ACK.")?;
-    // No allocation: this runs for every message. The tokens read are among the first 8.
-    let (mut tokens, mut count) = ([""; 8], 0);
-    for token in reply.split('.') {
-        if let Some(slot) = tokens.get_mut(count) {
-            *slot = token;
+    // No allocation and one pass over the bytes: this runs for every message. The tokens read
+    // are among the first 8; `ends[i]` is where token `i` ends.
+    let (mut ends, mut count) = ([0usize; 8], 0);
+    for (i, &b) in reply.as_bytes().iter().enumerate() {
+        if b == b'.' {
+            if let Some(end) = ends.get_mut(count) {
+                *end = i;
+            }
+            count += 1;
         }
-        count += 1;
     }
+    if let Some(end) = ends.get_mut(count) {
+        *end = reply.len();
+    }
+    count += 1;
     // After `$JS.ACK.`: 7 tokens in the first form, 9 or more in the second.
     let at = match count {
         7 => 3,
         n if n >= 9 => 5,
         _ => return None,
     };
-    Some((tokens[at].parse().ok()?, tokens[at + 2].parse().ok()?))
+    let token = |i: usize| reply.get(ends[i - 1] + 1..ends[i]);
+    Some((token(at)?.parse().ok()?, token(at + 2)?.parse().ok()?))
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -350,5 +358,11 @@ mod tests {
         assert_eq!(stored(&v2), Some((4711, 1_764_120_000_123_456_789)));
         assert_eq!(stored(&with_reply("_INBOX.abc")), None);
         assert_eq!(stored(&with_reply("$JS.ACK.a.b.c")), None);
+        // The second form with exactly 9 tokens; 8 tokens is neither form; tokens must be numbers.
+        let v2 = with_reply("$JS.ACK.hub.ACCHASH.USAGE.ingest-p0.2.4711.4700.1764120000123456789.12");
+        assert_eq!(stored(&v2), Some((4711, 1_764_120_000_123_456_789)));
+        assert_eq!(stored(&with_reply("$JS.ACK.USAGE.ingest-p0.1.4711.4700.17641200.12.x")), None);
+        assert_eq!(stored(&with_reply("$JS.ACK.USAGE.ingest-p0.1.47x1.4700.1764120000123456789.12")), None);
+        assert_eq!(stored(&with_reply("$JS.ACK.USAGE.ingest-p0.1..4700.1764120000123456789.12")), None);
     }
 }
