@@ -231,7 +231,10 @@ fn writer_properties() -> WriterProperties {
     }
     // Event keys are uniform hashes: compression cannot shrink them, only cost time.
     b = b.set_column_compression(col(ledger::col::EVENT_KEY), Compression::UNCOMPRESSED);
+    // Statistics (min/max per page and chunk) only where a reader filters: not on the uniform
+    // event keys (their fixed-size values were also one comparison and one `Bytes` each).
     for c in [
+        ledger::col::EVENT_KEY,
         ledger::col::EVENT_ID,
         ledger::col::DATA,
         ledger::col::SEGMENT,
