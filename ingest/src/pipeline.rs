@@ -425,8 +425,8 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Fills batches: up to `segment_max_events` events, or whatever arrived within `linger_ms` of
-/// the batch's first message.
+/// Fills batches: up to `segment_max_events` events or `batch_max_messages` messages, or whatever
+/// arrived within `linger_ms` of the batch's first message.
 async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestConfig, stop: CancellationToken) {
     let idle = Duration::from_millis(cfg.idle_timeout_ms);
     // Room for as many messages as the last batch had: at one event per message a batch is 100k
@@ -457,7 +457,7 @@ async fn receive(mut messages: PullStream, tx: mpsc::Sender<Batch>, cfg: IngestC
                     events += estimate_events(&msg.payload);
                     batch.push(msg);
                     let now_due = |d: tokio::time::Instant| batch.len() % LINGER_CHECK_EVERY == 0 && tokio::time::Instant::now() >= d;
-                    if events >= cfg.segment_max_events || deadline.is_some_and(now_due) {
+                    if events >= cfg.segment_max_events || batch.len() >= cfg.batch_max_messages || deadline.is_some_and(now_due) {
                         break;
                     }
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.linger());
@@ -550,7 +550,7 @@ pub const PULL_MAX_BYTES: usize = 4 << 20;
 /// The pulls of ingest's consumers (the raw benchmark pulls the same way).
 pub fn pull_options(cfg: &IngestConfig) -> PullOptions {
     PullOptions {
-        max_messages: cfg.segment_max_events.clamp(1, PULL_MAX_MESSAGES),
+        max_messages: cfg.segment_max_events.min(cfg.batch_max_messages).clamp(1, PULL_MAX_MESSAGES),
         max_bytes: PULL_MAX_BYTES,
         expires: Duration::from_secs(30),
         heartbeat: Duration::from_secs(5),

@@ -258,6 +258,9 @@ mod tests {
         c.billing.seller_country = "de".into();
         assert!(c.validate().unwrap_err().to_string().contains("billing.seller_country = \"de\""));
         let mut c = Config::default();
+        c.ingest.batch_max_messages = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("ingest.batch_max_messages = 0: must be at least 1"));
+        let mut c = Config::default();
         c.mirror.interval_ms = 0;
         assert!(c.validate().unwrap_err().to_string().contains("mirror.interval_ms = 0"));
         let mut c = Config::default();

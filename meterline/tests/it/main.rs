@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod batching;
 mod catalog_reload;
 mod catalog_store;
 mod close;
