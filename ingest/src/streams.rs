@@ -46,6 +46,15 @@ async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Resul
     js.get_or_create_stream(config).await.map_err(|e| Error::Nats(format!("stream {name}: {e}")))
 }
 
+/// Messages a partition's consumer may have awaiting an ack. They stay unacked until their
+/// segment is durable, and the pipeline holds about six batches (one filling, one waiting, two
+/// being prepared, one waiting to be written, one being written) of at most `batch_max_messages`
+/// messages; at least twice `segment_max_events`, as before that limit existed.
+pub fn max_ack_pending(cfg: &IngestConfig) -> i64 {
+    let batches = cfg.batch_max_messages.saturating_mul(6).max(cfg.segment_max_events.saturating_mul(2));
+    i64::try_from(batches).unwrap_or(i64::MAX).max(1_000)
+}
+
 /// Name of a partition's durable consumer.
 pub fn consumer_name(cfg: &IngestConfig, partition: u32) -> String {
     format!("{}-p{partition}", cfg.consumer)
@@ -65,11 +74,21 @@ pub async fn ensure_consumer(usage: &stream::Stream, cfg: &IngestConfig, partiti
         let name = name.clone();
         move |e: &dyn std::fmt::Display| Error::Nats(format!("consumer {name}: {what}: {e}"))
     };
+    let (max_ack_pending, ack_wait) = (max_ack_pending(cfg), Duration::from_secs(cfg.ack_wait_secs));
     let mut deliver_policy = consumer::DeliverPolicy::All;
     if let Ok(mut existing) = usage.get_consumer::<consumer::pull::Config>(&name).await {
         let info = existing.info().await.map_err(|e| err("info")(&e))?;
         if info.num_ack_pending == 0 && info.config.ack_policy == consumer::AckPolicy::All {
-            return Ok(existing);
+            if info.config.max_ack_pending == max_ack_pending && info.config.ack_wait == ack_wait {
+                return Ok(existing);
+            }
+            // Settings changed since the consumer was made (a new `ack_wait_secs`, batch sizes):
+            // both can be edited in place, keeping where the consumer is.
+            let current = <consumer::pull::Config as consumer::FromConsumer>::try_from_consumer_config(info.config.clone())
+                .map_err(|e| err("read config")(&e))?;
+            let config = consumer::pull::Config { max_ack_pending, ack_wait, ..current };
+            tracing::info!(consumer = %name, max_ack_pending, ack_wait_secs = cfg.ack_wait_secs, "updating the consumer's settings");
+            return usage.update_consumer(config).await.map_err(|e| err("update")(&e));
         }
         let floor = info.ack_floor.stream_sequence;
         tracing::warn!(
@@ -83,14 +102,12 @@ pub async fn ensure_consumer(usage: &stream::Stream, cfg: &IngestConfig, partiti
             deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence: floor + 1 };
         }
     }
-    // Room for two full segments in flight, since messages stay unacked until theirs is durable.
-    let max_ack_pending = i64::try_from(cfg.segment_max_events.saturating_mul(2)).unwrap_or(i64::MAX).max(1_000);
     usage
         .create_consumer(consumer::pull::Config {
             durable_name: Some(name.clone()),
             filter_subject: partition::consumer_filter(&cfg.subject_prefix, partition, cfg.partitions).unwrap_or_default(),
             ack_policy: consumer::AckPolicy::All,
-            ack_wait: Duration::from_secs(cfg.ack_wait_secs),
+            ack_wait,
             max_ack_pending,
             deliver_policy,
             ..Default::default()

@@ -5,4 +5,5 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod consumer;
 mod pull;
