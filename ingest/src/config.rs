@@ -24,7 +24,7 @@ pub struct IngestConfig {
     /// Messages per batch (and so per segment) at most; a segment is written when reached.
     /// A batch's messages stay unacked until its segment is durable, and JetStream's work per
     /// message grows with the messages awaiting an ack: at one event per message, batches of 100k
-    /// messages cost nats-server 20–25 % more CPU than batches of 20k, and ingest 10 % of its
+    /// messages cost nats-server 15–20 % more CPU than batches of 20k, and ingest 10 % of its
     /// rate (docs/PERFORMANCE.md). Batches of larger messages reach `segment_max_events` first.
     #[serde(default = "default_batch_max_messages")]
     pub batch_max_messages: usize,
